@@ -1,0 +1,200 @@
+"""Media I/O shared by every stage: probing, streaming frames in and out of ffmpeg, hashing.
+
+ffmpeg comes from the imageio-ffmpeg wheel, which ships no ffprobe, so probing reads the
+container with OpenCV (exact frame count and size) and `ffmpeg -i` (codec, pixel format, audio).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import ffmpeg
+import imageio_ffmpeg
+import numpy as np
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+class MediaError(RuntimeError):
+    """A file is not the media it should be, or ffmpeg failed on it."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    frames: int
+    codec: str
+    pix_fmt: str
+    has_audio: bool
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+
+_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+)[^,]*, (\w+)")
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Read size, frame rate, frame count, codec and audio presence of a video file."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise MediaError(f"{path.name}: missing or empty file")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise MediaError(f"{path.name}: not a readable video")
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    if width <= 0 or height <= 0 or fps <= 0 or frames <= 0:
+        raise MediaError(f"{path.name}: no video stream")
+    # ffmpeg -i always exits 1 without an output; its stderr is the header dump we want.
+    header = subprocess.run(
+        [FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60
+    ).stderr
+    match = _STREAM_RE.search(header)
+    codec, pix_fmt = (match.group(1), match.group(2)) if match else ("unknown", "unknown")
+    has_audio = re.search(r"Stream #\d+:\d+.*?: Audio:", header) is not None
+    return VideoInfo(width, height, round(fps, 3), frames, codec, pix_fmt, has_audio)
+
+
+def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
+    """Yield the frames of a video as BGR uint8 arrays, one at a time (never the whole clip).
+
+    With `max_side`, frames are shrunk (area interpolation) so their longer side is at most that.
+    """
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MediaError(f"{Path(path).name}: not a readable video")
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            if max_side and max(frame.shape[:2]) > max_side:
+                scale = max_side / max(frame.shape[:2])
+                size = (max(2, round(frame.shape[1] * scale)), max(2, round(frame.shape[0] * scale)))
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            yield frame
+    finally:
+        cap.release()
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path) -> Iterator[Path]:
+    """Give a temporary sibling path that is renamed to `dest` only if the block succeeds.
+
+    A crash therefore never leaves a half-written file under the final name.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.stem}.{uuid.uuid4().hex[:8]}.part{dest.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run_ffmpeg(stream, what: str) -> None:
+    """Run an ffmpeg-python graph with our ffmpeg binary; raise MediaError with ffmpeg's reason."""
+    try:
+        stream.global_args("-hide_banner", "-loglevel", "error", "-nostdin").run(
+            cmd=FFMPEG, capture_stdout=True, capture_stderr=True, overwrite_output=True
+        )
+    except ffmpeg.Error as exc:
+        tail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
+        raise MediaError(f"{what}: ffmpeg failed: {' | '.join(tail)}") from None
+
+
+H264_OUTPUT = {"vcodec": "libx264", "pix_fmt": "yuv420p", "movflags": "+faststart"}
+
+
+class FrameWriter:
+    """Stream BGR frames into an H.264 MP4 through an ffmpeg pipe; the file appears on close."""
+
+    def __init__(self, dest: str | Path, width: int, height: int, fps: float,
+                 crf: int = 18, preset: str = "veryfast"):
+        self.dest, self.width, self.height = Path(dest), width, height
+        self._atomic = atomic_path(self.dest)
+        tmp = self._atomic.__enter__()
+        self._proc = (
+            ffmpeg.input("pipe:", format="rawvideo", pix_fmt="bgr24", s=f"{width}x{height}",
+                         framerate=fps)
+            .output(str(tmp), r=fps, crf=crf, preset=preset, **H264_OUTPUT)
+            .global_args("-hide_banner", "-loglevel", "error")
+            .overwrite_output()
+            .run_async(cmd=FFMPEG, pipe_stdin=True, pipe_stderr=True)
+        )
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame {frame.shape} {frame.dtype} != ({self.height}, {self.width}, 3) uint8")
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            self._fail()
+
+    def _fail(self) -> None:
+        err = self._proc.stderr.read().decode(errors="replace").strip()
+        self._proc.kill()
+        self._atomic.__exit__(MediaError, None, None)
+        raise MediaError(f"{self.dest.name}: ffmpeg encode failed: {err[-300:]}")
+
+    def close(self) -> Path:
+        self._proc.stdin.close()
+        if self._proc.wait() != 0:
+            self._fail()
+        self._proc.stderr.close()
+        self._atomic.__exit__(None, None, None)
+        return self.dest
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._proc.stdin.close()
+        self._proc.kill()
+        self._proc.wait()
+        self._atomic.__exit__(RuntimeError, None, None)
+
+    def __enter__(self) -> "FrameWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes: the identity of media in cache keys, never its path."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to BGR uint8, or raise MediaError saying why it is unusable."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise MediaError(f"cannot read {path}: {exc.strerror}") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise MediaError(f"{path.name} is not an image OpenCV can decode (use PNG, JPEG or WebP)")
+    return image

@@ -1,0 +1,84 @@
+"""The provider interface: what every video generator (previz or a paid API) takes and returns.
+
+Blocks know nothing about storyboards: a request is plain generation parameters, in the
+normalised units every provider adapter converts from.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Literal
+
+from prefect.blocks.core import Block
+from pydantic import BaseModel, ConfigDict, Field
+
+AspectRatio = Literal["16:9", "9:16", "1:1"]
+
+
+class MotionRegion(BaseModel):
+    """A motion-brush region: a polygon whose pixels travel along a vector during the clip."""
+
+    model_config = ConfigDict(frozen=True)
+
+    polygon: tuple[tuple[float, float], ...] = Field(
+        description="Vertices as (x, y) fractions of the frame, origin top-left, y down.")
+    vector: tuple[float, float] = Field(
+        description="Total displacement over the clip as (dx, dy) fractions of frame width and "
+                    "height, y down.")
+
+
+class GenerationRequest(BaseModel):
+    """One take to generate: the normalised parameters every provider adapter understands."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: str = Field(description="The full structured prompt.")
+    model: str = Field(description="The provider's model name.")
+    seed: int = Field(ge=0, description="Seed; the same request and seed give the same take.")
+    duration: float = Field(gt=0, description="Clip length in seconds.")
+    fps: int = Field(gt=0, description="Frames per second.")
+    aspect_ratio: AspectRatio = Field(description="Frame aspect ratio.")
+    motion_amount: float = Field(0.5, ge=0, le=1, description="How much motion, 0 (still) to 1.")
+    reference_image: Path | None = Field(
+        None, description="Local reference image for image-to-video; remote ones are fetched first.")
+    motion_regions: tuple[MotionRegion, ...] = Field(
+        (), description="Motion-brush regions, in reference-image fractions.")
+
+
+class GenerationResult(BaseModel):
+    """A generated take on local disk, with what it cost."""
+
+    path: Path = Field(description="The MP4 on local disk.")
+    provider: str = Field(description="Provider block type that made it.")
+    model: str = Field(description="Model that made it.")
+    credits: float = Field(ge=0, description="Credits charged for it.")
+    seconds: float = Field(ge=0, description="Wall time the generation took.")
+
+
+class GenerationError(RuntimeError):
+    """A generation failed; `transient` says whether trying again may succeed."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class VideoProvider(Block):
+    """Base for video generation blocks: estimate what a take costs, then generate it."""
+
+    @abstractmethod
+    def estimate_credits(self, request: GenerationRequest) -> float:
+        """Credits this request will cost, known before anything is spent."""
+
+    @abstractmethod
+    def generate(self, request: GenerationRequest, dest: Path) -> GenerationResult:
+        """Generate the take into `dest` (an .mp4 path) and report what it cost."""
+
+    @abstractmethod
+    def render_size(self, aspect_ratio: AspectRatio) -> tuple[int, int]:
+        """Width and height of the clips this provider returns for an aspect ratio."""
+
+    def cache_identity(self) -> dict:
+        """Configuration that changes the output, for cache keys (secrets dump masked)."""
+        return {"block": self.get_block_type_slug(), **self.model_dump(mode="json")}
