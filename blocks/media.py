@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -198,3 +199,16 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise MediaError(f"{path.name} is not an image OpenCV can decode (use PNG, JPEG or WebP)")
     return image
+
+
+def place(src: str | Path, dest: str | Path) -> Path:
+    """Make `dest` hold the bytes of `src` (hard link when possible, else copy), atomically."""
+    src, dest = Path(src), Path(dest)
+    if src.resolve() == dest.resolve():
+        return dest
+    with atomic_path(dest) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:  # another filesystem, or links not allowed
+            shutil.copyfile(src, tmp)
+    return dest

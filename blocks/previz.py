@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field
 
 from blocks.previz_render import render_previz
-from blocks.providers import AspectRatio, GenerationRequest, GenerationResult, VideoProvider
+from blocks.providers import AspectRatio, frame_size, GenerationRequest, GenerationResult, VideoProvider
 
 
 class PrevizProvider(VideoProvider):
@@ -28,6 +28,7 @@ class PrevizProvider(VideoProvider):
 
     _block_type_name = "takeflow previz"
     _description = "Local motion-preview renderer: free, offline previews of a storyboard's shots."
+    models = ("motion-preview",)
 
     render_height: int = Field(
         720, ge=64, le=2160,
@@ -39,10 +40,7 @@ class PrevizProvider(VideoProvider):
     crf: int = Field(18, ge=0, le=51, description="x264 quality of the rendered clips (lower is better).")
 
     def render_size(self, aspect_ratio: AspectRatio) -> tuple[int, int]:
-        w, h = (int(x) for x in aspect_ratio.split(":"))
-        short = self.render_height
-        width, height = (round(short * w / h), short) if w >= h else (short, round(short * h / w))
-        return width - width % 2, height - height % 2
+        return frame_size(aspect_ratio, self.render_height)
 
     def estimate_credits(self, request: GenerationRequest) -> float:
         return round(self.credits_per_second * request.duration, 4)

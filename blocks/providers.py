@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from prefect.blocks.core import Block
 from pydantic import BaseModel, ConfigDict, Field
 
 AspectRatio = Literal["16:9", "9:16", "1:1"]
+
+
+def frame_size(aspect_ratio: AspectRatio, short_side: int) -> tuple[int, int]:
+    """Even width and height for an aspect ratio whose shorter side is `short_side` pixels."""
+    w, h = (int(x) for x in aspect_ratio.split(":"))
+    width, height = (round(short_side * w / h), short_side) if w >= h else (short_side, round(short_side * h / w))
+    return width - width % 2, height - height % 2
 
 
 class MotionRegion(BaseModel):
@@ -66,6 +73,8 @@ class GenerationError(RuntimeError):
 
 class VideoProvider(Block):
     """Base for video generation blocks: estimate what a take costs, then generate it."""
+
+    models: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def estimate_credits(self, request: GenerationRequest) -> float:

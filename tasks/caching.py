@@ -59,3 +59,8 @@ def content_key(*ignore: str) -> Callable[[TaskRunContext, dict[str, Any]], str 
         return hash_objects(context.task.name, PIPELINE_VERSION, content_identity(kept))
 
     return key
+
+
+def work_name(*inputs: Any) -> str:
+    """A short name derived from the inputs' content, so outputs of different work never share a path."""
+    return hash_objects(content_identity(list(inputs)))[:12]

@@ -1,0 +1,134 @@
+"""The `takeflow` command: validate a storyboard, or produce it into a finished video.
+
+Prefect runs embedded (a local server started on demand) unless PREFECT_API_URL points at a
+server, in which case runs show up there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from blocks.registry import load_provider
+from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, takes_for
+from tasks.prompts import expand_prompt
+from tasks.storyboard import Storyboard, StoryboardError, load_storyboard
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="takeflow", description="Storyboard in, finished video out.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    produce = commands.add_parser("produce", help="generate, score, upscale and assemble a storyboard")
+    produce.add_argument("file", type=Path, help="storyboard (.yaml, .yml or .json)")
+    produce.add_argument("--out", default="out", help="output folder (default: out)")
+    produce.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
+    produce.add_argument("--budget", type=_credits, help="credit budget, overriding the storyboard")
+    produce.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
+    validate = commands.add_parser("validate", help="check a storyboard and print its plan; spends nothing")
+    validate.add_argument("file", type=Path, help="storyboard (.yaml, .yml or .json)")
+    validate.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return int(text)
+
+
+def _credits(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be a number of credits, 0 or more")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        storyboard = load_storyboard(args.file)
+    except StoryboardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        return _validate(storyboard, args.takes)
+    return _produce(storyboard, args)
+
+
+def plan_storyboard(storyboard: Storyboard, takes: int | None) -> list[ShotPlan]:
+    """Expand and plan every shot without running anything."""
+    return [plan_shot(storyboard, i, expand_prompt.fn(shot, shot_id, storyboard.title,
+                                                       takes_for(storyboard, i, takes)))
+            for i, (shot, shot_id) in enumerate(zip(storyboard.shots, storyboard.shot_ids()))]
+
+
+def _validate(storyboard: Storyboard, takes: int | None) -> int:
+    plans = plan_storyboard(storyboard, takes)
+    # Saved provider blocks (with their prices) are only read when a server is configured.
+    saved = bool(os.environ.get("PREFECT_API_URL"))
+    providers = {name: load_provider(name, saved=saved) for name in {p.provider for p in plans}}
+    width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
+    print(f"{storyboard.title}: {len(plans)} shots, {storyboard.total_duration():.2f} s, "
+          f"delivered at {width}x{height} {storyboard.defaults.fps} fps")
+    for plan in plans:
+        print(f"\n{plan.shot_id}  {plan.duration:g} s  {plan.takes} takes  {plan.provider}/{plan.model}"
+              + (f"  reference {Path(plan.reference_image).name}" if plan.reference_image else "")
+              + (f"  {len(plan.motion_regions)} brush regions" if plan.motion_regions else ""))
+        print(f"  prompt: {plan.prompts.prompt.text()}")
+        for issue in plan.prompts.lint:
+            print(f"  lint {issue.part}: {issue.problem}; {issue.suggestion}")
+    estimate = estimate_credits(plans, providers)
+    budget = storyboard.defaults.budget
+    print(f"\nestimated cost: {estimate:g} credits"
+          + (f" of a {budget:g} budget" if budget is not None else " (no budget set)"))
+    if budget is not None and estimate > budget:
+        print(f"error: estimated cost {estimate:g} credits is over the budget of {budget:g}; "
+              "raise the budget, use fewer takes or shorten shots", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    """Keep Prefect's run logs off the terminal (they still reach the server) unless --verbose."""
+    if verbose:
+        return
+    for handler in logging.getLogger("prefect").handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.setLevel(logging.WARNING)
+
+
+def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from flows.produce import RunOptions, produce, project_slug
+    from flows.progress import terminal_display
+
+    _quiet_prefect_console(args.verbose)
+    options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget)
+    # A local run has no worker watching for crashed runs, so heartbeats would only slow the exit.
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), terminal_display():
+        state = produce(storyboard=storyboard, options=options, return_state=True)
+    if not state.is_completed():
+        message = (state.message or state.name).removeprefix("Flow run encountered an exception: ")
+        print(f"error: {message.splitlines()[0] if message else state.name}", file=sys.stderr)
+        return 1
+    report = state.result()
+    folder = Path(args.out) / project_slug(storyboard.title)
+    print(f"final video: {folder / 'final.mp4'}  ({report.duration:.2f} s, "
+          f"{report.width}x{report.height}, {report.fps} fps)")
+    print(f"takes: {report.generated} generated, {report.cached} from cache; "
+          f"credits spent: {report.credits_spent:g} (estimate {report.estimate:g})")
+    for shot in report.shots:
+        print(f"  {shot.shot_id}: take {shot.chosen}: {shot.reason}")
+    print(f"report: {folder / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

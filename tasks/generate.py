@@ -1,0 +1,62 @@
+"""Take generation: one provider call per take, cached by the content of everything it depends on."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from pathlib import Path
+
+import httpx
+from prefect import task
+
+from blocks.media import MediaError, atomic_path, read_image
+from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
+from tasks.caching import content_key
+
+MAX_REFERENCE_BYTES = 50 * 1024 * 1024
+
+
+def retry_unless_final(task, task_run, state) -> bool:
+    """Retry transient failures only: a refused prompt or bad input fails the same way again."""
+    try:
+        state.result()
+    except GenerationError as exc:
+        return exc.transient
+    except Exception:
+        return True
+    return False
+
+
+@task(name="generate-take", task_run_name="generate-{shot_id}-take-{take}",
+      cache_key_fn=content_key("shot_id", "take", "dest"), persist_result=True,
+      retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5,
+      retry_condition_fn=retry_unless_final)
+def generate_take(provider: VideoProvider, request: GenerationRequest, shot_id: str, take: int,
+                  dest: Path) -> GenerationResult:
+    """Generate one take into `dest`; an identical request anywhere is served from the cache."""
+    return provider.generate(request, dest)
+
+
+@task(name="fetch-reference", task_run_name="fetch-reference-{shot_id}", retries=2,
+      retry_delay_seconds=[1, 5], retry_condition_fn=retry_unless_final)
+def fetch_reference(url: str, shot_id: str, folder: Path) -> Path:
+    """Download a remote reference image (size-capped, verified as an image) into `folder`."""
+    with httpx.Client(timeout=httpx.Timeout(30, connect=10), follow_redirects=True) as client:
+        with client.stream("GET", url) as response:
+            response.raise_for_status()
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_REFERENCE_BYTES:
+                    raise GenerationError(f"{shot_id}: reference image at {url} is over 50 MB")
+                chunks.append(chunk)
+            suffix = mimetypes.guess_extension(response.headers.get("content-type", "").split(";")[0]) or ".img"
+    data = b"".join(chunks)
+    dest = folder / f"{shot_id}-{hashlib.sha256(data).hexdigest()[:12]}{suffix}"
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+        try:
+            read_image(tmp)
+        except MediaError:
+            raise GenerationError(f"{shot_id}: {url} is not an image (use PNG, JPEG or WebP)") from None
+    return dest

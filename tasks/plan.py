@@ -1,0 +1,71 @@
+"""Planning: what each shot will generate, at what size, and what it will cost, before any spend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from blocks.providers import AspectRatio, GenerationRequest, MotionRegion, VideoProvider, frame_size
+from tasks.prompts import ShotPrompts
+from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard, Transition
+
+
+class ShotPlan(BaseModel):
+    """Everything needed to generate a shot's takes, resolved from the storyboard's defaults."""
+
+    index: int = Field(description="Position in the storyboard, from 0.")
+    shot_id: str = Field(description="Shot name used in files and run names.")
+    provider: str = Field(description="Provider that generates the takes.")
+    model: str = Field(description="Model at that provider.")
+    duration: float = Field(description="Shot length in seconds.")
+    fps: int = Field(description="Frames per second.")
+    aspect_ratio: AspectRatio = Field(description="Frame aspect ratio.")
+    motion_amount: float = Field(description="Camera motion, 0 to 1.")
+    reference_image: str | None = Field(description="Reference image path or URL.")
+    motion_regions: tuple[MotionRegion, ...] = Field(description="Motion-brush regions as vectors.")
+    transition: Transition | None = Field(description="Join to the next shot (None for the last).")
+    prompts: ShotPrompts = Field(description="Expanded prompt, lint report and take seeds.")
+
+    @property
+    def takes(self) -> int:
+        return len(self.prompts.seeds)
+
+    def request(self, seed: int, reference: Path | None) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.prompts.prompt.text(), model=self.model, seed=seed, duration=self.duration,
+            fps=self.fps, aspect_ratio=self.aspect_ratio, motion_amount=self.motion_amount,
+            reference_image=reference, motion_regions=self.motion_regions)
+
+
+def takes_for(storyboard: Storyboard, index: int, override: int | None) -> int:
+    return override or storyboard.shots[index].takes or storyboard.defaults.takes
+
+
+def plan_shot(storyboard: Storyboard, index: int, prompts: ShotPrompts) -> ShotPlan:
+    """Resolve a shot's settings against the storyboard defaults."""
+    shot, defaults = storyboard.shots[index], storyboard.defaults
+    duration = storyboard.duration_of(index)
+    w, h = (int(x) for x in defaults.aspect_ratio.split(":"))
+    return ShotPlan(
+        index=index, shot_id=storyboard.shot_ids()[index],
+        provider=shot.provider or defaults.provider, model=shot.model or defaults.model,
+        duration=duration, fps=defaults.fps, aspect_ratio=defaults.aspect_ratio,
+        motion_amount=defaults.motion_amount if shot.motion_amount is None else shot.motion_amount,
+        reference_image=shot.reference_image,
+        motion_regions=tuple(MotionRegion(polygon=tuple(map(tuple, r.polygon)),
+                                          vector=r.vector(duration, w / h))
+                             for r in shot.motion_brush),
+        transition=storyboard.transition_after(index) if index < len(storyboard.shots) - 1 else None,
+        prompts=prompts)
+
+
+def estimate_credits(plans: list[ShotPlan], providers: dict[str, VideoProvider]) -> float:
+    """Credits the run would cost if every take were generated (cached takes cost nothing)."""
+    return round(sum(providers[p.provider].estimate_credits(p.request(seed, None))
+                     for p in plans for seed in p.prompts.seeds), 4)
+
+
+def delivery_size(aspect_ratio: AspectRatio, delivery: str) -> tuple[int, int]:
+    """Width and height of the deliverable: the delivery resolution names the short side."""
+    return frame_size(aspect_ratio, DELIVERY_SHORT_SIDE[delivery])

@@ -1,0 +1,286 @@
+"""The storyboard: what a creator hands takeflow, validated before anything is spent.
+
+A storyboard is YAML or JSON. Relative reference-image paths are resolved against the
+storyboard file's folder. Every problem is reported as one line naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import cv2
+import numpy as np
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+
+from blocks.media import MediaError, read_image
+from blocks.providers import AspectRatio
+from blocks.registry import PROVIDERS
+
+Delivery = Literal["720p", "1080p", "1440p", "4k"]
+DELIVERY_SHORT_SIDE = {"720p": 720, "1080p": 1080, "1440p": 1440, "4k": 2160}
+DIRECTIONS = {"right": 0, "up-right": 45, "up": 90, "up-left": 135, "left": 180,
+              "down-left": 225, "down": 270, "down-right": 315}
+SPEEDS = {"slow": 0.04, "medium": 0.08, "fast": 0.16}
+# Brush regions closer than this (fraction of the frame) blend into muddy motion.
+BRUSH_MIN_GAP = 0.01
+
+
+class StoryboardError(ValueError):
+    """A storyboard cannot be used; the message is one line naming the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Transition(_Strict):
+    """How a shot joins the next one."""
+
+    kind: Literal["cut", "crossfade"] = Field("cut", description="cut, or crossfade into the next shot.")
+    duration: float = Field(0.5, gt=0, le=5, description="Crossfade length in seconds.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_word(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+
+class BrushRegion(_Strict):
+    """A motion-brush region painted on the reference image (or on the frame without one)."""
+
+    polygon: list[tuple[float, float]] = Field(
+        min_length=3, description="Vertices as [x, y] fractions of the image, origin top-left.")
+    direction: float | Literal[tuple(DIRECTIONS)] = Field(  # type: ignore[valid-type]
+        description="Where the region moves: left, right, up, down, up-left, … or degrees "
+                    "(0 = right, 90 = up).")
+    speed: float | Literal["slow", "medium", "fast"] = Field(
+        "medium", description="slow, medium, fast, or fraction of the frame width per second.")
+
+    @field_validator("polygon")
+    @classmethod
+    def _inside_image(cls, polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        if any(not (0 <= c <= 1) for point in polygon for c in point):
+            raise ValueError("every vertex must lie in 0..1 (fractions of the image width and height)")
+        if _polygon_area(polygon) < 1e-4:
+            raise ValueError("the polygon has no area; give at least three vertices that are not in a line")
+        return polygon
+
+    @field_validator("speed")
+    @classmethod
+    def _positive_speed(cls, speed: float | str) -> float | str:
+        if isinstance(speed, float) and not 0 < speed <= 1:
+            raise ValueError("a numeric speed must be in (0, 1] frame widths per second")
+        return speed
+
+    def vector(self, duration: float, aspect: float) -> tuple[float, float]:
+        """Total displacement over `duration` as (dx, dy) fractions of frame width/height, y down."""
+        degrees = DIRECTIONS[self.direction] if isinstance(self.direction, str) else self.direction
+        speed = SPEEDS[self.speed] if isinstance(self.speed, str) else self.speed
+        distance = speed * duration
+        radians = math.radians(degrees)
+        return (round(distance * math.cos(radians), 6),
+                round(-distance * math.sin(radians) * aspect, 6))
+
+
+class Defaults(_Strict):
+    """Settings every shot inherits unless it overrides them."""
+
+    provider: str = Field("previz", description="Provider that generates takes (previz renders locally, free).")
+    model: str = Field("motion-preview", description="Model name at that provider.")
+    aspect_ratio: AspectRatio = Field("16:9", description="16:9 landscape, 9:16 vertical or 1:1 square.")
+    duration: float = Field(5.0, gt=0, le=60, description="Shot length in seconds.")
+    fps: int = Field(24, ge=1, le=120, description="Frames per second of takes and delivery.")
+    takes: int = Field(3, ge=1, le=16, description="Takes (variations) generated per shot.")
+    delivery: Delivery = Field("1080p", description="Delivery resolution: 720p, 1080p, 1440p or 4k.")
+    budget: float | None = Field(None, ge=0, description="Credit budget for the whole run; none means no cap.")
+    motion_amount: float = Field(0.5, ge=0, le=1, description="Camera motion, 0 still to 1 strong.")
+    transition: Transition = Field(Transition(), description="Default join between shots.")
+
+
+class Shot(_Strict):
+    """One shot: a free-text brief and/or structured prompt fields, plus optional references."""
+
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$",
+                           description="Short name used in file and run names (default shot-01, …).")
+    brief: str | None = Field(None, min_length=1, description="Free-text description of the shot.")
+    subject: str | None = Field(None, min_length=1, description="Who or what the shot is about.")
+    action: str | None = Field(None, description="What the subject does and how it moves.")
+    environment: str | None = Field(None, description="Where it happens.")
+    camera: str | None = Field(None, description="Camera instruction, e.g. 'slow dolly in at eye level'.")
+    lighting: str | None = Field(None, description="Mood and lighting, e.g. 'warm golden-hour backlight'.")
+    reference_image: str | None = Field(None, description="Image file path or https URL for image-to-video.")
+    motion_brush: list[BrushRegion] = Field([], description="Regions that move on their own vectors.")
+    duration: float | None = Field(None, gt=0, le=60, description="Overrides defaults.duration.")
+    provider: str | None = Field(None, description="Overrides defaults.provider.")
+    model: str | None = Field(None, description="Overrides defaults.model.")
+    takes: int | None = Field(None, ge=1, le=16, description="Overrides defaults.takes.")
+    motion_amount: float | None = Field(None, ge=0, le=1, description="Overrides defaults.motion_amount.")
+    transition: Transition | None = Field(None, description="Join to the next shot; overrides defaults.transition.")
+
+    @model_validator(mode="after")
+    def _has_content(self) -> "Shot":
+        if not self.brief and not self.subject:
+            raise ValueError("needs a brief, or structured fields starting with subject")
+        return self
+
+    @field_validator("reference_image")
+    @classmethod
+    def _readable_image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or value.startswith(("https://", "http://")):
+            return value
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = Path((info.context or {}).get("base_dir", ".")) / path
+        try:
+            read_image(path)
+        except MediaError as exc:
+            raise ValueError(f"{exc}; give a PNG/JPEG file path or an https URL") from None
+        return str(path.resolve())
+
+    @field_validator("motion_brush")
+    @classmethod
+    def _regions_apart(cls, regions: list[BrushRegion]) -> list[BrushRegion]:
+        for i, j in _touching_pairs(regions):
+            raise ValueError(f"regions {i} and {j} overlap or touch; leave a gap of at least "
+                             f"{BRUSH_MIN_GAP:.0%} of the frame between brushed regions")
+        return regions
+
+
+class Storyboard(_Strict):
+    """A titled list of shots to turn into one finished video."""
+
+    title: str = Field(min_length=1, max_length=120, description="Project title; names the output folder.")
+    defaults: Defaults = Field(Defaults(), description="Settings every shot inherits.")
+    shots: list[Shot] = Field(min_length=1, max_length=200, description="The shots, in order.")
+
+    @model_validator(mode="after")
+    def _check_sequence(self) -> "Storyboard":
+        for index, shot in enumerate(self.shots):
+            _check_model(index, shot.provider or self.defaults.provider, shot.model or self.defaults.model)
+        ids = self.shot_ids()
+        for index, shot_id in enumerate(ids):
+            if ids.index(shot_id) != index:
+                raise ValueError(f"shots[{index}].id: '{shot_id}' is used twice; give every shot its own id")
+        fades = [0.0] + [self.transition_after(i).duration if self.transition_after(i).kind == "crossfade"
+                         else 0.0 for i in range(len(self.shots) - 1)] + [0.0]
+        for index in range(len(self.shots)):
+            if fades[index] + fades[index + 1] >= self.duration_of(index):
+                raise ValueError(f"shots[{max(0, index - (fades[index + 1] == 0))}].transition: crossfades "
+                                 f"into and out of shots[{index}] need a shot longer than "
+                                 f"{fades[index] + fades[index + 1]:g} s; shorten the crossfade")
+        return self
+
+    def shot_ids(self) -> list[str]:
+        return [shot.id or f"shot-{n:02d}" for n, shot in enumerate(self.shots, 1)]
+
+    def duration_of(self, index: int) -> float:
+        return self.shots[index].duration or self.defaults.duration
+
+    def transition_after(self, index: int) -> Transition:
+        return self.shots[index].transition or self.defaults.transition
+
+    def total_duration(self) -> float:
+        fades = sum(self.transition_after(i).duration for i in range(len(self.shots) - 1)
+                    if self.transition_after(i).kind == "crossfade")
+        return sum(self.duration_of(i) for i in range(len(self.shots))) - fades
+
+
+def _check_model(index: int, provider: str, model: str) -> None:
+    where = f"shots[{index}]"
+    if provider not in PROVIDERS:
+        raise ValueError(f"{where}.provider: unknown provider '{provider}'; available: {', '.join(sorted(PROVIDERS))}")
+    models = PROVIDERS[provider].models
+    if model not in models:
+        raise ValueError(f"{where}.model: '{model}' is not a {provider} model; use one of: {', '.join(models)}")
+
+
+def _polygon_area(polygon: list[tuple[float, float]]) -> float:
+    xs, ys = zip(*polygon)
+    return abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) / 2
+
+
+def _touching_pairs(regions: list[BrushRegion], grid: int = 400) -> list[tuple[int, int]]:
+    """Pairs of regions that overlap or lie closer than BRUSH_MIN_GAP, found by rasterising."""
+    gap = max(1, round(BRUSH_MIN_GAP * grid))
+    kernel = np.ones((2 * gap + 1, 2 * gap + 1), np.uint8)
+    masks = []
+    for region in regions:
+        mask = np.zeros((grid, grid), np.uint8)
+        cv2.fillPoly(mask, [np.round(np.array(region.polygon) * (grid - 1)).astype(np.int32)], 1)
+        masks.append(mask)
+    grown = [cv2.dilate(mask, kernel) for mask in masks]
+    return [(i, j) for i in range(len(masks)) for j in range(i + 1, len(masks))
+            if np.any(grown[i] & masks[j])]
+
+
+# ---- loading and one-line errors -------------------------------------------------------------
+
+_FIELD_NAMES = sorted({name for model in (Storyboard, Defaults, Shot, BrushRegion, Transition)
+                       for name in model.model_fields})
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not str(part).startswith(("function-", "literal[", "float", "str", "int")):
+            text += f".{part}" if text else str(part)
+    return text or "storyboard"
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line for the first problem: where it is, what is wrong, what to do."""
+    first = error.errors()[0]
+    where, kind = _location(first["loc"]), first["type"]
+    message = first["msg"].removeprefix("Value error, ").removeprefix("Input ")
+    if kind == "extra_forbidden":
+        field = str(first["loc"][-1])
+        close = difflib.get_close_matches(field, _FIELD_NAMES, n=1)
+        message = "unknown field; " + (f"did you mean '{close[0]}'?" if close else "remove it")
+    elif kind == "missing":
+        message = "is required; add it"
+    elif kind == "too_short" and where.endswith("shots"):
+        message = "the storyboard has no shots; add at least one shot with a brief"
+    elif kind == "model_type":
+        message = "should be a mapping of fields (key: value)"
+    more = len(error.errors()) - 1
+    # Sequence checks name their own field (e.g. "shots[2].transition: …").
+    prefix = "" if not first["loc"] and message.startswith("shots[") else f"{where}: "
+    return f"{prefix}{message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def parse_storyboard(data: Any, base_dir: Path | str = ".") -> Storyboard:
+    """Validate storyboard data; raise StoryboardError with a one-line message."""
+    if not isinstance(data, dict):
+        raise StoryboardError("storyboard: the top level must be a mapping with title, defaults and shots")
+    try:
+        return Storyboard.model_validate(data, context={"base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise StoryboardError(describe_error(exc)) from None
+
+
+def load_storyboard(path: str | Path) -> Storyboard:
+    """Read a YAML or JSON storyboard file; raise StoryboardError with a one-line message."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoryboardError(f"{path}: cannot read the storyboard ({getattr(exc, 'strerror', exc)})") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StoryboardError(f"{path.name}: {line}not valid YAML/JSON ({problem})") from None
+    try:
+        return parse_storyboard(data, path.parent)
+    except StoryboardError as exc:
+        raise StoryboardError(f"{path.name}: {exc}") from None

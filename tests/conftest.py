@@ -1,0 +1,29 @@
+"""Shared fixtures: a real Prefect test server for flow tests, isolated result storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A Prefect API server for this test session, with a small saved previz block.
+
+    The block makes every previz take 256x144 so flow tests stay quick; it is loaded by name
+    exactly as a team's saved provider configuration would be.
+    """
+    from prefect.settings import (PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+                                  PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings)
+    from prefect.testing.utilities import prefect_test_harness
+
+    from blocks.previz import PrevizProvider
+
+    results = tmp_path_factory.mktemp("prefect-results")
+    with prefect_test_harness(server_startup_timeout=120), temporary_settings({
+            PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_RESULTS_LOCAL_STORAGE_PATH: str(results)}):
+        PrevizProvider(render_height=144).save("previz", overwrite=True)
+        yield {"api_url": PREFECT_API_URL.value(), "results": results}

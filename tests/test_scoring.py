@@ -1,0 +1,192 @@
+"""Scoring stage: QC gates, metrics and best-take selection on small synthetic clips.
+
+Every degraded clip is a twin of one clean clip (same texture and motion), so a metric that moves
+the wrong way, or a gate that misfires on the clean take, fails a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from blocks.media import FrameWriter
+from tasks.metrics import Expectation, TakeMetrics, measure_take
+from tasks.score import score_take, select_best
+
+WIDTH, HEIGHT, FPS, SECONDS = 160, 90, 12, 2
+FRAMES = FPS * SECONDS
+EXPECTED = Expectation(width=WIDTH, height=HEIGHT, fps=FPS, duration=SECONDS)
+
+
+def moving_frames(count: int = FRAMES, width: int = WIDTH, height: int = HEIGHT) -> list[np.ndarray]:
+    """A seeded blobby texture panning 2 px right and 1 px down per frame."""
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    texture = cv2.resize(coarse, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    return [np.ascontiguousarray(texture[i:i + height, 2 * i:2 * i + width]) for i in range(count)]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
+    height, width = frames[0].shape[:2]
+    with FrameWriter(path, width, height, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
+
+
+def flickering(frames: list[np.ndarray]) -> list[np.ndarray]:
+    # Every other frame 30 levels brighter: the classic AI-video brightness flicker.
+    return [np.clip(f.astype(np.int16) + 30 * (i % 2), 0, 255).astype(np.uint8)
+            for i, f in enumerate(frames)]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("takes")
+    clean = moving_frames()
+    paths = {
+        "clean": write_clip(folder / "clean.mp4", clean),
+        "flicker": write_clip(folder / "flicker.mp4", flickering(clean)),
+        "blurred": write_clip(folder / "blurred.mp4",
+                              [cv2.GaussianBlur(f, (0, 0), 1.5) for f in clean]),
+        "frozen": write_clip(folder / "frozen.mp4", [clean[0]] * FRAMES),
+        "black": write_clip(folder / "black.mp4",
+                            [np.zeros_like(f) for f in clean[:FPS]] + clean[FPS:]),
+        # Two black frames (0.17 s) are a blink, under the 0.2 s gate.
+        "blink": write_clip(folder / "blink.mp4",
+                            clean[:10] + [np.zeros_like(f) for f in clean[10:12]] + clean[12:]),
+        "short": write_clip(folder / "short.mp4", clean[:FRAMES * 3 // 4]),
+        "wrong_size": write_clip(folder / "wrong_size.mp4", moving_frames(width=192, height=108)),
+        "wrong_fps": write_clip(folder / "wrong_fps.mp4", moving_frames(15 * SECONDS), fps=15),
+        "empty": folder / "empty.mp4",
+        "truncated": folder / "truncated.mp4",
+    }
+    paths["empty"].write_bytes(b"")
+    data = paths["clean"].read_bytes()
+    paths["truncated"].write_bytes(data[:len(data) // 2])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def measured(clips: dict[str, Path]) -> dict[str, TakeMetrics]:
+    return {name: measure_take(path, EXPECTED) for name, path in clips.items()}
+
+
+def test_clean_take_passes_with_every_metric(measured: dict[str, TakeMetrics]) -> None:
+    clean = measured["clean"]
+    assert clean.passed and clean.hard_fails == []
+    assert clean.frames == FRAMES
+    assert {"temporal_flicker", "brightness_stability", "sharpness"} <= clean.metrics.keys()
+    assert 0.5 < clean.metrics["temporal_flicker"] < 0.99  # it moves, so below a static 1.0
+    assert clean.metrics["frozen_share"] == 0.0
+    assert clean.metrics["black_share"] == 0.0
+
+
+@pytest.mark.parametrize("twin, metric", [
+    ("flicker", "temporal_flicker"),
+    ("flicker", "brightness_stability"),
+    ("blurred", "sharpness"),
+])
+def test_degraded_twin_scores_worse(measured: dict[str, TakeMetrics], twin: str, metric: str) -> None:
+    assert measured[twin].passed, measured[twin].hard_fails  # soft faults are ranked, not rejected
+    assert measured[twin].metrics[metric] < measured["clean"].metrics[metric]
+
+
+@pytest.mark.parametrize("name, fails", [
+    ("frozen", ["frozen 100% of the clip"]),
+    ("black", ["black frames 0.00–1.00 s"]),
+    ("short", ["duration 1.50 s, expected 2.00 s"]),
+    ("wrong_size", ["size 192x108, expected 160x90"]),
+    ("wrong_fps", ["fps 15, expected 12"]),
+    ("empty", ["unreadable: missing or empty file"]),
+])
+def test_hard_fail_names_the_fault(measured: dict[str, TakeMetrics], name: str,
+                                   fails: list[str]) -> None:
+    assert not measured[name].passed
+    assert measured[name].hard_fails == fails
+
+
+def test_black_blink_under_the_gate_passes(measured: dict[str, TakeMetrics]) -> None:
+    blink = measured["blink"]
+    assert blink.passed, blink.hard_fails
+    assert blink.metrics["black_share"] == pytest.approx(2 / FRAMES)
+
+
+def test_truncated_file_fails_without_raising(measured: dict[str, TakeMetrics]) -> None:
+    truncated = measured["truncated"]
+    assert not truncated.passed
+    assert any("frames" in fail or "unreadable" in fail for fail in truncated.hard_fails)
+    assert truncated.frames < FRAMES
+
+
+def test_same_file_gives_identical_metrics(clips: dict[str, Path],
+                                           measured: dict[str, TakeMetrics]) -> None:
+    assert measure_take(clips["clean"], EXPECTED) == measured["clean"]
+
+
+def test_task_wraps_measure_take_and_names_runs_by_file(clips: dict[str, Path],
+                                                        measured: dict[str, TakeMetrics]) -> None:
+    assert score_take.fn(clips["blurred"], EXPECTED) == measured["blurred"]
+    for take in (Path("/shots/s01/s01_take2.mp4"), "/shots/s01/s01_take2.mp4"):
+        assert score_take.task_run_name(parameters={"take": take}) == "score-s01_take2"
+
+
+def test_select_best_picks_clean_take_and_excludes_failures(
+        measured: dict[str, TakeMetrics]) -> None:
+    names = ["black", "blurred", "clean", "flicker", "frozen"]
+    selection = select_best([measured[n] for n in names])
+    assert selection.index == 2
+    assert selection.totals[0] is None and selection.totals[4] is None
+    assert all(0.0 <= selection.totals[i] <= 1.0 for i in (1, 2, 3))
+    assert selection.reason.startswith("take 3: ")
+    assert "take 1 black frames 0.00–1.00 s" in selection.reason
+    assert "take 5 frozen" in selection.reason
+
+
+def test_select_best_with_no_passing_take(measured: dict[str, TakeMetrics]) -> None:
+    selection = select_best([measured["black"], measured["short"], measured["empty"]])
+    assert selection.index is None
+    assert selection.totals == [None, None, None]
+    assert selection.reason == ("no take passed QC: take 1 black frames 0.00–1.00 s; "
+                                "take 2 duration 1.50 s, expected 2.00 s; "
+                                "take 3 unreadable: missing or empty file")
+
+
+def take(**metrics: float) -> TakeMetrics:
+    return TakeMetrics(passed=True, hard_fails=[], metrics=metrics, frames=FRAMES)
+
+
+def test_third_decimal_differences_decide() -> None:
+    takes = [take(temporal_flicker=0.981, brightness_stability=0.999, sharpness=120.0),
+             take(temporal_flicker=0.984, brightness_stability=0.999, sharpness=120.0)]
+    selection = select_best(takes)
+    assert selection.index == 1
+    assert selection.totals == [pytest.approx(2 / 3), 1.0]  # equal metrics tie at 1
+    assert selection.reason == "take 2: least flicker"
+
+
+def test_equal_takes_tie_and_the_first_is_kept() -> None:
+    same = take(temporal_flicker=0.98, brightness_stability=0.99, sharpness=50.0)
+    selection = select_best([same, same, same])
+    assert selection.index == 0
+    assert selection.totals == [1.0, 1.0, 1.0]
+    assert "tie" in selection.reason
+
+
+def test_unweighted_metrics_are_ignored_until_weighted() -> None:
+    takes = [take(temporal_flicker=0.99, sharpness=100.0, motion=0.1),
+             take(temporal_flicker=0.98, sharpness=90.0, motion=0.9)]
+    assert select_best(takes).index == 0
+    selection = select_best(takes, weights={"motion": 1.0})
+    assert selection.index == 1
+    assert selection.reason == "take 2: best motion"
+
+
+def test_a_take_missing_a_weighted_metric_counts_as_worst_on_it() -> None:
+    takes = [take(sharpness=100.0), take(sharpness=10.0, temporal_flicker=0.9)]
+    selection = select_best(takes, weights={"sharpness": 1.0, "temporal_flicker": 2.0})
+    assert selection.index == 1
+    assert selection.totals == [pytest.approx(1 / 3), pytest.approx(2 / 3)]
