@@ -96,9 +96,14 @@ def _validate(storyboard: Storyboard, takes: int | None) -> int:
 
 def _quiet_prefect_console(verbose: bool) -> None:
     """Keep Prefect's run logs off the terminal (they still reach the server) unless --verbose."""
+    if not os.environ.get("PREFECT_API_URL"):
+        # The embedded server is this run's alone: keep its housekeeping (telemetry, shutdown
+        # chatter) off the user's terminal. Its subprocess reads these from the environment.
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     if verbose:
         return
-    for handler in logging.getLogger("prefect").handlers:
+    for handler in logging.getLogger().handlers:
         if type(handler).__name__ == "PrefectConsoleHandler":
             handler.setLevel(logging.WARNING)
 
@@ -125,7 +130,7 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
     print(f"takes: {report.generated} generated, {report.cached} from cache; "
           f"credits spent: {report.credits_spent:g} (estimate {report.estimate:g})")
     for shot in report.shots:
-        print(f"  {shot.shot_id}: take {shot.chosen}: {shot.reason}")
+        print(f"  {shot.shot_id}: {shot.reason}")
     print(f"report: {folder / 'report.json'}")
     return 0
 

@@ -97,6 +97,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     missing = [s for s in shots if s.chosen is None]
     if missing:
         report.status = "; ".join(f"{s.shot_id}: {s.reason}" for s in missing)
+        report.timings = timings
         write_report(report, folder)
         return Failed(name="NoAcceptableTake", message=(
             f"{report.status}. Takes are kept in {folder / 'takes'}; adjust the prompt or add takes and rerun"))
@@ -118,7 +119,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     progress.advance("assemble", "poster.jpg")
     timings["assemble"] = time.perf_counter() - clock
 
-    report.final, report.poster = final.name, poster.name
+    report.final, report.poster, report.timings = final.name, poster.name, timings
     write_report(report, folder)
     logger.info(f"final video: {final} ({report.generated} takes generated, {report.cached} from cache)")
     return report
