@@ -1,16 +1,18 @@
 """Benchmark: previz render speed, and `takeflow produce` on every example, first run vs cached rerun.
 
-Run: python bench/run.py            (prints a markdown table; takes a few minutes)
+Run: python bench/run.py            (prints markdown tables; takes about five minutes)
 
-Each production runs as a user would run it: the `takeflow` console script, embedded Prefect,
-a private PREFECT_HOME and result store (so the first run really starts with a cold cache).
+Each production runs as a user would run it, through the `takeflow` console script, in two
+Prefect modes: embedded (PREFECT_API_URL unset: Prefect starts a server for each command) and
+against a running `prefect server start`. Each mode gets its own PREFECT_HOME and result store,
+so every first run really starts with a cold cache.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -67,29 +69,65 @@ def bench_example(example: Path, workdir: Path, env: dict[str, str]) -> dict:
             "rerun": again_wall, "rerun_rss": again_rss}
 
 
-def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="takeflow-bench-"))
-    env = {**os.environ, "PREFECT_HOME": str(workdir / "prefect-home"),
-           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(workdir / "results")}
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """A `prefect server start` on a free loopback port, and its API URL once it answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-ui"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            import httpx
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("prefect server did not start within 120 s")
+
+
+def bench_mode(mode: str, workdir: Path) -> None:
+    home = workdir / mode
+    (home / "prefect-home").mkdir(parents=True)
+    env = {**os.environ, "PREFECT_HOME": str(home / "prefect-home"),
+           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results")}
     env.pop("PREFECT_API_URL", None)
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}\n")
-
-    print("| previz render, 5 s 1280x720 24 fps | seconds | goal |\n|---|---|---|")
-    for row in bench_previz(workdir):
-        print(f"| {row['case']} | {row['seconds']:.2f} | ≤ 5 |")
-
-    # The very first embedded start creates Prefect's database; time it apart from the examples.
-    first_start, _ = measured([sys.executable, "-c", "from prefect import flow; flow(lambda: None)()"], env)
-    print(f"\nfirst-ever embedded Prefect start (creates its database): {first_start:.1f} s\n")
-
+    server = None
+    if mode == "embedded":
+        # The very first start creates Prefect's database; time it apart from the examples.
+        first_start, _ = measured([sys.executable, "-c", "from prefect import flow; flow(lambda: None)()"], env)
+        print(f"\n**{mode}** (first-ever start, which creates Prefect's database: {first_start:.1f} s)\n")
+    else:
+        server, env["PREFECT_API_URL"] = start_server(env)
+        print(f"\n**{mode}** (`prefect server start` already running)\n")
     print("| example | takes | final | wall s | peak RSS MiB | start-up+exit s | generate s | score s "
           "| upscale s | assemble s | cached rerun s | rerun / first |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for example in EXAMPLES:
-        r = bench_example(example, workdir, env)
-        print(f"| {r['example']} | {r['takes']} | {r['duration']:.2f} s {r['size']} | {r['wall']:.1f} "
-              f"| {r['rss']:.0f} | {r['startup']:.1f} | {r['generate']:.1f} | {r['score']:.1f} "
-              f"| {r['upscale']:.1f} | {r['assemble']:.1f} | {r['rerun']:.1f} | {r['rerun'] / r['wall']:.0%} |")
+    try:
+        for example in EXAMPLES:
+            r = bench_example(example, home, env)
+            print(f"| {r['example']} | {r['takes']} | {r['duration']:.2f} s {r['size']} | {r['wall']:.1f} "
+                  f"| {r['rss']:.0f} | {r['startup']:.1f} | {r['generate']:.1f} | {r['score']:.1f} "
+                  f"| {r['upscale']:.1f} | {r['assemble']:.1f} | {r['rerun']:.1f} | {r['rerun'] / r['wall']:.0%} |",
+                  flush=True)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="takeflow-bench-"))
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}\n")
+    print("| previz render, 5 s 1280x720 24 fps | seconds | goal |\n|---|---|---|")
+    for row in bench_previz(workdir):
+        print(f"| {row['case']} | {row['seconds']:.2f} | ≤ 5 |", flush=True)
+    for mode in ("embedded", "server"):
+        bench_mode(mode, workdir)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from prefect import task
 from blocks.media import H264_OUTPUT, atomic_path, place, probe, run_ffmpeg
 from tasks.caching import content_key
 
-# An intermediate encoded once more at assembly: near-transparent quality, fast preset
-# (veryfast at crf 14 is 2.6x quicker than medium at 1080p and loses nothing visible at this crf).
+# An intermediate, encoded once more at assembly: a low crf keeps it near-transparent, and the
+# veryfast preset took 2.3 s instead of medium's 5.9 s for a 4 s 1080p clip on a 2-core machine.
 UPSCALE_CRF = 14
 UPSCALE_PRESET = "veryfast"
 # luma 5x5 at 0.6: enough to undo Lanczos softening without halos; chroma is left alone.
