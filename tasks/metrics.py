@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
+from blocks.providers import MotionRegion
 from blocks.media import MediaError, VideoInfo, iter_frames, probe
 
 # Frames are shrunk so their longer side is at most this before any metric sees them. Takes of one
@@ -41,13 +42,19 @@ _UNREADABLE = (MediaError, cv2.error, OSError, subprocess.SubprocessError)
 
 
 class Expectation(BaseModel):
-    """What every take of a shot must be: the size, rate and length that were requested."""
+    """What every take of a shot must be, and what it was asked to do (for adherence metrics)."""
 
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     fps: float = Field(gt=0)
     duration: float = Field(gt=0, description="seconds")
     still_allowed: bool = Field(False, description="The shot asks for no motion, so a still take is no fault.")
+    camera: str = Field("", description="The shot's camera instruction as written ('' when none).")
+    motion_amount: float | None = Field(None, ge=0, le=1, description="Requested motion, 0 still to 1 strong.")
+    regions: tuple[MotionRegion, ...] = Field(
+        (), description="Motion-brush regions, polygons in fractions of the FRAME (not the reference).")
+    reference_image: Path | None = Field(None, description="Reference image for image-to-video fidelity.")
+    audio_expected: bool = Field(False, description="The model promises an audio track.")
 
 
 class TakeMetrics(BaseModel):
