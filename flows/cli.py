@@ -111,7 +111,7 @@ def _quiet_prefect_console(verbose: bool) -> None:
 def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from flows.produce import RunOptions, produce, project_slug
+    from flows.produce import RunOptions, produce
     from flows.progress import terminal_display
 
     _quiet_prefect_console(args.verbose)
@@ -124,7 +124,7 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
         print(f"error: {message.splitlines()[0] if message else state.name}", file=sys.stderr)
         return 1
     report = state.result()
-    folder = Path(args.out) / project_slug(storyboard.title)
+    folder = Path(args.out) / storyboard.project_slug
     print(f"final video: {folder / 'final.mp4'}  ({report.duration:.2f} s, "
           f"{report.width}x{report.height}, {report.fps} fps)")
     print(f"takes: {report.generated} generated, {report.cached} from cache; "

@@ -10,24 +10,23 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from blocks.media import place
-from blocks.providers import GenerationRequest, VideoProvider
+from blocks.providers import VideoProvider
 from blocks.registry import load_provider
 from flows.progress import RunProgress
 from tasks.assemble import assemble_final, make_poster
 from tasks.caching import work_name
-from tasks.generate import fetch_reference, generate_take
-from tasks.metrics import Expectation
+from flows.takes import ShotTakes, choose, first_jobs, next_jobs, run_round
+from tasks.contact_sheet import make_contact_sheet_task
+from tasks.generate import fetch_reference
 from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, takes_for
 from tasks.prompts import expand_prompt
-from tasks.report import ProductionReport, ShotRecord, TakeRecord, write_report
-from tasks.score import score_take, select_best
+from tasks.report import ProductionReport, ShotRecord, write_report
 from tasks.storyboard import Storyboard
 from tasks.upscale import upscale_take
 
@@ -44,20 +43,15 @@ class RunOptions(BaseModel):
     budget: float | None = Field(None, ge=0, description="Credit budget; overrides the storyboard's.")
 
 
-def project_slug(title: str) -> str:
-    slug = "".join(c if c.isalnum() else "-" for c in title.lower())
-    return "-".join(part for part in slug.split("-") if part)[:60] or "project"
-
-
 def _run_name() -> str:
-    return f"produce-{project_slug(flow_run.parameters['storyboard'].title)}"
+    return f"produce-{flow_run.parameters['storyboard'].project_slug}"
 
 
 @flow(name="produce", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_TASKS))
 def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> ProductionReport:
     """Turn a storyboard into final.mp4, takes, scores and report.json under out_dir/<project>/."""
     logger = get_run_logger()
-    folder = Path(options.out_dir).resolve() / project_slug(storyboard.title)
+    folder = Path(options.out_dir).resolve() / storyboard.project_slug
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -78,33 +72,38 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
 
     progress = RunProgress(STAGE_WEIGHTS)
     clock = time.perf_counter()
-    references = _fetch_references(plans, folder / "references")
-    records = _generate(plans, providers, references, folder, progress)
-    timings["generate"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    shots = _score_and_choose(plans, providers, records, folder, progress)
-    timings["score"] = time.perf_counter() - clock
+    shots = _shot_takes(plans, providers, folder, budget, estimate)
+    jobs = [job for shot in shots.values() for job in first_jobs(shot)]
+    while jobs:  # each round: generate and score, choose, then add takes where none is good enough
+        run_round(jobs, shots, providers, folder, progress)
+        for shot in shots.values():
+            choose(shot)
+        jobs = [job for shot in shots.values()
+                for job in next_jobs(shot, storyboard.title, providers[shot.plan.provider])]
+    records = [_shot_record(shot, folder) for shot in shots.values()]
+    timings["generate+score"] = time.perf_counter() - clock
 
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
     fps = storyboard.defaults.fps
     report = ProductionReport(
         title=storyboard.title, status="complete", width=width, height=height, fps=fps,
         duration=storyboard.total_duration(), estimate=estimate, budget=budget,
-        credits_spent=round(sum(s.credits_spent for s in shots), 4),
-        generated=sum(not t.from_cache for s in shots for t in s.takes if t.file),
-        cached=sum(t.from_cache for s in shots for t in s.takes), timings=timings, shots=shots)
-    missing = [s for s in shots if s.chosen is None]
-    if missing:
+        credits_spent=round(sum(s.credits_spent for s in records), 4),
+        generated=sum(not t.from_cache for s in records for t in s.takes if t.file),
+        cached=sum(t.from_cache for s in records for t in s.takes), timings=timings, shots=records)
+
+    clock = time.perf_counter()
+    usable = [(plan, shot) for plan, shot in zip(plans, records) if shot.chosen is not None]
+    clips = _upscale(usable, folder, width, height, fps, progress)
+    timings["upscale"] = time.perf_counter() - clock
+    missing = [s for s in records if s.chosen is None]
+    if missing:  # the other shots are upscaled and kept; the edit would have a hole, so none is cut
         report.status = "; ".join(f"{s.shot_id}: {s.reason}" for s in missing)
         report.timings = timings
         write_report(report, folder)
         return Failed(name="NoAcceptableTake", message=(
-            f"{report.status}. Takes are kept in {folder / 'takes'}; adjust the prompt or add takes and rerun"))
-
-    clock = time.perf_counter()
-    clips = _upscale(plans, shots, folder, width, height, fps, progress)
-    timings["upscale"] = time.perf_counter() - clock
+            f"{report.status}. Every take is kept in {folder / 'takes'}; adjust the prompt, "
+            "lower the quality bar or allow more takes, and rerun"))
 
     clock = time.perf_counter()
     progress.start("assemble", 2)
@@ -128,101 +127,58 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
 def _cached(task, *args):
     """Run a cached task; if its cached output file has since been deleted, redo the work."""
     result = task(*args)
-    path = getattr(result, "path", result)
-    if not Path(path).is_file():
+    if not Path(result).is_file():
         result = task.with_options(refresh_cache=True)(*args)
     return result
 
 
-def _fetch_references(plans: list[ShotPlan], folder: Path) -> dict[str, Path]:
-    references = {}
+def _shot_takes(plans: list[ShotPlan], providers: dict[str, VideoProvider], folder: Path,
+                budget: float | None, estimate: float) -> dict[str, ShotTakes]:
+    """Each shot's reference image (remote ones fetched) and its share of the budget."""
+    shots = {}
     for plan in plans:
-        ref = plan.reference_image
-        if ref and ref.startswith(("https://", "http://")):
-            references[plan.shot_id] = fetch_reference(ref, plan.shot_id, folder)
-        elif ref:
-            references[plan.shot_id] = Path(ref)
-    return references
-
-
-def _generate(plans: list[ShotPlan], providers: dict[str, VideoProvider], references: dict[str, Path],
-              folder: Path, progress: RunProgress) -> dict[tuple[str, int], TakeRecord]:
-    """Submit every take at once; collect them as they finish."""
-    jobs: dict = {}
-    for plan in plans:
-        provider = providers[plan.provider]
-        for take, seed in enumerate(plan.prompts.seeds, 1):
-            request = plan.request(seed, references.get(plan.shot_id))
-            dest = folder / "takes" / f"{plan.shot_id}-take{take}-{work_name(provider, request)}.mp4"
-            future = generate_take.submit(provider, request, plan.shot_id, take, dest)
-            jobs[future] = (plan, provider, request, take, seed, dest)
-    progress.start("generate", len(jobs))
-    records = {}
-    for future in as_completed(list(jobs)):
-        plan, provider, request, take, seed, dest = jobs[future]
-        records[plan.shot_id, take] = _take_record(future, provider, request, plan.shot_id, take, seed, dest)
-        progress.advance("generate", f"{plan.shot_id} take {take}")
-    return records
-
-
-def _take_record(future, provider: VideoProvider, request: GenerationRequest, shot_id: str,
-                 take: int, seed: int, dest: Path) -> TakeRecord:
-    try:
-        result = future.result()
-    except Exception as exc:  # a failed take is reported, never fatal for the shot's other takes
-        return TakeRecord(take=take, seed=seed, error=str(exc).splitlines()[0][:300])
-    from_cache = future.state.name == "Cached"
-    if not result.path.is_file():  # the cached take was deleted since: generate it again
-        result = generate_take.with_options(refresh_cache=True)(provider, request, shot_id, take, dest)
-        from_cache = False
-    place(result.path, dest)
-    return TakeRecord(take=take, seed=seed, file=str(dest.relative_to(dest.parents[1])),
-                      from_cache=from_cache, credits=result.credits, seconds=round(result.seconds, 3))
-
-
-def _score_and_choose(plans: list[ShotPlan], providers: dict[str, VideoProvider],
-                      records: dict[tuple[str, int], TakeRecord], folder: Path,
-                      progress: RunProgress) -> list[ShotRecord]:
-    futures = {}
-    for plan in plans:
-        width, height = providers[plan.provider].render_size(plan.aspect_ratio)
-        still = plan.motion_amount == 0 or plan.prompts.prompt.asks_for_still_camera()
-        expected = Expectation(width=width, height=height, fps=plan.fps, duration=plan.duration,
-                               still_allowed=still)
-        for take in range(1, plan.takes + 1):
-            record = records[plan.shot_id, take]
-            if record.file:
-                futures[plan.shot_id, take] = score_take.submit(folder / record.file, expected)
-    progress.start("score", len(futures))
-    for (shot_id, take), future in futures.items():
-        metrics = future.result()
-        records[shot_id, take] = records[shot_id, take].model_copy(update={
-            "passed": metrics.passed, "hard_fails": metrics.hard_fails, "metrics": metrics.metrics})
-        progress.advance("score", f"{shot_id} take {take}")
-    shots = []
-    for plan in plans:
-        takes = [records[plan.shot_id, k] for k in range(1, plan.takes + 1)]
-        scored = [t for t in takes if t.file]
-        selection = select_best([futures[plan.shot_id, t.take].result() for t in scored],
-                                numbers=[t.take for t in scored])
-        for take, total in zip(scored, selection.totals):
-            take.score = total
-        chosen = scored[selection.index].take if selection.index is not None else None
-        reason = selection.reason if scored else "every take failed to generate: " + "; ".join(
-            f"take {t.take}: {t.error}" for t in takes)
-        shots.append(ShotRecord(
-            shot_id=plan.shot_id, provider=plan.provider, model=plan.model, duration=plan.duration,
-            prompt=plan.prompts.prompt.text(), prompt_parts=plan.prompts.prompt, lint=plan.prompts.lint,
-            takes=takes, chosen=chosen, reason=reason))
+        reference = plan.reference_image
+        if reference and reference.startswith(("https://", "http://")):
+            reference = fetch_reference(reference, plan.shot_id, folder / "references")
+        share = None
+        if budget is not None and estimate > 0:
+            own = estimate_credits([plan], providers)
+            share = budget * own / estimate
+        shots[plan.shot_id] = ShotTakes(plan, Path(reference) if reference else None, share=share)
     return shots
 
 
-def _upscale(plans: list[ShotPlan], shots: list[ShotRecord], folder: Path, width: int, height: int,
+def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
+    plan, selection = shot.plan, shot.selection
+    takes = [shot.records[n] for n in sorted(shot.records)]
+    chosen = None
+    if selection is not None and selection.acceptable and selection.index is not None:
+        chosen = sorted(shot.metrics)[selection.index]
+    reason = selection.reason if selection and shot.metrics else "every take failed to generate: " + "; ".join(
+        f"take {t.take}: {t.error}" for t in takes)
+    files = [folder / t.file for t in takes if t.file]
+    sheet = None
+    if files:
+        labels = [f"take {t.take}" + (" chosen" if t.take == chosen else "")
+                  + (f"  q {t.quality:.2f}" if t.quality is not None else "")
+                  + (f"  {t.hard_fails[0]}" if t.hard_fails else "") for t in takes if t.file]
+        sheet = _cached(make_contact_sheet_task, files, labels,
+                        folder / "work" / f"{plan.shot_id}-sheet-{work_name(files, labels)}.jpg")
+        sheet = place(sheet, folder / "contact-sheets" / f"{plan.shot_id}.jpg").relative_to(folder)
+    return ShotRecord(
+        shot_id=plan.shot_id, provider=plan.provider, model=plan.model, duration=plan.duration,
+        prompt=plan.prompts.prompt.text(), prompt_parts=plan.prompts.prompt, lint=plan.prompts.lint,
+        takes=takes, state="ok" if chosen is not None else "NoAcceptableTake", chosen=chosen,
+        reason=reason, history=shot.history, contact_sheet=str(sheet) if sheet else None)
+
+
+def _upscale(usable: list[tuple[ShotPlan, ShotRecord]], folder: Path, width: int, height: int,
              fps: int, progress: RunProgress) -> list[Path]:
-    progress.start("upscale", len(shots))
+    progress.start("upscale", len(usable))
     futures = []
-    for plan, shot in zip(plans, shots):
-        take = folder / "takes" / Path(shot.takes[shot.chosen - 1].file).name
+    for plan, shot in usable:
+        chosen = next(t for t in shot.takes if t.take == shot.chosen)
+        take = folder / chosen.file
         dest = folder / "work" / f"{plan.shot_id}-{work_name(take, width, height, fps)}.mp4"
         futures.append((shot, take, dest, upscale_take.submit(take, width, height, fps, dest)))
     clips = []

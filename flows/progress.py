@@ -39,12 +39,18 @@ class RunProgress:
         self._totals: dict[str, int] = {}
 
     def start(self, stage: str, total: int) -> None:
-        self._totals[stage] = max(1, total)
-        if _display is not None:
+        """Announce `total` units of work in a stage; later calls add to it (extra takes)."""
+        first = stage not in self._totals
+        self._totals[stage] = self._totals.get(stage, 0) + total
+        if _display is None:
+            return
+        if first:
             self._rows[stage] = _display.add_task(stage, total=total, note="")
+        else:
+            _display.update(self._rows[stage], total=self._totals[stage])
 
     def advance(self, stage: str, note: str = "") -> None:
-        self._percent = min(100.0, self._percent + self._shares[stage] / self._totals[stage])
+        self._percent = min(100.0, self._percent + self._shares[stage] / max(1, self._totals[stage]))
         if self._artifact is not None:
             update_progress_artifact(self._artifact, round(self._percent, 1))
         if stage in self._rows:

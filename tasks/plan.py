@@ -18,6 +18,9 @@ class ShotPlan(BaseModel):
     shot_id: str = Field(description="Shot name used in files and run names.")
     provider: str = Field(description="Provider that generates the takes.")
     model: str = Field(description="Model at that provider.")
+    fallback_model: str | None = Field(description="Stronger model tried when no take passes.")
+    quality_bar: float = Field(description="Minimum absolute quality a take needs.")
+    extra_takes: int = Field(description="Most takes added when no take passes.")
     duration: float = Field(description="Shot length in seconds.")
     fps: int = Field(description="Frames per second.")
     aspect_ratio: AspectRatio = Field(description="Frame aspect ratio.")
@@ -31,9 +34,9 @@ class ShotPlan(BaseModel):
     def takes(self) -> int:
         return len(self.prompts.seeds)
 
-    def request(self, seed: int, reference: Path | None) -> GenerationRequest:
+    def request(self, seed: int, reference: Path | None, model: str | None = None) -> GenerationRequest:
         return GenerationRequest(
-            prompt=self.prompts.prompt.text(), model=self.model, seed=seed, duration=self.duration,
+            prompt=self.prompts.prompt.text(), model=model or self.model, seed=seed, duration=self.duration,
             fps=self.fps, aspect_ratio=self.aspect_ratio, motion_amount=self.motion_amount,
             reference_image=reference, motion_regions=self.motion_regions)
 
@@ -50,6 +53,8 @@ def plan_shot(storyboard: Storyboard, index: int, prompts: ShotPrompts) -> ShotP
     return ShotPlan(
         index=index, shot_id=storyboard.shot_ids()[index],
         provider=shot.provider or defaults.provider, model=shot.model or defaults.model,
+        fallback_model=shot.fallback_model, quality_bar=defaults.quality_bar,
+        extra_takes=defaults.extra_takes,
         duration=duration, fps=defaults.fps, aspect_ratio=defaults.aspect_ratio,
         motion_amount=defaults.motion_amount if shot.motion_amount is None else shot.motion_amount,
         reference_image=shot.reference_image,
@@ -69,3 +74,21 @@ def estimate_credits(plans: list[ShotPlan], providers: dict[str, VideoProvider])
 def delivery_size(aspect_ratio: AspectRatio, delivery: str) -> tuple[int, int]:
     """Width and height of the deliverable: the delivery resolution names the short side."""
     return frame_size(aspect_ratio, DELIVERY_SHORT_SIDE[delivery])
+
+
+def frame_regions(regions: tuple[MotionRegion, ...], image_size: tuple[int, int] | None,
+                  aspect_ratio: AspectRatio) -> tuple[MotionRegion, ...]:
+    """Brush polygons moved from reference-image fractions to frame fractions.
+
+    Providers fill the frame with the reference scaled to cover it and centre-cropped, so a
+    point's frame position follows from the crop; without a reference the two are the same.
+    """
+    if not image_size:
+        return regions
+    width, height = image_size
+    w, h = (int(x) for x in aspect_ratio.split(":"))
+    crop_w, crop_h = min(width, height * w / h), min(height, width * h / w)
+    x0, y0 = (width - crop_w) / 2, (height - crop_h) / 2
+    return tuple(region.model_copy(update={"polygon": tuple(
+        ((x * width - x0) / crop_w, (y * height - y0) / crop_h) for x, y in region.polygon)})
+        for region in regions)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from blocks.media import atomic_path
 from tasks.prompts import LintIssue, StructuredPrompt
+from tasks.storyboard import slug
 
 
 class TakeRecord(BaseModel):
@@ -18,6 +19,7 @@ class TakeRecord(BaseModel):
 
     take: int = Field(description="Take number within the shot, from 1.")
     seed: int = Field(description="Seed it was generated with.")
+    model: str = Field(description="Model that generated it.")
     file: str | None = Field(None, description="Path of the take, relative to the project folder.")
     from_cache: bool = Field(False, description="True when an identical earlier generation was reused.")
     credits: float = Field(0.0, description="Credits the generation cost when it was made.")
@@ -26,6 +28,7 @@ class TakeRecord(BaseModel):
     hard_fails: list[str] = Field([], description="QC failures that exclude the take.")
     metrics: dict[str, float] = Field({}, description="Raw metric values.")
     score: float | None = Field(None, description="Weighted score relative to the shot's other takes.")
+    quality: float | None = Field(None, description="Absolute quality 0–1, compared with the quality bar.")
     error: str | None = Field(None, description="Why generation failed, if it did.")
 
 
@@ -40,8 +43,11 @@ class ShotRecord(BaseModel):
     prompt_parts: StructuredPrompt
     lint: list[LintIssue]
     takes: list[TakeRecord]
+    state: str = Field("ok", description="ok, or NoAcceptableTake when no take reached the quality bar.")
     chosen: int | None = Field(None, description="Chosen take number, None when no take passed.")
     reason: str = ""
+    history: list[str] = Field([], description="What was done when takes missed the bar.")
+    contact_sheet: str | None = Field(None, description="Image of every take's frames side by side.")
     delivered: str | None = Field(None, description="Upscaled clip used in the edit.")
 
     @property
@@ -78,16 +84,26 @@ def write_report(report: ProductionReport, folder: Path) -> Path:
         for shot, record in zip(payload["shots"], report.shots):
             shot["credits_spent"] = record.credits_spent
         tmp.write_text(json.dumps(payload, indent=2))
-    key = "".join(c if c.isalnum() else "-" for c in report.title.lower()).strip("-")[:40] or "project"
-    create_table_artifact(
-        [{"shot": s.shot_id, "take": t.take, "chosen": "yes" if t.take == s.chosen else "",
-          "score": None if t.score is None else round(t.score, 3), "passed": t.passed,
-          "cached": t.from_cache, "credits": t.credits, "qc": "; ".join(t.hard_fails) or t.error or ""}
-         for s in report.shots for t in s.takes],
-        key=f"{key}-takes", description=f"Takes of '{report.title}' and their scores")
+    key = slug(report.title)
+    for shot in report.shots:
+        create_table_artifact(score_table(shot), key=slug(f"{key}-{shot.shot_id}-scores", 100),
+                              description=f"{report.title} / {shot.shot_id}: {shot.reason}")
     create_markdown_artifact(summary_markdown(report), key=f"{key}-summary",
                              description=f"Production summary of '{report.title}'")
     return dest
+
+
+def score_table(shot: ShotRecord) -> list[dict]:
+    """One row per take: the choice, its scores, each metric and why a take was excluded."""
+    metric_names = sorted({name for take in shot.takes for name in take.metrics})
+    return [{"take": t.take, "model": t.model, "chosen": "yes" if t.take == shot.chosen else "",
+             "quality": _rounded(t.quality), "rank score": _rounded(t.score), "cached": t.from_cache,
+             "credits": t.credits, **{name: _rounded(t.metrics.get(name)) for name in metric_names},
+             "excluded because": "; ".join(t.hard_fails) or t.error or ""} for t in shot.takes]
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def summary_markdown(report: ProductionReport) -> str:
@@ -96,8 +112,10 @@ def summary_markdown(report: ProductionReport) -> str:
              f"{report.duration:.2f} s · {report.generated} takes generated, {report.cached} from cache · "
              f"{report.credits_spent:g} credits spent (estimate {report.estimate:g}"
              + (f", budget {report.budget:g})" if report.budget is not None else ")"), "",
-             "| shot | chosen | why | credits |", "|---|---|---|---|"]
-    lines += [f"| {s.shot_id} | {s.chosen or '—'} | {s.reason} | {s.credits_spent:g} |" for s in report.shots]
+             "| shot | state | chosen | why | credits | contact sheet |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s.shot_id} | {s.state} | {s.chosen or '—'} | {s.reason} | {s.credits_spent:g} "
+              f"| {s.contact_sheet or ''} |" for s in report.shots]
+    lines += [f"- {s.shot_id}: {step}" for s in report.shots for step in s.history]
     if report.final:
         lines += ["", f"Final video: `{report.final}`"]
     return "\n".join(lines)

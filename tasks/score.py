@@ -1,47 +1,120 @@
 """Score the takes of a shot (technical QC + weight-free metrics) and pick the best one.
 
-`score_take` is the cached Prefect task around `measure_take`; `select_best` is pure and ranks the
+`score_take` is the cached Prefect task around `measure_take`; `select_best` is pure. It ranks the
 takes of ONE shot against each other, because good takes differ only in the third decimal
-(scoring.md §2) and absolute thresholds would not separate them.
+(scoring.md §2) and absolute thresholds would not separate them; `quality` then places a take on
+an absolute 0–1 scale so a shot whose best take is still poor can be sent back for more takes.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import task
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.caching import content_key
 from tasks.metrics import Expectation, TakeMetrics, measure_take
 
-# scoring.md §8.3 starts every temporal and imaging term at weight 1. Every metric is oriented so
-# that higher is better, so weights are never negative: a lower-is-better metric is flipped where
-# it is measured.
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "temporal_flicker": 1.0,
-    "brightness_stability": 1.0,
-    "sharpness": 1.0,
+# (worst, best) of each metric on an absolute scale, for `quality`. Values outside are clamped.
+# sharpness (raw Laplacian variance, content-dependent) and dynamic_degree (raw px/frame, not a
+# quality) have no absolute range: they only ever rank takes within one shot.
+RANGES: dict[str, tuple[float, float]] = {
+    # VBench scripts/constant.py NORMALIZE_DIC, the empirical min/max over models (scoring.md §1.3).
+    "temporal_flicker": (0.6293, 1.0),
+    "motion_smoothness": (0.706, 0.9975),
+    "subject_consistency": (0.1462, 1.0),
+    "background_consistency": (0.2615, 1.0),
+    "aesthetic_quality": (0.0, 1.0),
+    # Our own 0..1 scores (1 = perfect). Nothing published to calibrate them, so the full scale.
+    **{name: (0.0, 1.0) for name in ("brightness_stability", "low_noise", "exposure", "motion_amount_match",
+                                     "camera_adherence", "brush_adherence", "reference_fidelity")},
 }
+
+# The smallest spread of a metric within a shot that means something; a smaller one (measurement
+# and encoding noise) is not stretched to the full 0..1, so noise on several metrics cannot
+# outvote a real difference on one. For the VBench-calibrated metrics it is 1-2 units of the third
+# decimal, where good takes differ (scoring.md §2). Sharpness, raw and content-dependent, uses a share of
+# the sharpest take's value instead. Unlisted metrics are compared however small the spread.
+NOTICEABLE_SPREAD: dict[str, float] = {
+    "temporal_flicker": 0.001, "motion_smoothness": 0.001, "brightness_stability": 0.001,
+    "subject_consistency": 0.002, "background_consistency": 0.002, "aesthetic_quality": 0.005,
+    "low_noise": 0.01, "exposure": 0.01, "motion_amount_match": 0.02, "camera_adherence": 0.02,
+    "brush_adherence": 0.02, "reference_fidelity": 0.02,
+}
+NOTICEABLE_SHARPNESS_SHARE = 0.05
+
+# Metrics computed from high-frequency frame differences, which blur lowers: a softer take looks
+# steadier and cleaner on them than its sharp twin. A take with less than CLEARLY_SOFTER of
+# another take's sharpness therefore gets no credit on them over that take.
+DETAIL_CONFOUNDED = ("temporal_flicker", "motion_smoothness", "subject_consistency",
+                     "background_consistency", "low_noise")
+CLEARLY_SOFTER = 0.7
+
+
+class ScoringWeights(BaseModel):
+    """Weight of each metric in a take's total, in VBench's proportions (scoring.md §8.3).
+
+    Every metric is oriented so that higher is better, so weights are never negative. Metrics a
+    take does not report are skipped, so adherence terms only count on shots that asked for them.
+    Other names, such as a learned scorer's metric, can be weighted as extra keyword arguments.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Annotated[float, Field(ge=0)]] = Field(init=False)
+
+    temporal_flicker: float = Field(1.0, ge=0, description="Temporal: frame-to-frame flicker.")
+    brightness_stability: float = Field(1.0, ge=0, description="Temporal: exposure pumping and flashes.")
+    motion_smoothness: float = Field(1.0, ge=0, description="Temporal: judder, predicted vs real frames.")
+    subject_consistency: float = Field(1.0, ge=0, description="Temporal: the subject stays itself.")
+    background_consistency: float = Field(1.0, ge=0, description="Temporal: the background stays put.")
+    sharpness: float = Field(1.0, ge=0, description="Imaging: Laplacian variance, ranked within the shot.")
+    low_noise: float = Field(0.5, ge=0, description="Aesthetic-ish proxy: little sensor-like noise.")
+    exposure: float = Field(0.5, ge=0, description="Aesthetic-ish proxy: well exposed, little clipping.")
+    aesthetic_quality: float = Field(0.5, ge=0, description="Learned LAION aesthetic score, when its weights exist.")
+    camera_adherence: float = Field(1.0, ge=0, description="Adherence: does the requested camera move.")
+    brush_adherence: float = Field(1.0, ge=0, description="Adherence: motion stays in the brushed regions.")
+    motion_amount_match: float = Field(1.0, ge=0, description="Adherence: as much motion as requested.")
+    reference_fidelity: float = Field(1.0, ge=0, description="Adherence: looks like the reference image.")
+    dynamic_degree: float = Field(0.0, ge=0, description="Raw motion magnitude: informative only; whether "
+                                  "the amount is right is motion_amount_match's job.")
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: float(value) for name, value in self.model_dump().items()}
+
+
+DEFAULT_WEIGHTS: dict[str, float] = ScoringWeights().as_dict()
 
 # How the reason names a take that is best on a metric; other metrics read "best <name>".
 _BEST_ON = {
-    "temporal_flicker": "least flicker",
-    "brightness_stability": "steadiest exposure",
-    "sharpness": "sharpest",
+    "temporal_flicker": "least flicker", "brightness_stability": "steadiest exposure",
+    "motion_smoothness": "smoothest motion", "subject_consistency": "most consistent subject",
+    "background_consistency": "steadiest background", "sharpness": "sharpest", "low_noise": "least noise",
+    "exposure": "best exposure", "aesthetic_quality": "most aesthetic",
+    "brush_adherence": "follows the motion brush", "motion_amount_match": "right amount of motion",
+    "reference_fidelity": "closest to the reference",
 }
+_NAMED_AT_MOST = 3  # dimensions named in a reason; more would not fit in a report cell
+# A dimension is named only when the winner leads some rival by half the shot's spread on it, or
+# half a noticeable difference: "steadiest exposure" must not rest on measurement noise.
+_NAMED_FROM_LEAD = 0.5
+REASON_LIMIT = 200
 
 
 class Selection(BaseModel):
-    """The chosen take (0-based index, None when no take passed QC) and why.
+    """The chosen take (0-based index, None when no take is acceptable) and why.
 
-    `totals` holds each take's weighted score in [0, 1] (None for takes that failed QC).
+    `totals` holds each take's weighted score relative to the shot's other passing takes, in
+    [0, 1]; `quality` its absolute quality in [0, 1] (see `quality`). Both are None for takes that
+    failed QC; `quality` is also None when a take has no metric with an absolute range.
     """
 
     index: int | None
     totals: list[float | None]
+    quality: list[float | None]
+    acceptable: bool = Field(description="A take passed QC and reached the quality bar.")
     reason: str
 
 
@@ -57,18 +130,14 @@ def score_take(take: Path, expected: Expectation) -> TakeMetrics:
     return measure_take(take, expected)
 
 
-def _relative_scores(values: list[float | None]) -> list[float] | None:
-    """Min-max normalise within the shot: best 1, worst 0, missing 0, all equal 1 (a tie).
-
-    None when no take reported the metric, so it is left out of the total.
-    """
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    low, high = min(present), max(present)
-    if high - low <= 1e-12 * max(1.0, abs(high)):
-        return [0.0 if v is None else 1.0 for v in values]
-    return [0.0 if v is None else (v - low) / (high - low) for v in values]
+def _weight_table(weights: ScoringWeights | dict[str, float] | None) -> dict[str, float]:
+    if weights is None:
+        return DEFAULT_WEIGHTS
+    if isinstance(weights, ScoringWeights):
+        return weights.as_dict()
+    if any(weight < 0 for weight in weights.values()):
+        raise ValueError(f"weights must be >= 0 (metrics are higher-is-better): {weights}")
+    return weights
 
 
 def _metric_value(take: TakeMetrics, name: str) -> float | None:
@@ -76,60 +145,175 @@ def _metric_value(take: TakeMetrics, name: str) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def quality(metrics: TakeMetrics, weights: ScoringWeights | dict[str, float] | None = None) -> float | None:
+    """Absolute quality in [0, 1]: the weighted mean of the take's metrics placed on RANGES.
+
+    Metrics without a range or weight, and those the take lacks, are skipped; None when nothing
+    is left to judge (a number then would be invented, not measured).
+    """
+    table = _weight_table(weights)
+    placed, total_weight = 0.0, 0.0
+    for name, (worst, best) in RANGES.items():
+        value, weight = _metric_value(metrics, name), table.get(name, 0.0)
+        if value is None or not weight:
+            continue
+        placed += weight * min(1.0, max(0.0, (value - worst) / (best - worst)))
+        total_weight += weight
+    return placed / total_weight if total_weight else None
+
+
+def _relative_scores(values: list[float | None], noticeable: float) -> list[float] | None:
+    """Min-max normalise within the shot: best 1, worst 0, missing 0, all equal 1 (a tie). A
+    spread under `noticeable` is divided by `noticeable` instead, so the worst stays near 1.
+
+    None when no take reported the metric, so it is left out of the total.
+    """
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    high = max(present)
+    spread = max(high - min(present), noticeable)
+    if spread <= 1e-12 * max(1.0, abs(high)):
+        return [0.0 if v is None else 1.0 for v in values]
+    return [0.0 if v is None else 1 - (high - v) / spread for v in values]
+
+
+def _noticeable(name: str, values: list[float | None]) -> float:
+    if name == "sharpness":
+        return NOTICEABLE_SHARPNESS_SHARE * max((abs(v) for v in values if v is not None), default=0.0)
+    return NOTICEABLE_SPREAD.get(name, 0.0)
+
+
+def _discount_softness(scores: dict[str, dict[int, float]], metrics: list[TakeMetrics],
+                       passing: list[int]) -> list[int]:
+    """Cap a clearly softer take's DETAIL_CONFOUNDED scores at those of the takes clearly sharper
+    than it (only ones that report the metric), in place; return the takes that lost credit."""
+    sharpness = {i: _metric_value(metrics[i], "sharpness") for i in passing}
+    original = {name: dict(scores[name]) for name in DETAIL_CONFOUNDED if name in scores}
+    discounted = set()
+    for i, own in sharpness.items():
+        sharper = [j for j, other in sharpness.items()
+                   if own is not None and other is not None and own < CLEARLY_SOFTER * other]
+        for name, relative in original.items():
+            caps = [relative[j] for j in sharper if _metric_value(metrics[j], name) is not None]
+            if caps and max(caps) < scores[name][i]:
+                scores[name][i] = max(caps)
+                discounted.add(i)
+    return sorted(discounted)
+
+
+def _clip(text: str, limit: int = REASON_LIMIT) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _below_bar(value: float) -> str:
+    # Rounded down, so a take at 0.596 under a 0.60 bar never reads "scored 0.60, below 0.60".
+    return f"{math.floor(value * 100 + 1e-9) / 100:.2f}"
+
+
 def _failures(metrics: list[TakeMetrics], numbers: list[int]) -> str:
-    return "; ".join(f"take {n} {', '.join(m.hard_fails)}"
-                     for n, m in zip(numbers, metrics) if not m.passed)
+    # The first fail per take says enough here; the report lists every fail of every take.
+    return "; ".join(f"take {n} {m.hard_fails[0]}" + (f" (+{len(m.hard_fails) - 1} more)"
+                                                     if len(m.hard_fails) > 1 else "")
+                     for n, m in zip(numbers, metrics) if not m.passed and m.hard_fails)
 
 
-def _winner_reason(winner: int, passing: list[int], scores: dict[str, list[float]],
-                   totals: list[float]) -> str:
-    if len(passing) == 1:
-        return "only take to pass QC"
-    slot = passing.index(winner)
-    best_on = [_BEST_ON.get(name, f"best {name}") for name, relative in scores.items()
-               if relative[slot] == 1.0 and min(relative) < 1.0]
-    if best_on:
-        return ", ".join(best_on)
-    if len(set(totals)) == 1:
+def _label(name: str, camera: str) -> str:
+    if name == "camera_adherence":
+        return f"follows '{_clip(camera, 40)}'" if camera else "follows the camera instruction"
+    return _BEST_ON.get(name, f"best {name}")
+
+
+def _strengths(winner: int, rivals: list[int], scores: dict[str, dict[int, float]],
+               weights: dict[str, float], camera: str) -> list[str]:
+    """Dimensions where the winner is (jointly) best among `rivals` and clearly ahead of one,
+    the ones that set it furthest ahead of the runner-up first."""
+    ranked = []
+    for order, (name, relative) in enumerate(scores.items()):
+        others = [relative[i] for i in rivals]
+        if relative[winner] >= max(others) and relative[winner] - min(others) >= _NAMED_FROM_LEAD:
+            lead = weights[name] * (relative[winner] - max(others))
+            spread = weights[name] * (relative[winner] - min(others))
+            ranked.append((-lead, -spread, order, name))
+    return [_label(name, camera) for *_, name in sorted(ranked)[:_NAMED_AT_MOST]]
+
+
+def _why_winner(winner: int, acceptable: list[int], passing: list[int], totals: dict[int, float],
+                scores: dict[str, dict[int, float]], weights: dict[str, float], camera: str,
+                min_quality: float) -> str:
+    rivals = [i for i in acceptable if i != winner]
+    if not rivals:
+        return "only take to pass QC" if len(passing) == 1 else f"only take above the quality bar {min_quality:.2f}"
+    strengths = _strengths(winner, rivals, scores, weights, camera)
+    if strengths:
+        return ", ".join(strengths)
+    if all(totals[i] == totals[winner] for i in rivals):
         return "passing takes tie, first one kept"
-    return f"best balance of metrics (total {totals[slot]:.2f})"
+    return f"best balance of metrics (total {totals[winner]:.2f})"
 
 
-def select_best(metrics: list[TakeMetrics], weights: dict[str, float] | None = None,
-                numbers: list[int] | None = None) -> Selection:
+def _rank(metrics: list[TakeMetrics], passing: list[int], weights: dict[str, float]
+          ) -> tuple[dict[str, dict[int, float]], dict[int, float], list[int]]:
+    """Each weighted metric's relative scores over the passing takes, each take's weighted total,
+    and the takes whose steadiness was not counted because they are clearly softer."""
+    scores: dict[str, dict[int, float]] = {}
+    for name, weight in weights.items():
+        values = [_metric_value(metrics[i], name) for i in passing]
+        relative = _relative_scores(values, _noticeable(name, values))
+        if weight and relative is not None:
+            scores[name] = dict(zip(passing, relative))
+    softer = _discount_softness(scores, metrics, passing)
+    weight_sum = sum(weights[name] for name in scores) or 1.0
+    totals = {i: sum(weights[name] * relative[i] for name, relative in scores.items()) / weight_sum
+              for i in passing}
+    return scores, totals, softer
+
+
+def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, float] | None = None,
+                numbers: list[int] | None = None, *, min_quality: float = 0.0,
+                camera: str = "") -> Selection:
     """Pick the best take of one shot: QC failures are excluded, the rest ranked by weighted sum.
 
-    Each weighted metric is min-max normalised over the passing takes, so the total in [0, 1] says
-    where a take sits within this shot, not how good it is in absolute terms. Metrics without a
-    weight are ignored; a weighted metric no take reported is skipped. Ties go to the first take.
-    `numbers` are the take numbers the reason uses (default 1, 2, …).
+    Each weighted metric is min-max normalised over the passing takes (a spread smaller than
+    NOTICEABLE_SPREAD is not stretched), so a total in [0, 1] says where a take sits within this
+    shot, not how good it is. Metrics without a weight are ignored; a weighted metric no take
+    reported is skipped; a take missing it counts as worst on it; a clearly softer take gets no
+    credit on DETAIL_CONFOUNDED metrics. Ties go to the first take. Takes whose `quality` is
+    below `min_quality` are not acceptable: the best acceptable take wins, and with none the
+    index is None. `numbers` are the take numbers the reason uses (default 1, 2, …); `camera` is
+    the shot's camera instruction, quoted when following it set the winner apart.
     """
+    if not 0.0 <= min_quality <= 1.0:
+        raise ValueError(f"min_quality must be in [0, 1], got {min_quality}")
     numbers = numbers or list(range(1, len(metrics) + 1))
-    weights = DEFAULT_WEIGHTS if weights is None else weights
-    if any(weight < 0 for weight in weights.values()):
-        raise ValueError(f"weights must be >= 0 (metrics are higher-is-better): {weights}")
+    table = _weight_table(weights)
+    qualities = [quality(take, table) if take.passed else None for take in metrics]
     passing = [i for i, take in enumerate(metrics) if take.passed]
+    failures = _failures(metrics, numbers)
     if not passing:
-        reason = "no take passed QC: " + _failures(metrics, numbers) if metrics else "no takes to score"
-        return Selection(index=None, totals=[None] * len(metrics), reason=reason)
+        reason = f"no take passed QC: {failures}" if metrics else "no takes to score"
+        return Selection(index=None, totals=[None] * len(metrics), quality=qualities,
+                         acceptable=False, reason=_clip(reason))
 
-    scores: dict[str, list[float]] = {}
-    for name, weight in weights.items():
-        relative = _relative_scores([_metric_value(metrics[i], name) for i in passing])
-        if weight and relative is not None:
-            scores[name] = relative
-    weight_sum = sum(weights[name] for name in scores) or 1.0
-    passing_totals = [
-        sum(weights[name] * relative[slot] for name, relative in scores.items()) / weight_sum
-        for slot in range(len(passing))]
-
-    best_slot = max(range(len(passing)), key=lambda slot: (passing_totals[slot], -slot))
-    winner = passing[best_slot]
-    totals: list[float | None] = [None] * len(metrics)
-    for slot, i in enumerate(passing):
-        totals[i] = passing_totals[slot]
-
-    reason = f"take {numbers[winner]}: {_winner_reason(winner, passing, scores, passing_totals)}"
-    if len(passing) < len(metrics):
-        reason += "; failed QC: " + _failures(metrics, numbers)
-    return Selection(index=winner, totals=totals, reason=reason)
+    scores, ranked, softer = _rank(metrics, passing, table)
+    totals = [ranked.get(i) for i in range(len(metrics))]
+    below = [i for i in passing if qualities[i] is not None and qualities[i] < min_quality]
+    acceptable = [i for i in passing if i not in below]
+    if acceptable:
+        winner = max(acceptable, key=lambda i: (ranked[i], -i))
+        parts = [f"take {numbers[winner]}: "
+                 + _why_winner(winner, acceptable, passing, ranked, scores, table, camera, min_quality)]
+        if softer := [i for i in softer if i in acceptable and i != winner]:
+            parts.append("softer, steadiness not counted: " + ", ".join(f"take {numbers[i]}" for i in softer))
+        if below:
+            parts.append(f"below the quality bar {min_quality:.2f}: " + ", ".join(
+                f"take {numbers[i]} ({_below_bar(qualities[i])})" for i in below))
+    else:
+        winner = None
+        best = max(below, key=lambda i: (qualities[i], -i))
+        parts = [f"best take {numbers[best]} scored {_below_bar(qualities[best])}, "
+                 f"below the quality bar {min_quality:.2f}"]
+    if failures:
+        parts.append(f"failed QC: {failures}")
+    return Selection(index=winner, totals=totals, quality=qualities, acceptable=winner is not None,
+                     reason=_clip("; ".join(parts)))

@@ -101,6 +101,10 @@ class Defaults(_Strict):
     budget: float | None = Field(None, ge=0, description="Credit budget for the whole run; none means no cap.")
     motion_amount: float = Field(0.5, ge=0, le=1, description="Camera motion, 0 still to 1 strong.")
     transition: Transition = Field(Transition(), description="Default join between shots.")
+    quality_bar: float = Field(0.5, ge=0, le=1, description="Minimum absolute quality (0–1) a take needs "
+                               "to be used; below it the shot gets more takes.")
+    extra_takes: int = Field(3, ge=0, le=16, description="Most takes added to a shot whose takes all "
+                             "miss the quality bar, before trying its fallback model.")
 
 
 class Shot(_Strict):
@@ -119,6 +123,8 @@ class Shot(_Strict):
     duration: float | None = Field(None, gt=0, le=60, description="Overrides defaults.duration.")
     provider: str | None = Field(None, description="Overrides defaults.provider.")
     model: str | None = Field(None, description="Overrides defaults.model.")
+    fallback_model: str | None = Field(None, description="Stronger model (same provider) tried when no "
+                                       "take passes, after the extra takes.")
     takes: int | None = Field(None, ge=1, le=16, description="Overrides defaults.takes.")
     motion_amount: float | None = Field(None, ge=0, le=1, description="Overrides defaults.motion_amount.")
     transition: Transition | None = Field(None, description="Join to the next shot; overrides defaults.transition.")
@@ -162,7 +168,10 @@ class Storyboard(_Strict):
     @model_validator(mode="after")
     def _check_sequence(self) -> "Storyboard":
         for index, shot in enumerate(self.shots):
-            _check_model(index, shot.provider or self.defaults.provider, shot.model or self.defaults.model)
+            provider = shot.provider or self.defaults.provider
+            _check_model(index, provider, shot.model or self.defaults.model)
+            if shot.fallback_model:
+                _check_model(index, provider, shot.fallback_model, "fallback_model")
         ids = self.shot_ids()
         for index, shot_id in enumerate(ids):
             if ids.index(shot_id) != index:
@@ -175,6 +184,11 @@ class Storyboard(_Strict):
                                  f"into and out of shots[{index}] need a shot longer than "
                                  f"{fades[index] + fades[index + 1]:g} s; shorten the crossfade")
         return self
+
+    @property
+    def project_slug(self) -> str:
+        """The title as a folder and run name: 'Harbour Morning' -> 'harbour-morning'."""
+        return slug(self.title)
 
     def shot_ids(self) -> list[str]:
         return [shot.id or f"shot-{n:02d}" for n, shot in enumerate(self.shots, 1)]
@@ -191,13 +205,19 @@ class Storyboard(_Strict):
         return sum(self.duration_of(i) for i in range(len(self.shots))) - fades
 
 
-def _check_model(index: int, provider: str, model: str) -> None:
+def slug(text: str, limit: int = 60) -> str:
+    """Lowercase letters, digits and single dashes: safe in paths, run names and artifact keys."""
+    words = "".join(c if c.isalnum() else "-" for c in text.lower()).split("-")
+    return "-".join(w for w in words if w)[:limit].strip("-") or "project"
+
+
+def _check_model(index: int, provider: str, model: str, field: str = "model") -> None:
     where = f"shots[{index}]"
     if provider not in PROVIDERS:
         raise ValueError(f"{where}.provider: unknown provider '{provider}'; available: {', '.join(sorted(PROVIDERS))}")
     models = PROVIDERS[provider].models
     if model not in models:
-        raise ValueError(f"{where}.model: '{model}' is not a {provider} model; use one of: {', '.join(models)}")
+        raise ValueError(f"{where}.{field}: '{model}' is not a {provider} model; use one of: {', '.join(models)}")
 
 
 def _polygon_area(polygon: list[tuple[float, float]]) -> float:

@@ -1,0 +1,143 @@
+"""Takes of the produce flow: generate them in rounds, score them, choose, and add takes where
+no take is good enough (new seeds first, then the shot's fallback model) within the shot's share
+of the budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect.futures import as_completed
+
+from blocks.media import place, read_image
+from blocks.providers import VideoProvider
+from flows.progress import RunProgress
+from tasks.caching import work_name
+from tasks.generate import generate_take
+from tasks.metrics import Expectation, TakeMetrics
+from tasks.plan import ShotPlan, frame_regions
+from tasks.prompts import take_seeds
+from tasks.report import TakeRecord
+from tasks.score import Selection, score_take, select_best
+
+
+@dataclass(frozen=True)
+class TakeJob:
+    plan: ShotPlan
+    take: int
+    seed: int
+    model: str
+
+
+@dataclass
+class ShotTakes:
+    """Everything known about one shot's takes while the flow runs."""
+
+    plan: ShotPlan
+    reference: Path | None
+    records: dict[int, TakeRecord] = field(default_factory=dict)
+    metrics: dict[int, TakeMetrics] = field(default_factory=dict)
+    history: list[str] = field(default_factory=list)
+    selection: Selection | None = None
+    share: float | None = None  # credits this shot may spend, None without a budget
+
+    @property
+    def spent(self) -> float:
+        return sum(r.credits for r in self.records.values() if not r.from_cache)
+
+    def expectation(self, provider: VideoProvider) -> Expectation:
+        plan = self.plan
+        width, height = provider.render_size(plan.aspect_ratio)
+        size = read_image(self.reference).shape[1::-1] if self.reference else None
+        return Expectation(
+            width=width, height=height, fps=plan.fps, duration=plan.duration,
+            still_allowed=plan.motion_amount == 0 or plan.prompts.prompt.asks_for_still_camera(),
+            camera=plan.prompts.prompt.camera, motion_amount=plan.motion_amount,
+            regions=frame_regions(plan.motion_regions, size, plan.aspect_ratio),
+            reference_image=self.reference)
+
+
+def first_jobs(shot: ShotTakes) -> list[TakeJob]:
+    plan = shot.plan
+    return [TakeJob(plan, k, seed, plan.model) for k, seed in enumerate(plan.prompts.seeds, 1)]
+
+
+def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[str, VideoProvider],
+              folder: Path, progress: RunProgress) -> None:
+    """Generate `jobs` in parallel, then score every new take; results land in `shots`."""
+    futures = {}
+    for job in jobs:
+        shot, provider = shots[job.plan.shot_id], providers[job.plan.provider]
+        request = job.plan.request(job.seed, shot.reference, job.model)
+        dest = folder / "takes" / f"{job.plan.shot_id}-take{job.take}-{work_name(provider, request)}.mp4"
+        futures[generate_take.submit(provider, request, job.plan.shot_id, job.take, dest)] = (job, request, dest)
+    progress.start("generate", len(jobs))
+    for future in as_completed(list(futures)):
+        job, request, dest = futures[future]
+        shots[job.plan.shot_id].records[job.take] = _take_record(future, providers[job.plan.provider],
+                                                                 job, request, dest)
+        progress.advance("generate", f"{job.plan.shot_id} take {job.take}")
+    scoring = {}
+    for job in jobs:
+        shot = shots[job.plan.shot_id]
+        record = shot.records[job.take]
+        if record.file:
+            expected = shot.expectation(providers[job.plan.provider])
+            scoring[job.plan.shot_id, job.take] = score_take.submit(folder / record.file, expected)
+    progress.start("score", len(scoring))
+    for (shot_id, take), future in scoring.items():
+        shot = shots[shot_id]
+        metrics = shot.metrics[take] = future.result()
+        shot.records[take] = shot.records[take].model_copy(update={
+            "passed": metrics.passed, "hard_fails": metrics.hard_fails, "metrics": metrics.metrics})
+        progress.advance("score", f"{shot_id} take {take}")
+
+
+def _take_record(future, provider: VideoProvider, job: TakeJob, request, dest: Path) -> TakeRecord:
+    try:
+        result = future.result()
+    except Exception as exc:  # a failed take is reported, never fatal for the shot's other takes
+        return TakeRecord(take=job.take, seed=job.seed, model=job.model, error=str(exc).splitlines()[0][:300])
+    from_cache = future.state.name == "Cached"
+    if not result.path.is_file():  # the cached take was deleted since: generate it again
+        result = generate_take.with_options(refresh_cache=True)(provider, request, job.plan.shot_id, job.take, dest)
+        from_cache = False
+    place(result.path, dest)
+    return TakeRecord(take=job.take, seed=job.seed, model=job.model, file=str(dest.relative_to(dest.parents[1])),
+                      from_cache=from_cache, credits=result.credits, seconds=round(result.seconds, 3))
+
+
+def choose(shot: ShotTakes) -> Selection:
+    """Rank the shot's scored takes and apply its quality bar."""
+    numbers = sorted(shot.metrics)
+    shot.selection = select_best([shot.metrics[n] for n in numbers], numbers=numbers,
+                                 min_quality=shot.plan.quality_bar, camera=shot.plan.prompts.prompt.camera)
+    for number, total, quality in zip(numbers, shot.selection.totals, shot.selection.quality):
+        shot.records[number].score, shot.records[number].quality = total, quality
+    return shot.selection
+
+
+def next_jobs(shot: ShotTakes, title: str, provider: VideoProvider) -> list[TakeJob]:
+    """More takes for a shot with no acceptable take: new seeds, then the fallback model; none
+    when the shot is fine, out of extra takes, or out of its share of the budget."""
+    if shot.selection is not None and shot.selection.acceptable:
+        return []
+    plan, count = shot.plan, max(shot.records, default=0)
+    extra = count - plan.takes
+    fallback_used = any(r.model == plan.fallback_model for r in shot.records.values()) and plan.fallback_model
+    if extra < plan.extra_takes:
+        batch, model, why = min(plan.takes, plan.extra_takes - extra), plan.model, "new seeds"
+    elif plan.fallback_model and not fallback_used:
+        batch, model, why = plan.takes, plan.fallback_model, f"fallback model {plan.fallback_model}"
+    else:
+        shot.history.append("no more takes allowed: extra takes and fallback model used up")
+        return []
+    seeds = take_seeds(title, plan.shot_id, count + batch)[count:]
+    jobs = [TakeJob(plan, count + i, seed, model) for i, seed in enumerate(seeds, 1)]
+    cost = sum(provider.estimate_credits(plan.request(j.seed, shot.reference, model)) for j in jobs)
+    if shot.share is not None and shot.spent + cost > shot.share + 1e-9:
+        shot.history.append(f"stopped: {batch} more takes ({cost:g} credits) would pass the shot's "
+                            f"share of the budget ({shot.share:g} credits, {shot.spent:g} spent)")
+        return []
+    shot.history.append(f"no take passed the bar: {batch} more takes with {why}")
+    return jobs
