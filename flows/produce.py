@@ -24,6 +24,7 @@ from tasks.caching import work_name
 from flows.takes import ShotTakes, choose, first_jobs, next_jobs, run_round
 from tasks.contact_sheet import make_contact_sheet_task
 from tasks.generate import fetch_reference
+from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, takes_for
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, write_report
@@ -72,7 +73,9 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
 
     progress = RunProgress(STAGE_WEIGHTS)
     clock = time.perf_counter()
-    shots = _shot_takes(plans, providers, folder, budget, estimate)
+    registry, notices = default_registry()
+    ready, skipped = split_available(registry.scorers())
+    shots = _shot_takes(plans, providers, folder, budget, estimate, tuple(s.name for s in ready))
     jobs = [job for shot in shots.values() for job in first_jobs(shot)]
     while jobs:  # each round: generate and score, choose, then add takes where none is good enough
         run_round(jobs, shots, providers, folder, progress)
@@ -90,7 +93,8 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         duration=storyboard.total_duration(), estimate=estimate, budget=budget,
         credits_spent=round(sum(s.credits_spent for s in records), 4),
         generated=sum(not t.from_cache for s in records for t in s.takes if t.file),
-        cached=sum(t.from_cache for s in records for t in s.takes), timings=timings, shots=records)
+        cached=sum(t.from_cache for s in records for t in s.takes), timings=timings, shots=records,
+        notices=notices + skipped)
 
     clock = time.perf_counter()
     usable = [(plan, shot) for plan, shot in zip(plans, records) if shot.chosen is not None]
@@ -133,7 +137,7 @@ def _cached(task, *args):
 
 
 def _shot_takes(plans: list[ShotPlan], providers: dict[str, VideoProvider], folder: Path,
-                budget: float | None, estimate: float) -> dict[str, ShotTakes]:
+                budget: float | None, estimate: float, learned: tuple[str, ...]) -> dict[str, ShotTakes]:
     """Each shot's reference image (remote ones fetched) and its share of the budget."""
     shots = {}
     for plan in plans:
@@ -144,7 +148,8 @@ def _shot_takes(plans: list[ShotPlan], providers: dict[str, VideoProvider], fold
         if budget is not None and estimate > 0:
             own = estimate_credits([plan], providers)
             share = budget * own / estimate
-        shots[plan.shot_id] = ShotTakes(plan, Path(reference) if reference else None, share=share)
+        shots[plan.shot_id] = ShotTakes(plan, Path(reference) if reference else None, share=share,
+                                        learned=learned)
     return shots
 
 

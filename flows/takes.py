@@ -39,6 +39,7 @@ class ShotTakes:
     metrics: dict[int, TakeMetrics] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
     selection: Selection | None = None
+    learned: tuple[str, ...] = ()  # learned scorers whose weights are present
     share: float | None = None  # credits this shot may spend, None without a budget
 
     @property
@@ -83,7 +84,8 @@ def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[
         record = shot.records[job.take]
         if record.file:
             expected = shot.expectation(providers[job.plan.provider])
-            scoring[job.plan.shot_id, job.take] = score_take.submit(folder / record.file, expected)
+            scoring[job.plan.shot_id, job.take] = score_take.submit(
+                folder / record.file, expected, shot.learned, job.plan.prompts.prompt.text())
     progress.start("score", len(scoring))
     for (shot_id, take), future in scoring.items():
         shot = shots[shot_id]

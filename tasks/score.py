@@ -16,6 +16,7 @@ from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.caching import content_key
+from tasks.learned import default_registry, score_with_learned
 from tasks.metrics import Expectation, TakeMetrics, measure_take
 
 # (worst, best) of each metric on an absolute scale, for `quality`. Values outside are clamped.
@@ -125,9 +126,16 @@ def _run_name(parameters: dict[str, Any]) -> str:
 
 @task(name="score-take", task_run_name=_run_name, cache_key_fn=content_key(),
       persist_result=True, retries=1)
-def score_take(take: Path, expected: Expectation) -> TakeMetrics:
-    """QC and measure one take; the cache key is the file's content, so a re-run costs nothing."""
-    return measure_take(take, expected)
+def score_take(take: Path, expected: Expectation, learned: tuple[str, ...] = (),
+               prompt: str = "") -> TakeMetrics:
+    """QC and measure one take, adding the `learned` scorers' metrics (those whose weights are
+    here); the cache key is the file's content and the scorer names, so a re-run costs nothing."""
+    metrics = measure_take(take, expected)
+    if learned and metrics.passed:
+        registry, _ = default_registry()
+        values, _ = score_with_learned(take, prompt, [s for s in registry.scorers() if s.name in learned])
+        metrics.metrics.update(values)
+    return metrics
 
 
 def _weight_table(weights: ScoringWeights | dict[str, float] | None) -> dict[str, float]:
