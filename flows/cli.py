@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--out", default="out", help="output folder (default: out)")
     produce.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
     produce.add_argument("--budget", type=_credits, help="credit budget, overriding the storyboard")
+    produce.add_argument("--storage", metavar="BLOCK", help="saved storage block that receives the "
+                         "deliverables and reads s3:// inputs, e.g. takeflow-s3-storage/media")
     produce.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
     validate = commands.add_parser("validate", help="check a storyboard and print its plan; spends nothing")
     validate.add_argument("file", type=Path, help="storyboard (.yaml, .yml or .json)")
@@ -115,7 +117,7 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
     from flows.progress import terminal_display
 
     _quiet_prefect_console(args.verbose)
-    options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget)
+    options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget, storage=args.storage)
     # A local run has no worker watching for crashed runs, so heartbeats would only slow the exit.
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), terminal_display():
         state = produce(storyboard=storyboard, options=options, return_state=True)
@@ -132,6 +134,8 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
     for shot in report.shots:
         print(f"  {shot.shot_id}: {shot.reason}")
     print(f"report: {folder / 'report.json'}")
+    if report.published:
+        print(f"published: {report.published['manifest.json'].rsplit('/', 1)[0]}/")
     return 0
 
 

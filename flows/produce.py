@@ -23,6 +23,8 @@ from tasks.assemble import assemble_final, make_poster
 from tasks.caching import work_name
 from flows.takes import ShotTakes, choose, first_jobs, next_jobs, run_round
 from tasks.contact_sheet import make_contact_sheet_task
+from blocks.storage import Storage
+from tasks.deliver import fetch_input, load_storage, publish_run
 from tasks.generate import fetch_reference
 from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, takes_for
@@ -42,6 +44,9 @@ class RunOptions(BaseModel):
     out_dir: str = Field("out", description="Folder receiving <project>/final.mp4, takes/ and report.json.")
     takes: int | None = Field(None, ge=1, le=16, description="Takes per shot; overrides the storyboard.")
     budget: float | None = Field(None, ge=0, description="Credit budget; overrides the storyboard's.")
+    storage: str | None = Field(None, description="Saved storage block ('<type-slug>/<name>', e.g. "
+                                "'takeflow-s3-storage/media') that receives the deliverables and "
+                                "reads s3:// inputs.")
 
 
 def _run_name() -> str:
@@ -69,13 +74,17 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         return Failed(name="BudgetExceeded", message=(
             f"estimated cost {estimate:g} credits is over the budget of {budget:g}; raise the budget, "
             "use fewer takes or shorten shots (nothing was spent)"))
+    storage = load_storage(options.storage) if options.storage else None
+    if storage is None and any((p.reference_image or "").startswith("s3://") for p in plans):
+        return Failed(name="InvalidInput", message=(
+            "a reference image is an s3:// URI; pass a storage block (--storage) that can read it"))
     timings["plan"] = time.perf_counter() - clock
 
     progress = RunProgress(STAGE_WEIGHTS)
     clock = time.perf_counter()
     registry, notices = default_registry()
     ready, skipped = split_available(registry.scorers())
-    shots = _shot_takes(plans, providers, folder, budget, estimate, tuple(s.name for s in ready))
+    shots = _shot_takes(plans, providers, folder, budget, estimate, tuple(s.name for s in ready), storage)
     jobs = [job for shot in shots.values() for job in first_jobs(shot)]
     while jobs:  # each round: generate and score, choose, then add takes where none is good enough
         run_round(jobs, shots, providers, folder, progress)
@@ -123,7 +132,13 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     timings["assemble"] = time.perf_counter() - clock
 
     report.final, report.poster, report.timings = final.name, poster.name, timings
-    write_report(report, folder)
+    report_path = write_report(report, folder)
+    if storage is not None:
+        files = {"final.mp4": final, "poster.jpg": poster, "report.json": report_path,
+                 **{f"contact-sheets/{Path(s.contact_sheet).name}": folder / s.contact_sheet
+                    for s in records if s.contact_sheet}}
+        report.published = publish_run(storage, files, storyboard.project_slug, str(flow_run.id))
+        write_report(report, folder)
     logger.info(f"final video: {final} ({report.generated} takes generated, {report.cached} from cache)")
     return report
 
@@ -137,13 +152,16 @@ def _cached(task, *args):
 
 
 def _shot_takes(plans: list[ShotPlan], providers: dict[str, VideoProvider], folder: Path,
-                budget: float | None, estimate: float, learned: tuple[str, ...]) -> dict[str, ShotTakes]:
+                budget: float | None, estimate: float, learned: tuple[str, ...],
+                storage: Storage | None) -> dict[str, ShotTakes]:
     """Each shot's reference image (remote ones fetched) and its share of the budget."""
     shots = {}
     for plan in plans:
         reference = plan.reference_image
         if reference and reference.startswith(("https://", "http://")):
             reference = fetch_reference(reference, plan.shot_id, folder / "references")
+        elif reference and reference.startswith("s3://"):
+            reference = fetch_input(storage, reference, plan.shot_id, folder / "references")
         share = None
         if budget is not None and estimate > 0:
             own = estimate_credits([plan], providers)

@@ -73,6 +73,7 @@ class ProductionReport(BaseModel):
     cached: int = Field(description="Takes reused from earlier identical generations.")
     timings: dict[str, float] = Field(description="Wall seconds per stage.")
     notices: list[str] = Field([], description="Learned scorers skipped (no weights here) or failed.")
+    published: dict[str, str] = Field({}, description="Where the deliverables were uploaded (name -> URI).")
     shots: list[ShotRecord]
 
 

@@ -118,7 +118,8 @@ class Shot(_Strict):
     environment: str | None = Field(None, description="Where it happens.")
     camera: str | None = Field(None, description="Camera instruction, e.g. 'slow dolly in at eye level'.")
     lighting: str | None = Field(None, description="Mood and lighting, e.g. 'warm golden-hour backlight'.")
-    reference_image: str | None = Field(None, description="Image file path or https URL for image-to-video.")
+    reference_image: str | None = Field(None, description="Image file path, https URL or s3:// URI for "
+                                        "image-to-video.")
     motion_brush: list[BrushRegion] = Field([], description="Regions that move on their own vectors.")
     duration: float | None = Field(None, gt=0, le=60, description="Overrides defaults.duration.")
     provider: str | None = Field(None, description="Overrides defaults.provider.")
@@ -138,7 +139,7 @@ class Shot(_Strict):
     @field_validator("reference_image")
     @classmethod
     def _readable_image(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or value.startswith(("https://", "http://")):
+        if value is None or value.startswith(("https://", "http://", "s3://")):
             return value
         path = Path(value).expanduser()
         if not path.is_absolute():
