@@ -182,6 +182,23 @@ class FrameWriter:
             self.abort()
 
 
+def save_last_frame(video: str | Path, dest: str | Path) -> Path:
+    """Write the video's last frame as a lossless PNG (the start of a continuing shot)."""
+    cap = cv2.VideoCapture(str(video))
+    try:
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.set(cv2.CAP_PROP_POS_FRAMES, max(0, count - 1))
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok:
+        raise MediaError(f"{Path(video).name}: cannot read its last frame")
+    with atomic_path(Path(dest).with_suffix(".png")) as tmp:
+        if not cv2.imwrite(str(tmp), frame):
+            raise MediaError(f"cannot write {Path(dest).name}")
+    return Path(dest).with_suffix(".png")
+
+
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes: the identity of media in cache keys, never its path."""
     with open(path, "rb") as fh:

@@ -21,7 +21,7 @@ from blocks.registry import load_provider
 from flows.progress import RunProgress
 from tasks.assemble import assemble_final, make_poster
 from tasks.caching import work_name
-from flows.takes import ShotTakes, choose, first_jobs, next_jobs, run_round
+from flows.takes import ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
 from tasks.contact_sheet import make_contact_sheet_task
 from blocks.storage import Storage
 from tasks.deliver import fetch_input, load_storage, publish_run
@@ -85,13 +85,15 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     registry, notices = default_registry()
     ready, skipped = split_available(registry.scorers())
     shots = _shot_takes(plans, providers, folder, budget, estimate, tuple(s.name for s in ready), storage)
-    jobs = [job for shot in shots.values() for job in first_jobs(shot)]
-    while jobs:  # each round: generate and score, choose, then add takes where none is good enough
-        run_round(jobs, shots, providers, folder, progress)
-        for shot in shots.values():
+    jobs = [job for shot in shots.values() if not shot.plan.continues_from for job in first_jobs(shot)]
+    while jobs:  # each round: generate and score, choose, add takes where none is good enough,
+        run_round(jobs, shots, providers, folder, progress)  # then start shots continuing others
+        touched, jobs = dict.fromkeys(job.plan.shot_id for job in jobs), []
+        for shot_id in touched:
+            shot = shots[shot_id]
             choose(shot)
-        jobs = [job for shot in shots.values()
-                for job in next_jobs(shot, storyboard.title, providers[shot.plan.provider])]
+            jobs += next_jobs(shot, storyboard.title, providers[shot.plan.provider])
+        jobs += continuation_jobs(shots, folder)
     records = [_shot_record(shot, folder) for shot in shots.values()]
     timings["generate+score"] = time.perf_counter() - clock
 
@@ -177,8 +179,12 @@ def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
     chosen = None
     if selection is not None and selection.acceptable and selection.index is not None:
         chosen = sorted(shot.metrics)[selection.index]
-    reason = selection.reason if selection and shot.metrics else "every take failed to generate: " + "; ".join(
-        f"take {t.take}: {t.error}" for t in takes)
+    if not takes:
+        reason = shot.history[-1] if shot.history else "not generated"
+    elif selection and shot.metrics:
+        reason = selection.reason
+    else:
+        reason = "every take failed to generate: " + "; ".join(f"take {t.take}: {t.error}" for t in takes)
     files = [folder / t.file for t in takes if t.file]
     sheet = None
     if files:

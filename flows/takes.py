@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prefect.futures import as_completed
 
-from blocks.media import place, read_image
+from blocks.media import place, read_image, save_last_frame
 from blocks.providers import VideoProvider
 from flows.progress import RunProgress
 from tasks.caching import work_name
@@ -40,6 +40,7 @@ class ShotTakes:
     history: list[str] = field(default_factory=list)
     selection: Selection | None = None
     learned: tuple[str, ...] = ()  # learned scorers whose weights are present
+    pending: bool = False  # more takes were just requested for this shot
     share: float | None = None  # credits this shot may spend, None without a budget
 
     @property
@@ -61,6 +62,27 @@ class ShotTakes:
 def first_jobs(shot: ShotTakes) -> list[TakeJob]:
     plan = shot.plan
     return [TakeJob(plan, k, seed, plan.model) for k, seed in enumerate(plan.prompts.seeds, 1)]
+
+
+def continuation_jobs(shots: dict[str, ShotTakes], folder: Path) -> list[TakeJob]:
+    """Start continuing shots whose previous shot has its final choice: the chosen take's last
+    frame becomes their reference image. A shot whose predecessor never passed cannot start."""
+    jobs = []
+    for shot in shots.values():
+        previous = shots.get(shot.plan.continues_from or "")
+        if previous is None or shot.records or shot.history:
+            continue  # not a continuing shot, or already started or given up
+        if previous.selection is None or previous.pending:
+            continue  # the previous shot is still being generated or resampled
+        if not previous.selection.acceptable:
+            shot.history.append(f"not generated: {previous.plan.shot_id} has no acceptable take to continue from")
+            continue
+        take = sorted(previous.metrics)[previous.selection.index]
+        frame = folder / "references" / f"{shot.plan.shot_id}-from-{previous.plan.shot_id}-take{take}.png"
+        shot.reference = save_last_frame(folder / previous.records[take].file, frame)
+        shot.history.append(f"continues {previous.plan.shot_id} from the last frame of its take {take}")
+        jobs += first_jobs(shot)
+    return jobs
 
 
 def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[str, VideoProvider],
@@ -122,6 +144,7 @@ def choose(shot: ShotTakes) -> Selection:
 def next_jobs(shot: ShotTakes, title: str, provider: VideoProvider) -> list[TakeJob]:
     """More takes for a shot with no acceptable take: new seeds, then the fallback model; none
     when the shot is fine, out of extra takes, or out of its share of the budget."""
+    shot.pending = False
     if shot.selection is not None and shot.selection.acceptable:
         return []
     plan, count = shot.plan, max(shot.records, default=0)
@@ -142,4 +165,5 @@ def next_jobs(shot: ShotTakes, title: str, provider: VideoProvider) -> list[Take
                             f"share of the budget ({shot.share:g} credits, {shot.spent:g} spent)")
         return []
     shot.history.append(f"no take passed the bar: {batch} more takes with {why}")
+    shot.pending = True
     return jobs

@@ -26,6 +26,7 @@ class ShotPlan(BaseModel):
     aspect_ratio: AspectRatio = Field(description="Frame aspect ratio.")
     motion_amount: float = Field(description="Camera motion, 0 to 1.")
     reference_image: str | None = Field(description="Reference image path or URL.")
+    continues_from: str | None = Field(None, description="Shot whose chosen take's last frame is the reference.")
     motion_regions: tuple[MotionRegion, ...] = Field(description="Motion-brush regions as vectors.")
     transition: Transition | None = Field(description="Join to the next shot (None for the last).")
     prompts: ShotPrompts = Field(description="Expanded prompt, lint report and take seeds.")
@@ -58,6 +59,7 @@ def plan_shot(storyboard: Storyboard, index: int, prompts: ShotPrompts) -> ShotP
         duration=duration, fps=defaults.fps, aspect_ratio=defaults.aspect_ratio,
         motion_amount=defaults.motion_amount if shot.motion_amount is None else shot.motion_amount,
         reference_image=shot.reference_image,
+        continues_from=storyboard.shot_ids()[index - 1] if shot.continues else None,
         motion_regions=tuple(MotionRegion(polygon=tuple(map(tuple, r.polygon)),
                                           vector=r.vector(duration, w / h))
                              for r in shot.motion_brush),

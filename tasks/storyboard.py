@@ -120,6 +120,8 @@ class Shot(_Strict):
     lighting: str | None = Field(None, description="Mood and lighting, e.g. 'warm golden-hour backlight'.")
     reference_image: str | None = Field(None, description="Image file path, https URL or s3:// URI for "
                                         "image-to-video.")
+    continues: bool = Field(False, description="Continue the previous shot: its chosen take's last frame "
+                            "becomes this shot's reference image.")
     motion_brush: list[BrushRegion] = Field([], description="Regions that move on their own vectors.")
     duration: float | None = Field(None, gt=0, le=60, description="Overrides defaults.duration.")
     provider: str | None = Field(None, description="Overrides defaults.provider.")
@@ -134,6 +136,9 @@ class Shot(_Strict):
     def _has_content(self) -> "Shot":
         if not self.brief and not self.subject:
             raise ValueError("needs a brief, or structured fields starting with subject")
+        if self.continues and self.reference_image:
+            raise ValueError("a shot that continues the previous one takes its last frame as reference; "
+                             "remove reference_image or continues")
         return self
 
     @field_validator("reference_image")
@@ -173,6 +178,8 @@ class Storyboard(_Strict):
             _check_model(index, provider, shot.model or self.defaults.model)
             if shot.fallback_model:
                 _check_model(index, provider, shot.fallback_model, "fallback_model")
+        if self.shots[0].continues:
+            raise ValueError("shots[0].continues: the first shot has no previous shot to continue; remove it")
         ids = self.shot_ids()
         for index, shot_id in enumerate(ids):
             if ids.index(shot_id) != index:
