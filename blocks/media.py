@@ -15,7 +15,7 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import ffmpeg
@@ -180,6 +180,34 @@ class FrameWriter:
             self.close()
         else:
             self.abort()
+
+
+def evenly_spaced(total: int, count: int) -> list[int]:
+    """`count` frame indices from the first to the last of `total` frames (repeats when
+    `total < count`); a single index is the middle frame."""
+    if total <= 0 or count <= 0:
+        return []
+    if count == 1:
+        return [(total - 1) // 2]
+    return [round(k * (total - 1) / (count - 1)) for k in range(count)]
+
+
+def sample_frames(path: Path, count: int,
+                  transform: Callable[[np.ndarray], np.ndarray] | None = None) -> list[np.ndarray]:
+    """Decode `path` once, keeping only `count` evenly spaced BGR frames (after `transform`, e.g.
+    a shrink), so memory holds those frames and never the clip. A file that ends earlier than its
+    container says gives fewer. Raises MediaError (or cv2/OS errors) when it cannot be read."""
+    wanted = evenly_spaced(probe(path).frames, count)
+    if not wanted:
+        return []
+    kept: dict[int, np.ndarray] = {}
+    with contextlib.closing(iter_frames(path)) as frames:
+        for index, frame in enumerate(frames):
+            if index > wanted[-1]:
+                break
+            if index in wanted:
+                kept[index] = transform(frame) if transform else frame
+    return [kept[i] for i in wanted if i in kept]
 
 
 def save_last_frame(video: str | Path, dest: str | Path) -> Path:

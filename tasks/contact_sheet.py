@@ -8,7 +8,6 @@ one row per take, no gaps, so the sheet is exactly
 
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ import cv2
 import numpy as np
 from prefect import task
 
-from blocks.media import MediaError, atomic_path, iter_frames, probe
+from blocks.media import MediaError, atomic_path, sample_frames
 from tasks.caching import content_key
 
 LABEL_COLUMN_RATIO = 2  # label column width per pixel of thumbnail height: ~30 characters a line
@@ -36,34 +35,6 @@ _UNREADABLE = (MediaError, cv2.error, OSError, subprocess.SubprocessError)
 _CHOSEN_WORD = re.compile(r"\bchosen\b", re.IGNORECASE)
 # Hershey fonts are ASCII only; QC messages use an en dash ("0.00–1.00 s").
 _ASCII = str.maketrans({"–": "-", "—": "-", "…": "...", "×": "x", "’": "'", "‘": "'", "“": '"', "”": '"'})
-
-
-def evenly_spaced(total: int, count: int) -> list[int]:
-    """`count` frame indices from the first to the last of `total` frames (repeats when
-    `total < count`); a single index is the middle frame."""
-    if total <= 0 or count <= 0:
-        return []
-    if count == 1:
-        return [(total - 1) // 2]
-    return [round(k * (total - 1) / (count - 1)) for k in range(count)]
-
-
-def sample_frames(path: Path, count: int,
-                  transform: Callable[[np.ndarray], np.ndarray] | None = None) -> list[np.ndarray]:
-    """Decode `path` once, keeping only `count` evenly spaced BGR frames (after `transform`, e.g.
-    a shrink), so memory holds those frames and never the clip. A file that ends earlier than its
-    container says gives fewer. Raises MediaError (or cv2/OS errors) when it cannot be read."""
-    wanted = evenly_spaced(probe(path).frames, count)
-    if not wanted:
-        return []
-    kept: dict[int, np.ndarray] = {}
-    with contextlib.closing(iter_frames(path)) as frames:
-        for index, frame in enumerate(frames):
-            if index > wanted[-1]:
-                break
-            if index in wanted:
-                kept[index] = transform(frame) if transform else frame
-    return [kept[i] for i in wanted if i in kept]
 
 
 def _shrink_to_height(height: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -27,8 +27,7 @@ import numpy as np
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
-from blocks.media import MediaError
-from tasks.contact_sheet import sample_frames
+from blocks.media import MediaError, sample_frames
 
 ENTRY_POINT_GROUP = "takeflow.scorers"
 MODELS_ENV = "TAKEFLOW_MODELS"

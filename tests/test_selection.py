@@ -15,8 +15,9 @@ import pytest
 
 from blocks.media import FrameWriter
 from tasks import learned
+from blocks.media import evenly_spaced
 from tasks.contact_sheet import (CHOSEN_BGR, HEADER_BGR, LABEL_COLUMN_RATIO, UNREADABLE_BGR,
-                                 evenly_spaced, make_contact_sheet, make_contact_sheet_task)
+                                 make_contact_sheet, make_contact_sheet_task)
 from tasks.learned import (LaionAestheticScorer, ScorerRegistry, clip_blob, default_registry,
                            score_with_learned, split_available)
 from tasks.metrics import TakeMetrics
