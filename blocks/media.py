@@ -74,6 +74,20 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(width, height, round(fps, 3), frames, codec, pix_fmt, has_audio)
 
 
+def audio_duration(path: str | Path) -> float:
+    """Seconds of the first audio stream in a file, or MediaError when it has none."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise MediaError(f"{path.name}: missing or empty file")
+    header = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
+                            text=True, timeout=60).stderr
+    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", header)
+    if not re.search(r"Stream #\d+:\d+.*?: Audio:", header) or not duration:
+        raise MediaError(f"{path.name}: no audio stream (use WAV, MP3, M4A, AAC or FLAC)")
+    hours, minutes, seconds = duration.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
     """Yield the frames of a video as BGR uint8 arrays, one at a time (never the whole clip).
 

@@ -7,6 +7,7 @@ storyboard file's folder. Every problem is reported as one line naming the field
 from __future__ import annotations
 
 import difflib
+import re
 import json
 import math
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
-from blocks.media import MediaError, read_image
+from blocks.media import MediaError, audio_duration, read_image
 from blocks.providers import AspectRatio
 from blocks.registry import PROVIDERS
 
@@ -42,8 +43,16 @@ class _Strict(BaseModel):
 class Transition(_Strict):
     """How a shot joins the next one."""
 
-    kind: Literal["cut", "crossfade"] = Field("cut", description="cut, or crossfade into the next shot.")
-    duration: float = Field(0.5, gt=0, le=5, description="Crossfade length in seconds.")
+    kind: Literal["cut", "crossfade", "fade_black", "dip"] = Field(
+        "cut", description="cut, crossfade, fade_black (fade through black) or dip (to a colour).")
+    duration: float = Field(0.5, gt=0, le=5, description="Length of a crossfade, fade or dip in seconds.")
+    color: str = Field("white", pattern=r"^(#[0-9a-fA-F]{6}|[a-z]+)$",
+                       description="Colour of a dip: a name such as white, or #rrggbb.")
+
+    @property
+    def overlap(self) -> float:
+        """Seconds the two shots overlap: every join but a cut blends them."""
+        return 0.0 if self.kind == "cut" else self.duration
 
     @model_validator(mode="before")
     @classmethod
@@ -88,6 +97,45 @@ class BrushRegion(_Strict):
                 round(-distance * math.sin(radians) * aspect, 6))
 
 
+class Sound(_Strict):
+    """What the edit sounds like: takes' own audio, a music bed, a voice-over, one loudness."""
+
+    music: str | None = Field(None, description="Music bed: audio file path, https URL or s3:// URI.")
+    music_gain_db: float = Field(-6.0, ge=-40, le=6, description="Music level under takes and voice, in dB.")
+    music_fit: Literal["loop", "pad"] = Field("loop", description="Music shorter than the edit: loop it or "
+                                              "pad with silence.")
+    voice_over: str | None = Field(None, description="Voice-over: audio file path, https URL or s3:// URI.")
+    voice_over_start: float = Field(0.0, ge=0, description="Second of the edit where the voice-over starts.")
+    fade_in: float = Field(0.5, ge=0, le=10, description="Fade-in of the whole mix, seconds.")
+    fade_out: float = Field(1.0, ge=0, le=10, description="Fade-out of the whole mix, seconds.")
+    loudness: float = Field(-14.0, ge=-40, le=-5, description="Target loudness (EBU R128, LUFS); -14 suits "
+                            "social platforms, -23 broadcast.")
+    keep_take_audio: bool = Field(True, description="Keep the sound of takes whose model made some.")
+
+    @field_validator("music", "voice_over")
+    @classmethod
+    def _readable_audio(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or value.startswith(("https://", "http://", "s3://")):
+            return value
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = Path((info.context or {}).get("base_dir", ".")) / path
+        try:
+            audio_duration(path)
+        except MediaError as exc:
+            raise ValueError(f"{exc}; give an audio file path, https URL or s3:// URI") from None
+        return str(path.resolve())
+
+
+class TitleCard(_Strict):
+    """Text laid over the edit for a while."""
+
+    text: str = Field(min_length=1, max_length=200, description="The words shown.")
+    start: float = Field(0.0, ge=0, description="Second of the edit where it appears.")
+    duration: float = Field(3.0, gt=0, description="Seconds it stays.")
+    position: Literal["top", "center", "bottom"] = Field("bottom", description="Where on the frame.")
+
+
 class Defaults(_Strict):
     """Settings every shot inherits unless it overrides them."""
 
@@ -105,6 +153,11 @@ class Defaults(_Strict):
                                "to be used; below it the shot gets more takes.")
     extra_takes: int = Field(3, ge=0, le=16, description="Most takes added to a shot whose takes all "
                              "miss the quality bar, before trying its fallback model.")
+    delivery_format: Literal["h264", "prores", "hevc10"] = Field(
+        "h264", description="final.mp4 as H.264; or final.mov as ProRes 422 HQ; or 10-bit HEVC final.mp4.")
+    colour_match: Literal["off", "previous", "first"] = Field(
+        "off", description="Grade shots to match the previous shot or the first one, so cuts do not jump.")
+    vertical_reframe: bool = Field(False, description="Also deliver a 9:16 centre reframe of a 16:9 edit.")
 
 
 class Shot(_Strict):
@@ -170,6 +223,8 @@ class Storyboard(_Strict):
     title: str = Field(min_length=1, max_length=120, description="Project title; names the output folder.")
     defaults: Defaults = Field(Defaults(), description="Settings every shot inherits.")
     shots: list[Shot] = Field(min_length=1, max_length=200, description="The shots, in order.")
+    sound: Sound | None = Field(None, description="Music, voice-over and loudness of the edit.")
+    titles: list[TitleCard] = Field([], description="Titles and captions over the edit.")
 
     @model_validator(mode="after")
     def _check_sequence(self) -> "Storyboard":
@@ -184,13 +239,19 @@ class Storyboard(_Strict):
         for index, shot_id in enumerate(ids):
             if ids.index(shot_id) != index:
                 raise ValueError(f"shots[{index}].id: '{shot_id}' is used twice; give every shot its own id")
-        fades = [0.0] + [self.transition_after(i).duration if self.transition_after(i).kind == "crossfade"
-                         else 0.0 for i in range(len(self.shots) - 1)] + [0.0]
+        total = self.total_duration()
+        for index, title in enumerate(self.titles):
+            if title.start + title.duration > total + 1e-6:
+                raise ValueError(f"titles[{index}]: ends at {title.start + title.duration:g} s, after the "
+                                 f"edit's {total:g} s; start it earlier or shorten it")
+        if self.defaults.vertical_reframe and self.defaults.aspect_ratio != "16:9":
+            raise ValueError("defaults.vertical_reframe: only a 16:9 edit is reframed to 9:16; remove it")
+        fades = [0.0] + [self.transition_after(i).overlap for i in range(len(self.shots) - 1)] + [0.0]
         for index in range(len(self.shots)):
             if fades[index] + fades[index + 1] >= self.duration_of(index):
-                raise ValueError(f"shots[{max(0, index - (fades[index + 1] == 0))}].transition: crossfades "
+                raise ValueError(f"shots[{max(0, index - (fades[index + 1] == 0))}].transition: transitions "
                                  f"into and out of shots[{index}] need a shot longer than "
-                                 f"{fades[index] + fades[index + 1]:g} s; shorten the crossfade")
+                                 f"{fades[index] + fades[index + 1]:g} s; shorten the transition")
         return self
 
     @property
@@ -208,9 +269,8 @@ class Storyboard(_Strict):
         return self.shots[index].transition or self.defaults.transition
 
     def total_duration(self) -> float:
-        fades = sum(self.transition_after(i).duration for i in range(len(self.shots) - 1)
-                    if self.transition_after(i).kind == "crossfade")
-        return sum(self.duration_of(i) for i in range(len(self.shots))) - fades
+        overlaps = sum(self.transition_after(i).overlap for i in range(len(self.shots) - 1))
+        return sum(self.duration_of(i) for i in range(len(self.shots))) - overlaps
 
 
 def slug(text: str, limit: int = 60) -> str:
@@ -279,8 +339,9 @@ def describe_error(error: ValidationError) -> str:
     elif kind == "model_type":
         message = "should be a mapping of fields (key: value)"
     more = len(error.errors()) - 1
-    # Sequence checks name their own field (e.g. "shots[2].transition: …").
-    prefix = "" if not first["loc"] and message.startswith("shots[") else f"{where}: "
+    # Storyboard-wide checks name their own field (e.g. "shots[2].transition: …").
+    names_field = re.match(r"^(shots|titles|defaults|sound)\b", message)
+    prefix = "" if not first["loc"] and names_field else f"{where}: "
     return f"{prefix}{message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 
 

@@ -34,7 +34,7 @@ def refuse(data, tmp_path=None) -> str:
     ({"title": "t", "shots": [{**SHOT, "model": "gen9"}]}, "shots[0].model", "motion-preview"),
     ({"title": "t", "shots": [{**SHOT, "transition": "wipe"}]}, "shots[0].transition.kind", "'crossfade'"),
     ({"title": "t", "shots": [{**SHOT, "transition": {"kind": "crossfade", "duration": 4}}, SHOT],
-      "defaults": {"duration": 3}}, "shots[0].transition", "shorten the crossfade"),
+      "defaults": {"duration": 3}}, "shots[0].transition", "shorten the transition"),
     ({"title": "t", "shots": [{**SHOT, "id": "a"}, {**SHOT, "id": "a"}]}, "shots[1].id", "used twice"),
 ])
 def test_bad_storyboards_name_the_field(data, field, hint):
@@ -90,3 +90,31 @@ def test_examples_are_valid_and_resolve_reference_paths():
     assert kite.shots[0].reference_image.endswith("examples/references/kite-meadow.jpg")
     assert {b.defaults.aspect_ratio for b in boards.values()} >= {"16:9", "9:16"}
     assert kite.total_duration() == pytest.approx(5 + 4 - 0.75)
+
+
+def test_sound_files_must_exist_and_hold_audio(tmp_path):
+    missing = refuse({"title": "t", "shots": [SHOT], "sound": {"music": "bed.mp3"}}, tmp_path)
+    assert missing.startswith("sound.music: bed.mp3: missing or empty file")
+    (tmp_path / "still.png").write_bytes((EXAMPLES / "references" / "kite-meadow.jpg").read_bytes())
+    silent = refuse({"title": "t", "shots": [SHOT], "sound": {"voice_over": "still.png"}}, tmp_path)
+    assert silent.startswith("sound.voice_over: still.png: no audio stream")
+
+
+def test_titles_must_end_within_the_edit():
+    message = refuse({"title": "t", "defaults": {"duration": 2}, "shots": [SHOT, SHOT],
+                      "titles": [{"text": "The End", "start": 3, "duration": 2}]})
+    assert message.startswith("titles[0]: ends at 5 s, after the edit's 4 s")
+
+
+def test_every_blending_transition_shortens_the_edit():
+    board = parse_storyboard({"title": "t", "defaults": {"duration": 2}, "shots": [
+        {**SHOT, "transition": {"kind": "fade_black", "duration": 0.5}},
+        {**SHOT, "transition": {"kind": "dip", "duration": 0.25, "color": "#ffcc00"}}, SHOT]})
+    assert board.total_duration() == pytest.approx(6 - 0.75)
+    assert refuse({"title": "t", "shots": [{**SHOT, "transition": {"kind": "dip", "color": "not a colour"}}]}
+                  ).startswith("shots[0].transition.color:")
+
+
+def test_vertical_reframe_needs_a_landscape_edit():
+    assert refuse({"title": "t", "defaults": {"aspect_ratio": "9:16", "vertical_reframe": True},
+                   "shots": [SHOT]}).startswith("defaults.vertical_reframe:")
