@@ -19,23 +19,21 @@ from blocks.media import place
 from blocks.providers import VideoProvider
 from blocks.registry import load_provider
 from flows.progress import RunProgress
-from tasks.assemble import assemble_final, make_poster
 from tasks.caching import work_name
 from flows.takes import ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
 from tasks.contact_sheet import make_contact_sheet_task
 from blocks.storage import Storage
-from tasks.deliver import fetch_input, load_storage, publish_run
-from tasks.generate import fetch_reference
+from flows.deliver import cached_file, deliver, local_input, publish
+from tasks.deliver import load_storage
 from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, takes_for
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, write_report
 from tasks.storyboard import Storyboard
-from tasks.upscale import upscale_take
 
 # Takes run in threads; providers are remote APIs waiting on the network (previz shares the CPU).
 MAX_PARALLEL_TASKS = 8
-STAGE_WEIGHTS = {"generate": 6, "score": 2, "upscale": 1, "assemble": 1}
+STAGE_WEIGHTS = {"generate": 6, "score": 2, "assemble": 2}
 
 
 class RunOptions(BaseModel):
@@ -75,9 +73,11 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
             f"estimated cost {estimate:g} credits is over the budget of {budget:g}; raise the budget, "
             "use fewer takes or shorten shots (nothing was spent)"))
     storage = load_storage(options.storage) if options.storage else None
-    if storage is None and any((p.reference_image or "").startswith("s3://") for p in plans):
+    sound = storyboard.sound
+    inputs = [p.reference_image for p in plans] + ([sound.music, sound.voice_over] if sound else [])
+    if storage is None and any((uri or "").startswith("s3://") for uri in inputs):
         return Failed(name="InvalidInput", message=(
-            "a reference image is an s3:// URI; pass a storage block (--storage) that can read it"))
+            "an input is an s3:// URI; pass a storage block (--storage) that can read it"))
     timings["plan"] = time.perf_counter() - clock
 
     progress = RunProgress(STAGE_WEIGHTS)
@@ -98,59 +98,33 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     timings["generate+score"] = time.perf_counter() - clock
 
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
-    fps = storyboard.defaults.fps
     report = ProductionReport(
-        title=storyboard.title, status="complete", width=width, height=height, fps=fps,
+        title=storyboard.title, status="complete", width=width, height=height, fps=storyboard.defaults.fps,
         duration=storyboard.total_duration(), estimate=estimate, budget=budget,
         credits_spent=round(sum(s.credits_spent for s in records), 4),
         generated=sum(not t.from_cache for s in records for t in s.takes if t.file),
         cached=sum(t.from_cache for s in records for t in s.takes), timings=timings, shots=records,
         notices=notices + skipped)
 
-    clock = time.perf_counter()
-    usable = [(plan, shot) for plan, shot in zip(plans, records) if shot.chosen is not None]
-    clips = _upscale(usable, folder, width, height, fps, progress)
-    timings["upscale"] = time.perf_counter() - clock
     missing = [s for s in records if s.chosen is None]
-    if missing:  # the other shots are upscaled and kept; the edit would have a hole, so none is cut
+    if missing:  # every take stays in takes/; an edit with a hole in it is not cut
         report.status = "; ".join(f"{s.shot_id}: {s.reason}" for s in missing)
-        report.timings = timings
         write_report(report, folder)
         return Failed(name="NoAcceptableTake", message=(
             f"{report.status}. Every take is kept in {folder / 'takes'}; adjust the prompt, "
             "lower the quality bar or allow more takes, and rerun"))
 
     clock = time.perf_counter()
-    progress.start("assemble", 2)
-    transitions = [plan.transition for plan in plans[:-1]]
-    edit = _cached(assemble_final, clips, transitions, fps,
-                   folder / "work" / f"final-{work_name(clips, transitions, fps)}.mp4")
-    final = place(edit, folder / "final.mp4")
-    progress.advance("assemble", "final.mp4")
-    poster_at = min(plans[0].duration / 2, report.duration / 2)
-    poster = place(_cached(make_poster, edit, poster_at, folder / "work" / f"poster-{work_name(edit, poster_at)}.jpg"),
-                   folder / "poster.jpg")
-    progress.advance("assemble", "poster.jpg")
+    files = deliver(storyboard, plans, records, report, folder, storage, progress)
     timings["assemble"] = time.perf_counter() - clock
-
-    report.final, report.poster, report.timings = final.name, poster.name, timings
-    report_path = write_report(report, folder)
+    report.final, report.poster = next(iter(files)), "poster.jpg"
+    report.deliverables = sorted(files)
+    files["report.json"] = write_report(report, folder)
     if storage is not None:
-        files = {"final.mp4": final, "poster.jpg": poster, "report.json": report_path,
-                 **{f"contact-sheets/{Path(s.contact_sheet).name}": folder / s.contact_sheet
-                    for s in records if s.contact_sheet}}
-        report.published = publish_run(storage, files, storyboard.project_slug, str(flow_run.id))
+        report.published = publish(storage, files, records, folder, storyboard.project_slug, str(flow_run.id))
         write_report(report, folder)
-    logger.info(f"final video: {final} ({report.generated} takes generated, {report.cached} from cache)")
+    logger.info(f"{report.final}: {report.generated} takes generated, {report.cached} from cache")
     return report
-
-
-def _cached(task, *args):
-    """Run a cached task; if its cached output file has since been deleted, redo the work."""
-    result = task(*args)
-    if not Path(result).is_file():
-        result = task.with_options(refresh_cache=True)(*args)
-    return result
 
 
 def _shot_takes(plans: list[ShotPlan], providers: dict[str, VideoProvider], folder: Path,
@@ -160,15 +134,12 @@ def _shot_takes(plans: list[ShotPlan], providers: dict[str, VideoProvider], fold
     shots = {}
     for plan in plans:
         reference = plan.reference_image
-        if reference and reference.startswith(("https://", "http://")):
-            reference = fetch_reference(reference, plan.shot_id, folder / "references")
-        elif reference and reference.startswith("s3://"):
-            reference = fetch_input(storage, reference, plan.shot_id, folder / "references")
+        reference = local_input(reference, plan.shot_id, folder / "references", storage, "image")
         share = None
         if budget is not None and estimate > 0:
             own = estimate_credits([plan], providers)
             share = budget * own / estimate
-        shots[plan.shot_id] = ShotTakes(plan, Path(reference) if reference else None, share=share,
+        shots[plan.shot_id] = ShotTakes(plan, reference, share=share,
                                         learned=learned)
     return shots
 
@@ -191,7 +162,7 @@ def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
         labels = [f"take {t.take}" + (" chosen" if t.take == chosen else "")
                   + (f"  q {t.quality:.2f}" if t.quality is not None else "")
                   + (f"  {t.hard_fails[0]}" if t.hard_fails else "") for t in takes if t.file]
-        sheet = _cached(make_contact_sheet_task, files, labels,
+        sheet = cached_file(make_contact_sheet_task, files, labels,
                         folder / "work" / f"{plan.shot_id}-sheet-{work_name(files, labels)}.jpg")
         sheet = place(sheet, folder / "contact-sheets" / f"{plan.shot_id}.jpg").relative_to(folder)
     return ShotRecord(
@@ -199,24 +170,3 @@ def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
         prompt=plan.prompts.prompt.text(), prompt_parts=plan.prompts.prompt, lint=plan.prompts.lint,
         takes=takes, state="ok" if chosen is not None else "NoAcceptableTake", chosen=chosen,
         reason=reason, history=shot.history, contact_sheet=str(sheet) if sheet else None)
-
-
-def _upscale(usable: list[tuple[ShotPlan, ShotRecord]], folder: Path, width: int, height: int,
-             fps: int, progress: RunProgress) -> list[Path]:
-    progress.start("upscale", len(usable))
-    futures = []
-    for plan, shot in usable:
-        chosen = next(t for t in shot.takes if t.take == shot.chosen)
-        take = folder / chosen.file
-        dest = folder / "work" / f"{plan.shot_id}-{work_name(take, width, height, fps)}.mp4"
-        futures.append((shot, take, dest, upscale_take.submit(take, width, height, fps, dest)))
-    clips = []
-    for shot, take, dest, future in futures:
-        clip = Path(future.result())
-        if not clip.is_file():
-            clip = upscale_take.with_options(refresh_cache=True)(take, width, height, fps, dest)
-        clip = place(clip, dest)  # a cache hit may point into another output folder
-        shot.delivered = str(clip.relative_to(folder))
-        clips.append(clip)
-        progress.advance("upscale", shot.shot_id)
-    return clips

@@ -1,117 +1,246 @@
-"""Final assembly: join the upscaled takes with cuts and crossfades in one encode, plus a poster.
+"""Final assembly: the chosen takes become the delivery file in ONE ffmpeg pass, with sound.
 
-Everything happens in a single ffmpeg filter graph so the picture is encoded exactly once
-after the takes. Each input is first normalised to the same rate, timebase, pixel format and
-size, because xfade refuses inputs that differ in any of these.
+Each take is normalised (rate, timebase, exact length), graded, Lanczos-scaled to the delivery
+size, joined with cuts and overlapping transitions, titled, and encoded exactly once, while the
+sound mix is built and loudness-normalised in the same graph. The only other passes read
+audio (loudness measurement) and never touch the picture.
 """
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
+import cv2
 import ffmpeg
+import numpy as np
 from prefect import task
 
-from blocks.media import H264_OUTPUT, MediaError, VideoInfo, atomic_path, probe, run_ffmpeg
+from blocks.media import FFMPEG, H264_OUTPUT, MediaError, VideoInfo, atomic_path, probe, run_ffmpeg
+from tasks.audio import SAMPLE_RATE, integrated_loudness, measure_mix, mix, normalised_loudness, run_command
 from tasks.caching import content_key
-from tasks.storyboard import Transition
-from tasks.upscale import check_frame_size, cover_crop
+from tasks.edit import (AssemblyResult, DeliveryFormat, EditClip, EditTransition, Grade, Soundtrack,
+                        Timeline, Title, as_clip, as_transition, clip_timeline)
+from tasks.upscale import check_frame_size, delivery_scale
 
 FINAL_CRF = 18
+HEVC_CRF = 20  # x265 at 20 looks like x264 at 18 at a smaller size
 POSTER_QUALITY = 2  # mjpeg qscale: 2 is near the best, the poster is a single small file
+_VIDEO_CODEC_FLAGS = ("-vcodec", "-c:v", "-codec:v")
 
 
-def _fade_frames(transition: Transition, fps: int) -> int:
-    """Frames a transition overlaps its two clips by: whole frames, so offsets stay on the grid."""
-    return max(1, round(transition.duration * fps)) if transition.kind == "crossfade" else 0
+@dataclass(frozen=True)
+class _Format:
+    pix_fmt: str  # the graph works in the delivery pixel format, so 10-bit stays 10-bit
+    overlay: str  # overlay's name for that format (its default would drop to 8-bit 4:2:0)
+    video: dict
+    audio: dict
+    suffixes: tuple[str, ...]
 
 
-def _validate(clip_frames: list[int], transitions: list[Transition], fps: int) -> None:
-    """Raise ValueError naming the clip if the transitions cannot be laid out on these clips."""
-    if len(transitions) != len(clip_frames) - 1:
-        raise ValueError(f"{len(clip_frames)} clips need {len(clip_frames) - 1} transitions, "
-                         f"got {len(transitions)}")
-    # Padded with 0: nothing fades into the first clip or out of the last.
-    fades = [0, *(_fade_frames(t, fps) for t in transitions), 0]
-    for i, frames in enumerate(clip_frames):
-        fade_in, fade_out = fades[i], fades[i + 1]
-        length = f"{frames / fps:.3f}s"
-        if max(fade_in, fade_out) > frames:
-            raise ValueError(f"clip {i}: crossfade of {max(fade_in, fade_out) / fps:.3f}s is "
-                             f"longer than the clip ({length})")
-        if fade_in + fade_out > frames:
-            raise ValueError(f"clip {i}: crossfades in ({fade_in / fps:.3f}s) and out "
-                             f"({fade_out / fps:.3f}s) overlap in a clip of {length}")
+FORMATS: dict[str, _Format] = {
+    "h264": _Format("yuv420p", "yuv420", {**H264_OUTPUT, "crf": FINAL_CRF, "profile:v": "high"},
+                    {"acodec": "aac", "b:a": "192k"}, (".mp4", ".mov")),
+    "prores": _Format("yuv422p10le", "yuv422p10",
+                      {"vcodec": "prores_ks", "profile:v": 3, "vendor": "apl0", "pix_fmt": "yuv422p10le"},
+                      {"acodec": "pcm_s24le"}, (".mov",)),
+    "hevc10": _Format("yuv420p10le", "yuv420p10",
+                      {"vcodec": "libx265", "pix_fmt": "yuv420p10le", "crf": HEVC_CRF, "tag:v": "hvc1",
+                       "movflags": "+faststart", "x265-params": "log-level=error"},
+                      {"acodec": "aac", "b:a": "192k"}, (".mp4", ".mov")),
+}
+_XFADE = {"crossfade": "fade", "fade_black": "fadeblack"}
 
 
-def _probe_clip(index: int, clip: Path) -> VideoInfo:
-    try:
-        return probe(clip)
-    except MediaError as exc:
-        raise MediaError(f"clip {index}: {exc}") from None
+def count_video_encodes(command: Sequence[str]) -> int:
+    """Lossy video encodes a command performs: every video codec option that is not a copy."""
+    return sum(arg in _VIDEO_CODEC_FLAGS and value != "copy"
+               for arg, value in zip(command, command[1:]))
 
 
-def _normalised(clip: Path, fps: int, width: int, height: int, same_size: bool):
-    """One clip's video from t=0 at `fps`, yuv420p, width x height.
+def _graded(video, grade: Grade):
+    """Apply out = in * gain + offset per RGB channel (lutrgb: a table lookup, cheap)."""
+    channels = {name: f"clip(val*{gain}+{offset}*maxval,minval,maxval)"
+                for name, gain, offset in zip("rgb", grade.gain, grade.offset)}
+    return video.filter("lutrgb", **channels)
 
-    The timebase is set to AVTB (1/1000000) because that is what concat outputs, and an
-    xfade after a concat needs both of its inputs on the same timebase.
+
+def _picture(video, info: VideoInfo, clip: EditClip, frames: int, fps: int, width: int,
+             height: int, pix_fmt: str):
+    """One clip's picture: `frames` frames at `fps` from t=0, graded, at width x height.
+
+    The fps filter resamples any rate, mixed or variable, onto the delivery grid; tpad + trim
+    then pin the length to the planned frame count, so transition offsets computed from it are
+    exact. The timebase is AVTB because concat outputs that and xfade needs equal timebases.
     """
-    video = ffmpeg.input(str(clip)).video.setpts("PTS-STARTPTS").filter("fps", fps)
-    if not same_size:
-        video = cover_crop(video, width, height)
-    return video.filter("format", "yuv420p").filter("settb", "AVTB")
+    video = video.setpts("PTS-STARTPTS").filter("fps", fps)
+    video = video.filter("tpad", stop_mode="clone", stop_duration=1).filter("trim", end_frame=frames)
+    if clip.grade is not None and not clip.grade.is_identity:
+        video = _graded(video, clip.grade)  # before scaling: fewer pixels to grade
+    if (info.width, info.height) != (width, height):
+        video = delivery_scale(video, width, height)  # marks pixels square itself
+    else:  # already the delivery size: no resampling, no sharpening, as upscale_video does
+        video = video.filter("setsar", 1)
+    return video.filter("format", pix_fmt).filter("settb", "AVTB")
+
+
+def _dip_levels(index: int, color: str, pix_fmt: str) -> tuple[int, int, int]:
+    """The Y, U, V plane values of `color` in the working pixel format, as ffmpeg converts it."""
+    ten_bit = "10" in pix_fmt
+    raw = subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", f"color=c={color}:s=2x2",
+         "-frames:v", "1", "-pix_fmt", "yuv444p10le" if ten_bit else "yuv444p", "-f", "rawvideo", "-"],
+        capture_output=True).stdout
+    if not raw:
+        raise ValueError(f"transition after shot {index}: unknown dip colour {color!r}")
+    planes = np.frombuffer(raw, np.uint16 if ten_bit else np.uint8).reshape(3, -1)
+    return tuple(int(plane[0]) for plane in planes)
+
+
+def _xfade_options(index: int, transition: EditTransition, pix_fmt: str) -> dict:
+    if transition.kind in _XFADE:
+        return {"transition": _XFADE[transition.kind]}
+    if transition.color.lower() in ("white", "black"):
+        return {"transition": f"fade{transition.color.lower()}"}
+    # A dip through any other colour: out to the colour over the first half, in over the second.
+    # xfade's P runs from 1 (all first clip) to 0 (all second clip).
+    y, u, v = _dip_levels(index, transition.color, pix_fmt)
+    colour = f"if(eq(PLANE,0),{y},if(eq(PLANE,1),{u},{v}))"
+    return {"transition": "custom",
+            "expr": f"if(gt(P,0.5),A*(2*P-1)+{colour}*(2-2*P),{colour}*2*P+B*(1-2*P))"}
 
 
 def _concat(segments: list):
-    """Cut straight from each segment to the next (a lone segment needs no concat)."""
     return segments[0] if len(segments) == 1 else ffmpeg.concat(*segments, v=1, a=0)
 
 
-def build_assembly(clips: list[Path], transitions: list[Transition], dest: Path, fps: int):
-    """The ffmpeg-python graph that writes the assembled video to `dest` (not run).
-
-    Clips keep the first clip's size; others are cover-scaled to it. Runs of cuts become one
-    concat; a crossfade xfades everything joined so far into the next clip, starting
-    `fade` before the end of what is joined so far.
-    """
-    if not clips:
-        raise ValueError("no clips to assemble")
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    infos = [_probe_clip(i, clip) for i, clip in enumerate(clips)]
-    # The fps filter keeps a clip's duration, rounded to whole output frames.
-    clip_frames = [max(1, round(info.frames * fps / info.fps)) for info in infos]
-    _validate(clip_frames, transitions, fps)
-    width, height = infos[0].width, infos[0].height
-    check_frame_size(width, height)
-
-    inputs = [_normalised(clip, fps, width, height, (info.width, info.height) == (width, height))
-              for clip, info in zip(clips, infos)]
-    segments = [inputs[0]]  # pieces waiting to be concatenated by the next crossfade or the end
-    joined_frames = clip_frames[0]
-    for transition, following, frames in zip(transitions, inputs[1:], clip_frames[1:]):
-        fade = _fade_frames(transition, fps)
-        if fade:
-            joined = _concat(segments)
-            segments = [ffmpeg.filter([joined, following], "xfade", transition="fade",
-                                      duration=fade / fps, offset=(joined_frames - fade) / fps)]
+def _joined(pictures: list, transitions: list[EditTransition], timeline: Timeline, pix_fmt: str):
+    """Runs of cuts become one concat; an overlapping transition xfades everything joined so far
+    into the next clip, starting `overlap` before the end of what is joined so far."""
+    fps = timeline.fps
+    pending, joined = [pictures[0]], timeline.clip_frames[0]
+    for index, (transition, picture, frames, overlap) in enumerate(
+            zip(transitions, pictures[1:], timeline.clip_frames[1:], timeline.overlaps)):
+        if overlap:
+            pending = [ffmpeg.filter([_concat(pending), picture], "xfade",
+                                     duration=f"{overlap / fps:.6f}",
+                                     offset=f"{(joined - overlap) / fps:.6f}",
+                                     **_xfade_options(index, transition, pix_fmt))]
         else:
-            segments.append(following)
-        joined_frames += frames - fade
-    return _concat(segments).output(str(dest), r=fps, crf=FINAL_CRF, **{"profile:v": "high"},
-                                    **H264_OUTPUT)
+            pending.append(picture)
+        joined += frames - overlap
+    return _concat(pending)
 
 
-def assemble_video(clips: list[Path], transitions: list[Transition], dest: Path, fps: int) -> Path:
-    """Join `clips` in order; `transitions[i]` joins clip i to clip i + 1. Video only.
+def render_title(title: Title, width: int, height: int, dest: Path) -> Path:
+    """Draw a title as white text with a black outline on a transparent width x height PNG."""
+    font, scale = cv2.FONT_HERSHEY_DUPLEX, height / 16 / 22  # Hershey glyphs are ~22 px at scale 1
+    thickness = max(1, round(scale * 1.5))
+    text_width, text_height = cv2.getTextSize(title.text, font, scale, thickness)[0]
+    if text_width > 0.9 * width:  # long titles shrink to fit rather than run off the frame
+        scale *= 0.9 * width / text_width
+        thickness = max(1, round(scale * 1.5))
+        text_width, text_height = cv2.getTextSize(title.text, font, scale, thickness)[0]
+    margin = height // 12
+    y = {"top": margin + text_height, "center": (height + text_height) // 2,
+         "bottom": height - margin}[title.position]
+    origin = ((width - text_width) // 2, y)
+    canvas = np.zeros((height, width, 4), np.uint8)
+    outline = thickness + max(2, thickness)
+    cv2.putText(canvas, title.text, origin, font, scale, (0, 0, 0, 255), outline, cv2.LINE_AA)
+    cv2.putText(canvas, title.text, origin, font, scale, (255, 255, 255, 255), thickness, cv2.LINE_AA)
+    if not cv2.imwrite(str(dest), canvas):
+        raise MediaError(f"could not write title image {dest}")
+    return dest
 
-    The result lasts the sum of the clips minus the crossfades, at `fps`, in one H.264 encode.
+
+def _titled(video, titles: Sequence[Title], images: list[Path], overlay_format: str):
+    for title, image in zip(titles, images):
+        # A one-frame PNG input: eof_action=repeat holds it, `enable` shows it only in its window.
+        on = f"between(t,{title.start},{title.start + title.duration})"
+        video = ffmpeg.filter([video, ffmpeg.input(str(image)).video], "overlay",
+                              format=overlay_format, eof_action="repeat", enable=on)
+    return video
+
+
+def _clip_streams(clips: list[EditClip], infos: list[VideoInfo]) -> tuple[list, list]:
+    """Each clip's video stream, and its audio stream (None for a silent take).
+
+    A take used more than once is one input whose streams are split: ffmpeg-python merges
+    identical inputs into one node, and a stream can feed only one filter.
     """
-    clips = [Path(clip) for clip in clips]
-    with atomic_path(dest) as tmp:
-        run_ffmpeg(build_assembly(clips, transitions, tmp, fps), f"assemble {Path(dest).name}")
-    return Path(dest)
+    uses = Counter(str(clip.path) for clip in clips)
+    videos, audios, taken = {}, {}, Counter()
+    for clip, info in zip(clips, infos):
+        path = str(clip.path)
+        if path not in videos:
+            source, once = ffmpeg.input(path), uses[path] == 1
+            videos[path] = [source.video] if once else source.video.split()
+            if info.has_audio:
+                audios[path] = [source.audio] if once else source.audio.asplit()
+    streams = []
+    for clip in clips:
+        path = str(clip.path)
+        use = taken[path]
+        taken[path] += 1
+        streams.append((videos[path][use], audios[path][use] if path in audios else None))
+    return [video for video, _ in streams], [audio for _, audio in streams]
+
+
+def assemble_edit(clips: Sequence[EditClip | Path], transitions: Sequence, dest: Path, width: int,
+                  height: int, fps: int, soundtrack: Soundtrack | None = None,
+                  titles: Sequence[Title] = (), fmt: DeliveryFormat = "h264") -> AssemblyResult:
+    """Write the finished video to `dest`: `transitions[i]` joins clip i to clip i + 1.
+
+    It lasts the sum of the clips minus the transition overlaps, at `fps` and width x height,
+    with exactly one lossy video encode. Raises ValueError naming the shot, clip or soundtrack
+    field that cannot be used.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown delivery format {fmt!r}: use one of {', '.join(FORMATS)}")
+    form, dest = FORMATS[fmt], Path(dest)
+    if dest.suffix.lower() not in form.suffixes:
+        raise ValueError(f"{fmt} is delivered as {' or '.join(form.suffixes)}, not {dest.name}")
+    check_frame_size(width, height)
+    clips = [as_clip(clip) for clip in clips]
+    transitions = [as_transition(i, t) for i, t in enumerate(transitions)]
+    infos, timeline = clip_timeline(clips, transitions, fps)
+    for title in titles:
+        if title.start >= timeline.duration:
+            raise ValueError(f"title {title.text!r} starts at {title.start}s, after the edit ends "
+                             f"({timeline.duration:.3f}s)")
+    soundtrack = soundtrack or Soundtrack()
+
+    # Measurement pass: the same mix from fresh inputs, audio only.
+    measuring, audio = mix(_clip_streams(clips, infos)[1], transitions, timeline, soundtrack)
+    measured = measure_mix(measuring, dest.name) if measuring is not None else None
+
+    videos, audios = _clip_streams(clips, infos)
+    pictures = [_picture(video, info, clip, frames, fps, width, height, form.pix_fmt)
+                for video, info, clip, frames in zip(videos, infos, clips, timeline.clip_frames)]
+    mixed, _ = mix(audios, transitions, timeline, soundtrack)
+    with tempfile.TemporaryDirectory(prefix="titles-") as folder, atomic_path(dest) as tmp:
+        images = [render_title(title, width, height, Path(folder) / f"title{i}.png")
+                  for i, title in enumerate(titles)]
+        video = _titled(_joined(pictures, transitions, timeline, form.pix_fmt), titles, images,
+                        form.overlay)
+        streams, options = [video], {**form.video, "r": fps}
+        if mixed is not None:
+            streams.append(normalised_loudness(mixed, measured, soundtrack.loudness_lufs))
+            options.update(form.audio, ar=SAMPLE_RATE)
+        command = (ffmpeg.output(*streams, str(tmp), **options)
+                   .global_args("-hide_banner", "-loglevel", "error", "-nostdin")
+                   .overwrite_output().compile(cmd=FFMPEG))
+        run_command(command, f"assemble {dest.name}")
+    written = probe(dest)
+    return AssemblyResult(dest=dest, duration=written.duration, frames=written.frames,
+                          lossy_video_encodes=count_video_encodes(command), audio=audio,
+                          loudness_lufs=integrated_loudness(dest) if mixed is not None else None,
+                          command=tuple(command))
 
 
 def extract_poster(video: Path, dest: Path, at: float) -> Path:
@@ -132,9 +261,15 @@ def extract_poster(video: Path, dest: Path, at: float) -> Path:
 
 
 @task(name="assemble-final", cache_key_fn=content_key("dest"), persist_result=True, retries=1)
-def assemble_final(clips: list[Path], transitions: list[Transition], fps: int, dest: Path) -> Path:
-    """Assemble the delivery video from the upscaled takes."""
-    return assemble_video(clips, transitions, dest, fps)
+def assemble_final(clips: list[EditClip | Path], transitions: list, fps: int, dest: Path,
+                   width: int | None = None, height: int | None = None,
+                   soundtrack: Soundtrack | None = None, titles: Sequence[Title] = (),
+                   fmt: DeliveryFormat = "h264") -> Path:
+    """Assemble the delivery video from the chosen takes (at the first clip's size if none given)."""
+    if clips and (width is None or height is None):
+        first = probe(as_clip(clips[0]).path)
+        width, height = first.width, first.height
+    return assemble_edit(clips, transitions, dest, width, height, fps, soundtrack, titles, fmt).dest
 
 
 @task(name="make-poster", cache_key_fn=content_key("dest"), persist_result=True, retries=1)

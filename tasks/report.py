@@ -48,7 +48,7 @@ class ShotRecord(BaseModel):
     reason: str = ""
     history: list[str] = Field([], description="What was done when takes missed the bar.")
     contact_sheet: str | None = Field(None, description="Image of every take's frames side by side.")
-    delivered: str | None = Field(None, description="Upscaled clip used in the edit.")
+    grade: dict | None = Field(None, description="Colour correction applied to match the reference shot.")
 
     @property
     def credits_spent(self) -> float:
@@ -62,6 +62,7 @@ class ProductionReport(BaseModel):
     status: str = Field(description="complete, or why the run stopped.")
     final: str | None = None
     poster: str | None = None
+    deliverables: list[str] = Field([], description="Files delivered in the project folder.")
     width: int
     height: int
     fps: int

@@ -11,7 +11,7 @@ import re
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np

@@ -44,6 +44,14 @@ def cover_crop(stream, width: int, height: int):
     )
 
 
+def delivery_scale(stream, width: int, height: int):
+    """The delivery picture chain: Lanczos cover-scale and centre crop, then mild sharpening.
+
+    Shared by the per-take upscale and the single-pass assembly, so both look the same.
+    """
+    return cover_crop(stream, width, height).filter("unsharp", **UNSHARP)
+
+
 def _is_delivery_ready(src: Path, width: int, height: int, fps: int | None) -> bool:
     info = probe(src)
     same_rate = fps is None or abs(info.fps - fps) < 1e-3
@@ -67,7 +75,7 @@ def upscale_video(src: Path, dest: Path, width: int, height: int, fps: int | Non
     if fps is not None:
         # Resample the rate before scaling so dropped frames are never scaled.
         video = video.filter("fps", fps)
-    video = cover_crop(video, width, height).filter("unsharp", **UNSHARP)
+    video = delivery_scale(video, width, height)
     rate = {"r": fps} if fps is not None else {}
     with atomic_path(dest) as tmp:
         run_ffmpeg(video.output(str(tmp), crf=UPSCALE_CRF, preset=UPSCALE_PRESET, **rate, **H264_OUTPUT),

@@ -18,7 +18,7 @@ from prefect._internal.engine import resolve_custom_task_run_name
 from pydantic import ValidationError
 
 from blocks.media import FFMPEG, FrameWriter, MediaError, iter_frames, probe, read_image
-from tasks.assemble import assemble_video, extract_poster
+from tasks.assemble import assemble_edit, extract_poster
 from tasks.storyboard import Transition
 from tasks.upscale import upscale_take, upscale_video
 
@@ -70,6 +70,11 @@ def assembled(clips, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("final") / "final.mp4"
     return assemble_video([clips["red"], clips["green"], clips["blue"]], [CUT, crossfade(0.5)],
                           dest, fps=24)
+
+
+def assemble_video(clips: list[Path], transitions: list[Transition], dest: Path, fps: int) -> Path:
+    """The edit at the clips' own 160x90, picture only (these clips are silent)."""
+    return assemble_edit(clips, transitions, dest, 160, 90, fps).dest
 
 
 def frames_of(path: Path) -> list[np.ndarray]:
@@ -197,7 +202,7 @@ def test_frames_come_from_the_right_clip_and_crossfade_blends(assembled):
     assert 85 < middle[0] < 165 and 80 < middle[1] < 160, middle
 
 
-def test_clips_of_another_size_are_scaled_to_the_first(clips, tmp_path):
+def test_clips_of_another_size_are_scaled_to_the_delivery_size(clips, tmp_path):
     big = make_clip(tmp_path / "big.mp4", YELLOW, fps=24, frames=12, width=320, height=180)
     out = assemble_video([clips["red"], big], [crossfade(0.25)], tmp_path / "final.mp4", fps=24)
     frames = frames_of(out)
@@ -212,7 +217,7 @@ def test_clips_of_another_size_are_scaled_to_the_first(clips, tmp_path):
     (["red", "green"], [crossfade(1.5)], "clip 0: crossfade of 1.500s is longer"),
     (["green", "red"], [crossfade(1.5)], "clip 1: crossfade of 1.500s is longer"),
     (["green", "red", "blue"], [crossfade(0.6), crossfade(0.6)],
-     r"clip 1: crossfades in .* overlap"),
+     r"clip 1: transitions in .* overlap"),
 ])
 def test_impossible_transitions_raise_naming_the_clip(clips, tmp_path, names, transitions, message):
     with pytest.raises(ValueError, match=message):

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from blocks.providers import GenerationError
-from tasks.generate import fetch_reference
+from tasks.generate import fetch_remote
 from tests.conftest import EXAMPLES
 
 
@@ -24,7 +24,7 @@ def image_server():
 
 
 def test_remote_reference_is_saved_under_its_content_hash(image_server, tmp_path):
-    path = fetch_reference.fn(f"{image_server}/references/kite-meadow.jpg", "kite", tmp_path)
+    path = fetch_remote.fn(f"{image_server}/references/kite-meadow.jpg", "kite", tmp_path)
     data = (EXAMPLES / "references" / "kite-meadow.jpg").read_bytes()
     assert path.read_bytes() == data
     assert path.name == f"kite-{hashlib.sha256(data).hexdigest()[:12]}.jpg"
@@ -32,6 +32,6 @@ def test_remote_reference_is_saved_under_its_content_hash(image_server, tmp_path
 
 def test_remote_non_image_is_refused_without_retry(image_server, tmp_path):
     with pytest.raises(GenerationError, match="is not an image") as caught:
-        fetch_reference.fn(f"{image_server}/kite-meadow.yaml", "kite", tmp_path)
+        fetch_remote.fn(f"{image_server}/kite-meadow.yaml", "kite", tmp_path)
     assert not caught.value.transient
     assert list(tmp_path.iterdir()) == []

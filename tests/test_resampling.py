@@ -78,7 +78,8 @@ def test_shot_that_never_passes_ends_no_acceptable_take_and_the_others_are_kept(
     assert state.is_failed() and state.name == "NoAcceptableTake"
     report = json.loads((tmp_path / "mixed" / "report.json").read_text())
     fox, void = report["shots"]
-    assert fox["state"] == "ok" and fox["delivered"] and (tmp_path / "mixed" / fox["delivered"]).is_file()
+    chosen = next(t for t in fox["takes"] if t["take"] == fox["chosen"])
+    assert fox["state"] == "ok" and (tmp_path / "mixed" / chosen["file"]).is_file()
     assert void["state"] == "NoAcceptableTake" and void["chosen"] is None
     assert [t["take"] for t in void["takes"]] == [1, 2, 3, 4]
     assert all("black frames" in " ".join(t["hard_fails"]) for t in void["takes"])
