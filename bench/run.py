@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 TAKEFLOW = str(Path(sys.executable).parent / "takeflow")
-STAGES = ["plan", "generate", "score", "upscale", "assemble"]
+STAGES = ["plan", "generate+score", "assemble"]
 
 
 def measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -104,15 +104,15 @@ def bench_mode(mode: str, workdir: Path) -> None:
     else:
         server, env["PREFECT_API_URL"] = start_server(env)
         print(f"\n**{mode}** (`prefect server start` already running)\n")
-    print("| example | takes | final | wall s | peak RSS MiB | start-up+exit s | generate s | score s "
-          "| upscale s | assemble s | cached rerun s | rerun / first |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| example | takes | final | wall s | peak RSS MiB | start-up+exit s | generate+score s "
+          "| assemble s | cached rerun s | rerun / first |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     try:
         for example in EXAMPLES:
             r = bench_example(example, home, env)
             print(f"| {r['example']} | {r['takes']} | {r['duration']:.2f} s {r['size']} | {r['wall']:.1f} "
-                  f"| {r['rss']:.0f} | {r['startup']:.1f} | {r['generate']:.1f} | {r['score']:.1f} "
-                  f"| {r['upscale']:.1f} | {r['assemble']:.1f} | {r['rerun']:.1f} | {r['rerun'] / r['wall']:.0%} |",
+                  f"| {r['rss']:.0f} | {r['startup']:.1f} | {r['generate+score']:.1f} "
+                  f"| {r['assemble']:.1f} | {r['rerun']:.1f} | {r['rerun'] / r['wall']:.0%} |",
                   flush=True)
     finally:
         if server is not None:
