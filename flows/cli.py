@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from blocks.registry import load_provider
@@ -22,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="takeflow", description="Storyboard in, finished video out.")
     commands = parser.add_subparsers(dest="command", required=True)
     produce = commands.add_parser("produce", help="generate, score, upscale and assemble a storyboard")
-    produce.add_argument("file", type=Path, help="storyboard (.yaml, .yml or .json)")
+    produce.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI read "
+                         "through --storage")
     produce.add_argument("--out", default="out", help="output folder (default: out)")
     produce.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
     produce.add_argument("--budget", type=_credits, help="credit budget, overriding the storyboard")
@@ -30,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                          "deliverables and reads s3:// inputs, e.g. takeflow-s3-storage/media")
     produce.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
     validate = commands.add_parser("validate", help="check a storyboard and print its plan; spends nothing")
-    validate.add_argument("file", type=Path, help="storyboard (.yaml, .yml or .json)")
+    validate.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI")
+    validate.add_argument("--storage", metavar="BLOCK", help="saved storage block that reads an s3:// storyboard")
     validate.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
     return parser
 
@@ -54,13 +57,29 @@ def _credits(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        storyboard = load_storyboard(args.file)
+        storyboard = _read_storyboard(str(args.file), getattr(args, "storage", None))
     except StoryboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.command == "validate":
         return _validate(storyboard, args.takes)
     return _produce(storyboard, args)
+
+
+def _read_storyboard(source: str, storage_name: str | None) -> Storyboard:
+    """Load a storyboard from a path, or from s3:// through the named storage block."""
+    if not source.startswith("s3://"):
+        return load_storyboard(source)
+    if not storage_name:
+        raise StoryboardError(f"{source}: a storyboard on S3 needs --storage BLOCK to read it")
+    from tasks.deliver import StorageNotFound, load_storage
+
+    with tempfile.TemporaryDirectory(prefix="takeflow-storyboard-") as tmp:
+        try:
+            local = load_storage(storage_name).get(source, Path(tmp) / source.rsplit("/", 1)[-1])
+        except (StorageNotFound, RuntimeError) as exc:
+            raise StoryboardError(f"{source}: cannot read the storyboard ({exc})") from None
+        return load_storyboard(local, base_dir=source.rsplit("/", 1)[0])
 
 
 def plan_storyboard(storyboard: Storyboard, takes: int | None) -> list[ShotPlan]:

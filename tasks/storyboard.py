@@ -24,6 +24,7 @@ from blocks.providers import AspectRatio
 from blocks.registry import PROVIDERS
 
 Delivery = Literal["720p", "1080p", "1440p", "4k"]
+REMOTE = ("https://", "http://", "s3://")
 DELIVERY_SHORT_SIDE = {"720p": 720, "1080p": 1080, "1440p": 1440, "4k": 2160}
 DIRECTIONS = {"right": 0, "up-right": 45, "up": 90, "up-left": 135, "left": 180,
               "down-left": 225, "down": 270, "down-right": 315}
@@ -115,16 +116,7 @@ class Sound(_Strict):
     @field_validator("music", "voice_over")
     @classmethod
     def _readable_audio(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or value.startswith(("https://", "http://", "s3://")):
-            return value
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = Path((info.context or {}).get("base_dir", ".")) / path
-        try:
-            audio_duration(path)
-        except MediaError as exc:
-            raise ValueError(f"{exc}; give an audio file path, https URL or s3:// URI") from None
-        return str(path.resolve())
+        return _resolve_input(value, info, audio_duration, "an audio file path, https URL or s3:// URI")
 
 
 class TitleCard(_Strict):
@@ -197,16 +189,7 @@ class Shot(_Strict):
     @field_validator("reference_image")
     @classmethod
     def _readable_image(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or value.startswith(("https://", "http://", "s3://")):
-            return value
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = Path((info.context or {}).get("base_dir", ".")) / path
-        try:
-            read_image(path)
-        except MediaError as exc:
-            raise ValueError(f"{exc}; give a PNG/JPEG file path or an https URL") from None
-        return str(path.resolve())
+        return _resolve_input(value, info, read_image, "a PNG/JPEG file path, https URL or s3:// URI")
 
     @field_validator("motion_brush")
     @classmethod
@@ -271,6 +254,27 @@ class Storyboard(_Strict):
     def total_duration(self) -> float:
         overlaps = sum(self.transition_after(i).overlap for i in range(len(self.shots) - 1))
         return sum(self.duration_of(i) for i in range(len(self.shots))) - overlaps
+
+
+def _resolve_input(value: str | None, info: ValidationInfo, check, wanted: str) -> str | None:
+    """An input file as an absolute path checked to be usable, or a remote URI left as it is.
+
+    Relative paths are relative to the storyboard; for a storyboard read from S3 they name
+    objects beside it, checked when the run fetches them.
+    """
+    if value is None or value.startswith(REMOTE):
+        return value
+    base = str((info.context or {}).get("base_dir", "."))
+    if base.startswith("s3://"):
+        return f"{base.rstrip('/')}/{value.lstrip('/')}"
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(base) / path
+    try:
+        check(path)
+    except MediaError as exc:
+        raise ValueError(f"{exc}; give {wanted}") from None
+    return str(path.resolve())
 
 
 def slug(text: str, limit: int = 60) -> str:
@@ -355,8 +359,12 @@ def parse_storyboard(data: Any, base_dir: Path | str = ".") -> Storyboard:
         raise StoryboardError(describe_error(exc)) from None
 
 
-def load_storyboard(path: str | Path) -> Storyboard:
-    """Read a YAML or JSON storyboard file; raise StoryboardError with a one-line message."""
+def load_storyboard(path: str | Path, base_dir: str | None = None) -> Storyboard:
+    """Read a YAML or JSON storyboard file; raise StoryboardError with a one-line message.
+
+    Relative inputs resolve against `base_dir` (default: the file's folder; an s3:// prefix for
+    a storyboard that was downloaded from S3).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -370,6 +378,6 @@ def load_storyboard(path: str | Path) -> Storyboard:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise StoryboardError(f"{path.name}: {line}not valid YAML/JSON ({problem})") from None
     try:
-        return parse_storyboard(data, path.parent)
+        return parse_storyboard(data, base_dir or path.parent)
     except StoryboardError as exc:
         raise StoryboardError(f"{path.name}: {exc}") from None

@@ -61,3 +61,22 @@ def test_s3_reference_without_storage_is_refused_before_spending(prefect_server,
     state = produce(storyboard=board, options=RunOptions(out_dir=str(tmp_path)), return_state=True)
     assert state.is_failed() and state.name == "InvalidInput" and "--storage" in state.message
     assert not (tmp_path / "no-keys").exists()
+
+
+def test_storyboard_read_from_s3_with_inputs_beside_it(prefect_server, s3, tmp_path, capsys):
+    from flows.cli import main
+
+    s3.save("team-media", overwrite=True)
+    client = s3.s3_client()
+    client.upload_file(str(EXAMPLES / "references" / "kite-meadow.jpg"), s3.bucket, "boards/refs/kite.jpg")
+    client.put_object(Bucket=s3.bucket, Key="boards/kite.yaml", Body=(
+        "title: S3 Board\ndefaults: {duration: 1, fps: 12, takes: 1, delivery: 720p}\n"
+        "shots:\n  - brief: a red kite; static camera; midday sun\n    reference_image: refs/kite.jpg\n").encode())
+    source = f"s3://{s3.bucket}/boards/kite.yaml"
+    assert main(["validate", source]) == 2
+    assert "needs --storage" in capsys.readouterr().err
+    assert main(["produce", source, "--storage", "takeflow-s3-storage/team-media", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "s3-board"
+    assert file_digest(next((folder / "references").glob("shot-01-*"))) == file_digest(
+        EXAMPLES / "references" / "kite-meadow.jpg")
+    assert (folder / "final.mp4").is_file()
