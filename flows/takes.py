@@ -18,7 +18,7 @@ from tasks.metrics import Expectation, TakeMetrics
 from tasks.plan import ShotPlan, frame_regions
 from tasks.prompts import take_seeds
 from tasks.report import TakeRecord
-from tasks.score import Selection, score_take, select_best
+from tasks.score import DEFECT_GAP, Selection, score_take, select_best
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,8 @@ def choose(shot: ShotTakes) -> Selection:
     """Rank the shot's scored takes and apply its quality bar."""
     numbers = sorted(shot.metrics)
     shot.selection = select_best([shot.metrics[n] for n in numbers], numbers=numbers,
-                                 min_quality=shot.plan.quality_bar, camera=shot.plan.prompts.prompt.camera)
+                                 min_quality=shot.plan.quality_bar, camera=shot.plan.prompts.prompt.camera,
+                                 defect_gaps=DEFECT_GAP)
     for number, total, quality in zip(numbers, shot.selection.totals, shot.selection.quality):
         shot.records[number].score, shot.records[number].quality = total, quality
     return shot.selection

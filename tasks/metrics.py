@@ -1,41 +1,85 @@
 """Technical QC and weight-free quality metrics of one take, measured in a single decode pass.
 
-Every frame is decoded once and handed to each `FrameMetric` in turn; a new metric is one more
-class in `frame_metrics()`, never a second decode. Metrics report raw values (all oriented so
-that higher is better, or purely informative) and may also raise hard QC fails.
+Every frame is decoded once (at the detail size) and handed, as a shared `Frame`, to each
+`FrameMetric` in turn; optical flow is computed at most once per sampled pair of frames and shared
+too. A new metric is one more class in `frame_metrics()`, never a second decode. Metrics report
+raw values (higher is better, or purely informative) and may raise hard QC fails.
+
+- tasks/metrics_temporal.py: the shared frame stream and flow; flicker, smoothness, brightness
+- tasks/metrics_image.py: sharpness, noise, exposure, consistency; the picture QC gates
+- tasks/metrics_adherence.py: motion amount, camera move, motion brush, reference image
+
 Formulas and thresholds follow /work/shared/reference/scoring.md §1.1, §4 and §8.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import subprocess
 from pathlib import Path
-from typing import Protocol
+from queue import Full, Queue
+from threading import Event, Thread
+from typing import Iterator, Protocol
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
+from blocks.media import FFMPEG, MediaError, VideoInfo, iter_frames, probe, read_image
+from blocks.previz_camera import parse_camera
 from blocks.providers import MotionRegion
-from blocks.media import MediaError, VideoInfo, iter_frames, probe
+from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity
+from tasks.metrics_image import (BlackFrames, Consistency, Exposure, FrozenFrames, Letterbox, LowNoise,
+                                 SceneCuts, Sharpness)
+from tasks.metrics_temporal import (BrightnessStability, Frame, FrameStream, MotionSmoothness,
+                                    TemporalFlicker)
 
-# Frames are shrunk so their longer side is at most this before any metric sees them. Takes of one
-# shot share the expected size (anything else fails QC), so they are analysed at the same size and
-# their sharpness is comparable; flicker and black/frozen detection barely change at this size.
-ANALYSIS_MAX_SIDE = 480
+# Every metric a take can report: name -> meaning; orientation; typical range (clean previz takes
+# in tests/test_metric_corpus.py). All are higher-is-better except the INFORMATIVE ones, which no
+# selector should weight. Adherence metrics appear only when the shot asked for something.
+METRICS: dict[str, str] = {
+    "temporal_flicker": "VBench (255 - mean_t D) / 255, D = change of average brightness per cell "
+                        "between motion-compensated frames; higher = less flicker; 0.998-1",
+    "brightness_stability": "1 - std(mean luma - its 0.5 s moving average) / 255; higher = no "
+                            "exposure pumping or flashes; 0.999-1",
+    "motion_smoothness": "VBench recipe, frames between sampled frames predicted by flow-warped "
+                         "interpolation: (255 - mean |actual - predicted|) / 255; higher = smoother; "
+                         "0.99-1",
+    "subject_consistency": "VBench formula on the centre quarter of zero-mean unit-norm luma "
+                           "thumbnails; higher = steadier subject; 0.65-1 (lower when moving)",
+    "background_consistency": "VBench formula on the thumbnail ring around the centre; higher = "
+                              "steadier background; 0.7-1 (lower when moving)",
+    "sharpness": "median Laplacian-of-Gaussian (sigma 1 px) variance at the detail size; higher = "
+                 "sharper; 5-300, compare within a shot only",
+    "low_noise": "1 / (1 + sigma), sigma Immerkær's noise estimate in grey levels; higher = "
+                 "cleaner; 0.4-0.8",
+    "exposure": "(1 - clipped share) x min(1, mean / 32, (255 - mean) / 32); higher = nothing "
+                "crushed or blown out; 0.9-1",
+    "dynamic_degree": "INFORMATIVE: median top-5 % |flow| in px per frame at a 256 px short side; "
+                      "0 still, ~2 VBench's 'dynamic', previz moves 0.5-2.5",
+    "motion_amount_match": "1 - |motion level - requested amount|, level = top-5 % travel over the "
+                           "clip / a fifth of the frame; higher = as much motion as asked; 0-1",
+    "camera_adherence": "cosine of the accumulated global motion with the instructed move (static: "
+                        "1 - path / 0.05); higher = follows it; 0 wrong way, 0.9-1 right",
+    "brush_adherence": "per brushed region, max(0, cosine) x length ratio of its own motion to its "
+                       "vector, averaged; higher = follows the brush; 0 wrong way, 0.35-0.9 right",
+    "reference_fidelity": "normalised cross-correlation of the first frame with the cover-cropped "
+                          "reference; higher = closer; ~0.3 unrelated, 0.9-1 same picture",
+    "frozen_share": "INFORMATIVE: share of frames in holds of 0.5 s or more; 0-1",
+    "black_share": "INFORMATIVE: share of black frames; 0-1",
+}
 
+DETAIL_MAX_SIDE = 640  # frames are decoded at most this long; image quality is measured here
+PREFETCH_FRAMES = 4  # decoded frames waiting for the metrics at most (bounded memory)
+_END = object()  # marks the end of the decoded frames
 FPS_TOLERANCE = 0.01  # 23.976 and 24 must differ; probe() rounds to 3 decimals
-# ffmpeg blackdetect defaults (pix_th=0.10 of full range, pic_th=0.98): a frame is black when 98 %
-# of its pixels are that dark. Unlike a mean-luma test, a night sky with a few lights is not black.
-BLACK_PIXEL_LUMA = 25
-BLACK_PIXEL_SHARE = 0.98
-MAX_BLACK_RUN_S = 0.2
-# freezedetect's noise floor n=0.003 (mean absolute frame difference over all planes / 255).
-FROZEN_MAFD = 0.003 * 255
-MAX_FROZEN_SHARE = 0.5
-# Brightness is compared with its own moving average over this span, so a deliberate slow fade or
-# lighting change is not punished, while pumping and flashes faster than ~2 Hz are.
-BRIGHTNESS_WINDOW_S = 0.5
+# Inputs refused before decoding: nothing a video model returns is this big, and decoding it
+# would take minutes or exhaust memory.
+MAX_FILE_BYTES = 4 * 1024**3
+MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD
+MAX_DURATION_S = 600.0
+MIN_FRAME_SIDE = 16
 
 # Reading a broken file can fail in ffmpeg (MediaError), OpenCV, the OS or the probe subprocess.
 _UNREADABLE = (MediaError, cv2.error, OSError, subprocess.SubprocessError)
@@ -69,8 +113,8 @@ class TakeMetrics(BaseModel):
 class FrameMetric(Protocol):
     """One measurement fed frame by frame during the single decode pass of a take."""
 
-    def update(self, gray: np.ndarray, bgr: np.ndarray, index: int) -> None:
-        """Take the next frame (analysis size; uint8 grey and BGR) and its 0-based index."""
+    def update(self, frame: Frame) -> None:
+        """Take the next frame (shared with every other metric; never modify it)."""
 
     def result(self) -> dict[str, float]:
         """Raw values by metric name; empty when the clip is too short to measure."""
@@ -79,120 +123,40 @@ class FrameMetric(Protocol):
         """Human-readable reasons to reject the take outright; empty when it is fine."""
 
 
-class FrameDifference:
-    """VBench temporal_flickering, and frozen-output detection from the same frame differences.
-
-    `temporal_flicker` is VBench's raw formula (255 - mean_t MAE(F_t, F_t+1)) / 255 on all three
-    channels. VBench applies it to static videos only; on moving takes it also counts real motion,
-    so it ranks takes of the same shot but says little across shots.
-    """
-
-    def __init__(self, still_allowed: bool = False) -> None:
-        self._still_allowed = still_allowed
-        self._previous: np.ndarray | None = None
-        self._mae_sum = 0.0
-        self._pairs = 0
-        self._frozen_pairs = 0
-
-    def update(self, gray: np.ndarray, bgr: np.ndarray, index: int) -> None:
-        if self._previous is not None:
-            # absdiff on uint8 is exact |a - b|, the same as VBench's float32 absdiff.
-            mae = float(cv2.absdiff(bgr, self._previous).mean())
-            self._mae_sum += mae
-            self._pairs += 1
-            self._frozen_pairs += int(mae < FROZEN_MAFD)
-        self._previous = bgr
-
-    def result(self) -> dict[str, float]:
-        if not self._pairs:
-            return {}
-        return {"temporal_flicker": (255 - self._mae_sum / self._pairs) / 255,
-                "frozen_share": self._frozen_pairs / self._pairs}
-
-    def hard_fails(self) -> list[str]:
-        frozen = self.result().get("frozen_share", 0.0)
-        if self._still_allowed or frozen < MAX_FROZEN_SHARE:
-            return []
-        return [f"frozen {frozen:.0%} of the clip"]
+def _reference_gray(path: Path | None) -> np.ndarray | None:
+    """The reference image in grey, shrunk to a working size; None without a usable one (a bad
+    reference is the request's fault, not the take's, so the metric is just left out)."""
+    if path is None:
+        return None
+    try:
+        image = read_image(path)
+    except MediaError:
+        return None
+    scale = 2 * DETAIL_MAX_SIDE / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
-class BrightnessStability:
-    """Exposure pumping and brightness flashes: 1 - std(mean luma - its moving average) / 255."""
-
-    def __init__(self, fps: float) -> None:
-        self._fps = fps
-        self._mean_luma: list[float] = []
-
-    def update(self, gray: np.ndarray, bgr: np.ndarray, index: int) -> None:
-        self._mean_luma.append(float(gray.mean()))
-
-    def result(self) -> dict[str, float]:
-        luma = np.asarray(self._mean_luma)
-        if luma.size < 3:
-            return {}
-        # `| 1` makes the window odd so the average is centred on each frame.
-        window = min(max(3, round(self._fps * BRIGHTNESS_WINDOW_S)) | 1, (luma.size - 1) | 1)
-        padded = np.pad(luma, window // 2, mode="edge")
-        trend = np.convolve(padded, np.full(window, 1 / window), mode="valid")
-        return {"brightness_stability": 1 - float(np.std(luma - trend)) / 255}
-
-    def hard_fails(self) -> list[str]:
-        return []
-
-
-class Sharpness:
-    """Median over frames of the Laplacian variance of the grey frame at the analysis size."""
-
-    def __init__(self) -> None:
-        self._per_frame: list[float] = []
-
-    def update(self, gray: np.ndarray, bgr: np.ndarray, index: int) -> None:
-        self._per_frame.append(float(cv2.Laplacian(gray, cv2.CV_64F).var()))
-
-    def result(self) -> dict[str, float]:
-        return {"sharpness": float(np.median(self._per_frame))} if self._per_frame else {}
-
-    def hard_fails(self) -> list[str]:
-        return []
-
-
-class BlackFrames:
-    """Runs of black frames (blackdetect's rule); a run longer than MAX_BLACK_RUN_S fails."""
-
-    def __init__(self, fps: float) -> None:
-        self._fps = fps
-        self._runs: list[list[int]] = []  # [first, last] frame index of each black run
-        self._frames = 0
-
-    def update(self, gray: np.ndarray, bgr: np.ndarray, index: int) -> None:
-        self._frames += 1
-        if np.count_nonzero(gray <= BLACK_PIXEL_LUMA) < BLACK_PIXEL_SHARE * gray.size:
-            return
-        if self._runs and self._runs[-1][1] == index - 1:
-            self._runs[-1][1] = index
-        else:
-            self._runs.append([index, index])
-
-    def result(self) -> dict[str, float]:
-        if not self._frames:
-            return {}
-        black = sum(last - first + 1 for first, last in self._runs)
-        return {"black_share": black / self._frames}
-
-    def hard_fails(self) -> list[str]:
-        spans = [(first / self._fps, (last + 1) / self._fps) for first, last in self._runs]
-        long_spans = [f"{start:.2f}–{end:.2f} s" for start, end in spans
-                      if end - start > MAX_BLACK_RUN_S]
-        return [f"black frames {', '.join(long_spans)}"] if long_spans else []
-
-
-def frame_metrics(fps: float, still_allowed: bool = False) -> list[FrameMetric]:
-    """The active metrics, fresh for one take; add new ones here."""
-    return [FrameDifference(still_allowed), BrightnessStability(fps), Sharpness(), BlackFrames(fps)]
+def frame_metrics(expected: Expectation, fps: float, frame_count: int) -> list[FrameMetric]:
+    """The metrics that apply to this shot, fresh for one take; add new ones here."""
+    metrics: list[FrameMetric] = [
+        TemporalFlicker(), BrightnessStability(fps), MotionSmoothness(), Consistency(), Sharpness(),
+        LowNoise(), Exposure(), MotionAmount(expected.motion_amount, expected.still_allowed, frame_count),
+        FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps)]
+    move = parse_camera(expected.camera)
+    if move.phrase:  # no camera words means no instruction to adhere to
+        metrics.append(CameraAdherence(move))
+    if expected.regions:
+        metrics.append(BrushAdherence(expected.regions, frame_count))
+    reference = _reference_gray(expected.reference_image)
+    if reference is not None:
+        metrics.append(ReferenceFidelity(reference))
+    return metrics
 
 
 def container_fails(info: VideoInfo, expected: Expectation) -> list[str]:
-    """Size, frame rate and duration checks against what the container declares."""
+    """Size, frame rate, duration and audio checks against what the container declares."""
     fails = []
     if (info.width, info.height) != (expected.width, expected.height):
         fails.append(f"size {info.width}x{info.height}, "
@@ -202,24 +166,101 @@ def container_fails(info: VideoInfo, expected: Expectation) -> list[str]:
     # One frame of slack: a duration is only ever a whole number of frames.
     if abs(info.duration - expected.duration) > 1 / expected.fps + 1e-9:
         fails.append(f"duration {info.duration:.2f} s, expected {expected.duration:.2f} s")
+    if expected.audio_expected and not info.has_audio:
+        fails.append("no audio track")
     return fails
 
 
-def _decode_into(path: Path, metrics: list[FrameMetric]) -> int:
+def _refusal(info: VideoInfo) -> str | None:
+    """Why a stream is not worth decoding at all (absurdly large, or too small to analyse)."""
+    if info.width * info.height > MAX_FRAME_PIXELS:
+        return f"refused: {info.width}x{info.height} frames, over the {MAX_FRAME_PIXELS} pixel limit (8K)"
+    if info.duration > MAX_DURATION_S:
+        return f"refused: {info.duration:.0f} s long, over the {MAX_DURATION_S:.0f} s limit"
+    if min(info.width, info.height) < MIN_FRAME_SIDE:
+        return f"{info.width}x{info.height} frames are too small to analyse"
+    return None
+
+
+def analysis_side(width: int, height: int) -> int:
+    """Longest side to decode at: at most DETAIL_MAX_SIDE, by a whole factor where the size
+    allows, because OpenCV's area shrink is several times faster at whole factors."""
+    longest = max(width, height)
+    return math.ceil(longest / math.ceil(longest / DETAIL_MAX_SIDE))
+
+
+def _read_ahead(frames: Iterator[np.ndarray], depth: int = PREFETCH_FRAMES) -> Iterator[np.ndarray]:
+    """The same frames, decoded on a helper thread up to `depth` frames ahead, so that decoding
+    (which releases the GIL) overlaps with measuring. The helper's exceptions reach the caller;
+    when the caller stops early the helper stops too and closes `frames`, releasing the decoder."""
+    ready: Queue = Queue(maxsize=depth)
+    stop = Event()
+
+    def offer(item: object) -> bool:
+        """Hand an item over; False once the caller has stopped listening."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except Full:
+                continue
+        return False
+
+    def decode() -> None:
+        try:
+            if all(offer(frame) for frame in frames):
+                offer(_END)
+        except BaseException as exc:  # re-raised by the caller
+            offer(exc)
+        finally:
+            frames.close()
+
+    helper = Thread(target=decode, name="take-decoder", daemon=True)
+    helper.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        helper.join()
+
+
+def _decode_into(path: Path, info: VideoInfo, metrics: list[FrameMetric]) -> int:
     """Decode the take once, feeding every frame to every metric; return the frame count."""
+    stream = FrameStream(info.fps)
     count = 0
-    for index, bgr in enumerate(iter_frames(path, max_side=ANALYSIS_MAX_SIDE)):
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    decoded = iter_frames(path, max_side=analysis_side(info.width, info.height))
+    for index, bgr in enumerate(_read_ahead(decoded)):
+        frame = stream.frame(index, bgr)
         for metric in metrics:
-            metric.update(gray, bgr, index)
+            metric.update(frame)
         count += 1
     return count
 
 
+def _has_only_audio(path: Path) -> bool:
+    """Whether ffmpeg sees audio streams and no video stream in the file."""
+    try:
+        header = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
+                                text=True, timeout=60).stderr
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return (re.search(r"Stream #\S+.*?: Audio:", header) is not None
+            and re.search(r"Stream #\S+.*?: Video:", header) is None)
+
+
+def _rejected(reason: str) -> TakeMetrics:
+    return TakeMetrics(passed=False, hard_fails=[reason], metrics={}, frames=0)
+
+
 def _unreadable(path: Path, exc: Exception) -> TakeMetrics:
+    if isinstance(exc, MediaError) and path.is_file() and _has_only_audio(path):
+        return _rejected("no video stream (audio only)")
     # MediaError messages start with the file name; the caller already knows which take it is.
     reason = str(exc).removeprefix(f"{path.name}: ") or type(exc).__name__
-    return TakeMetrics(passed=False, hard_fails=[f"unreadable: {reason}"], metrics={}, frames=0)
+    return _rejected(f"unreadable: {reason}")
 
 
 def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
@@ -229,9 +270,14 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
     """
     path = Path(path)
     try:
+        if path.is_file() and (size := path.stat().st_size) > MAX_FILE_BYTES:
+            return _rejected(f"refused: {size / 1024**3:.1f} GiB file, over the "
+                             f"{MAX_FILE_BYTES / 1024**3:g} GiB limit")
         info = probe(path)
-        metrics = frame_metrics(info.fps, expected.still_allowed)
-        decoded = _decode_into(path, metrics)
+        if refusal := _refusal(info):
+            return _rejected(refusal)
+        metrics = frame_metrics(expected, info.fps, info.frames)
+        decoded = _decode_into(path, info, metrics)
     except _UNREADABLE as exc:
         return _unreadable(path, exc)
 

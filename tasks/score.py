@@ -47,6 +47,18 @@ NOTICEABLE_SPREAD: dict[str, float] = {
 }
 NOTICEABLE_SHARPNESS_SHARE = 0.05
 
+# A visible defect: trailing the shot's best take on one of these by more than the gap. An editor
+# sets such a take aside however well it does elsewhere, so it cannot win on a pile of small
+# leads. Each gap lies between how far a clean take ever trailed a degraded sibling and how far
+# the degraded take trailed the clean one, measured on the labelled corpus in
+# tests/test_metric_corpus.py (e.g. camera adherence: clean trails by at most 0.013, a take
+# moving the wrong way by at least 0.89).
+DEFECT_GAP: dict[str, float] = {
+    "camera_adherence": 0.3, "brush_adherence": 0.3, "reference_fidelity": 0.2,
+    "temporal_flicker": 0.01, "brightness_stability": 0.005, "motion_smoothness": 0.004,
+    "exposure": 0.02,
+}
+
 # Metrics computed from high-frequency frame differences, which blur lowers: a softer take looks
 # steadier and cleaner on them than its sharp twin. A take with less than CLEARLY_SOFTER of
 # another take's sharpness therefore gets no credit on them over that take.
@@ -248,9 +260,11 @@ def _strengths(winner: int, rivals: list[int], scores: dict[str, dict[int, float
 
 def _why_winner(winner: int, acceptable: list[int], passing: list[int], totals: dict[int, float],
                 scores: dict[str, dict[int, float]], weights: dict[str, float], camera: str,
-                min_quality: float) -> str:
+                min_quality: float, set_aside: bool = False) -> str:
     rivals = [i for i in acceptable if i != winner]
     if not rivals:
+        if set_aside:
+            return "only take without a visible defect"
         return "only take to pass QC" if len(passing) == 1 else f"only take above the quality bar {min_quality:.2f}"
     strengths = _strengths(winner, rivals, scores, weights, camera)
     if strengths:
@@ -277,9 +291,27 @@ def _rank(metrics: list[TakeMetrics], passing: list[int], weights: dict[str, flo
     return scores, totals, softer
 
 
+def _defects(metrics: list[TakeMetrics], candidates: list[int], gaps: dict[str, float],
+             weights: dict[str, float]) -> dict[int, str]:
+    """Takes with a visible defect among `candidates` on a weighted metric, each with what it is."""
+    defects: dict[int, str] = {}
+    for name, gap in gaps.items():
+        if not weights.get(name):
+            continue
+        values = {i: _metric_value(metrics[i], name) for i in candidates}
+        present = [v for v in values.values() if v is not None]
+        if len(present) < 2:
+            continue
+        best = max(present)
+        for i, value in values.items():
+            if value is not None and best - value > gap and i not in defects:
+                defects[i] = f"{name} {value:.3f} vs {best:.3f}"
+    return defects
+
+
 def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, float] | None = None,
                 numbers: list[int] | None = None, *, min_quality: float = 0.0,
-                camera: str = "") -> Selection:
+                camera: str = "", defect_gaps: dict[str, float] | None = None) -> Selection:
     """Pick the best take of one shot: QC failures are excluded, the rest ranked by weighted sum.
 
     Each weighted metric is min-max normalised over the passing takes (a spread smaller than
@@ -289,7 +321,9 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
     credit on DETAIL_CONFOUNDED metrics. Ties go to the first take. Takes whose `quality` is
     below `min_quality` are not acceptable: the best acceptable take wins, and with none the
     index is None. `numbers` are the take numbers the reason uses (default 1, 2, …); `camera` is
-    the shot's camera instruction, quoted when following it set the winner apart.
+    the shot's camera instruction, quoted when following it set the winner apart. With
+    `defect_gaps` (the product passes DEFECT_GAP), a take trailing the best on a weighted metric
+    by more than its gap is set aside before ranking, unless every take is.
     """
     if not 0.0 <= min_quality <= 1.0:
         raise ValueError(f"min_quality must be in [0, 1], got {min_quality}")
@@ -307,10 +341,17 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
     totals = [ranked.get(i) for i in range(len(metrics))]
     below = [i for i in passing if qualities[i] is not None and qualities[i] < min_quality]
     acceptable = [i for i in passing if i not in below]
+    defects = _defects(metrics, acceptable, defect_gaps or {}, table)
     if acceptable:
-        winner = max(acceptable, key=lambda i: (ranked[i], -i))
+        preferred = [i for i in acceptable if i not in defects] or acceptable
+        if len(preferred) < len(passing):  # rank the contenders among themselves only
+            scores, ranked, softer = _rank(metrics, preferred, table)
+        winner = max(preferred, key=lambda i: (ranked[i], -i))
         parts = [f"take {numbers[winner]}: "
-                 + _why_winner(winner, acceptable, passing, ranked, scores, table, camera, min_quality)]
+                 + _why_winner(winner, preferred, passing, ranked, scores, table, camera, min_quality,
+                               set_aside=len(preferred) < len(acceptable))]
+        if set_aside := [i for i in acceptable if i not in preferred]:
+            parts.append("set aside: " + ", ".join(f"take {numbers[i]} ({defects[i]})" for i in set_aside))
         if softer := [i for i in softer if i in acceptable and i != winner]:
             parts.append("softer, steadiness not counted: " + ", ".join(f"take {numbers[i]}" for i in softer))
         if below:

@@ -392,3 +392,19 @@ def test_evenly_spaced_spans_first_to_last_frame() -> None:
     assert evenly_spaced(3, 5) == [0, 0, 1, 2, 2]
     assert evenly_spaced(24, 1) == [11]
     assert evenly_spaced(0, 6) == []
+
+
+def test_a_take_with_a_visible_defect_is_set_aside_however_well_it_does_elsewhere():
+    from tasks.score import DEFECT_GAP
+
+    wrong_way = TakeMetrics(passed=True, hard_fails=[], frames=24, metrics={
+        "camera_adherence": 0.05, "sharpness": 300.0, "temporal_flicker": 0.999, "low_noise": 0.9})
+    right_way = TakeMetrics(passed=True, hard_fails=[], frames=24, metrics={
+        "camera_adherence": 0.97, "sharpness": 200.0, "temporal_flicker": 0.998, "low_noise": 0.8})
+    assert select_best([wrong_way, right_way]).index == 0  # the pile of small leads wins
+    gated = select_best([wrong_way, right_way], defect_gaps=DEFECT_GAP, camera="slow pan left")
+    assert gated.index == 1
+    assert gated.reason == ("take 2: only take without a visible defect; "
+                            "set aside: take 1 (camera_adherence 0.050 vs 0.970)")
+    unweighted = select_best([wrong_way, right_way], weights={"sharpness": 1.0}, defect_gaps=DEFECT_GAP)
+    assert unweighted.index == 0  # a dimension the user weights at 0 sets nothing aside
