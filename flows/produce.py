@@ -109,6 +109,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     missing = [s for s in records if s.chosen is None]
     if missing:  # every take stays in takes/; an edit with a hole in it is not cut
         report.status = "; ".join(f"{s.shot_id}: {s.reason}" for s in missing)
+        report.timings = timings
         write_report(report, folder)
         return Failed(name="NoAcceptableTake", message=(
             f"{report.status}. Every take is kept in {folder / 'takes'}; adjust the prompt, "
@@ -117,7 +118,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     clock = time.perf_counter()
     files = deliver(storyboard, plans, records, report, folder, storage, progress)
     timings["assemble"] = time.perf_counter() - clock
-    report.final, report.poster = next(iter(files)), "poster.jpg"
+    report.final, report.poster, report.timings = next(iter(files)), "poster.jpg", timings
     report.deliverables = sorted(files)
     files["report.json"] = write_report(report, folder)
     if storage is not None:

@@ -78,6 +78,8 @@ def test_every_take_matches_its_shot(first_run):
             assert take["passed"] and take["metrics"]
     assert report["generated"] == 4 and report["cached"] == 0
     assert report["status"] == "complete" and report["final"] == "final.mp4"
+    assert set(report["timings"]) == {"plan", "generate+score", "assemble"}
+    assert all(seconds > 0 for seconds in report["timings"].values())
 
 
 def test_identical_rerun_generates_nothing_and_gives_the_same_video(first_run, tmp_path):
