@@ -224,6 +224,13 @@ def sample_frames(path: Path, count: int,
     return [kept[i] for i in wanted if i in kept]
 
 
+def cover_box(width: float, height: float, aspect: float) -> tuple[float, float, float, float]:
+    """The centred (x0, y0, w, h) part of a width x height image with the given aspect
+    (w/h): what a frame shows of an image scaled to cover it."""
+    crop_w, crop_h = min(width, height * aspect), min(height, width / aspect)
+    return (width - crop_w) / 2, (height - crop_h) / 2, crop_w, crop_h
+
+
 def save_last_frame(video: str | Path, dest: str | Path) -> Path:
     """Write the video's last frame as a lossless PNG (the start of a continuing shot)."""
     cap = cv2.VideoCapture(str(video))

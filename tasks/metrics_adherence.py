@@ -18,6 +18,7 @@ from weakref import WeakKeyDictionary
 import cv2
 import numpy as np
 
+from blocks.media import cover_box
 from blocks.previz_camera import CameraMove
 from blocks.providers import MotionRegion
 from tasks.metrics_temporal import Frame, Measurement, SampledPair, interior
@@ -271,11 +272,10 @@ class BrushAdherence(Measurement):
 def cover_crop(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """The largest centred part of `image` with the frame's aspect ratio (what 'cover' shows)."""
     rows, columns = image.shape[:2]
-    if columns * height > rows * width:
-        keep = round(rows * width / height)
-        return image[:, (columns - keep) // 2:(columns - keep) // 2 + keep]
-    keep = round(columns * height / width)
-    return image[(rows - keep) // 2:(rows - keep) // 2 + keep]
+    _, _, crop_w, crop_h = cover_box(columns, rows, width / height)
+    keep_w, keep_h = round(crop_w), round(crop_h)
+    left, top = (columns - keep_w) // 2, (rows - keep_h) // 2
+    return image[top:top + keep_h, left:left + keep_w]
 
 
 def reference_similarity(first_frame: np.ndarray, reference: np.ndarray) -> float:

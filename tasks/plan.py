@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from blocks.media import cover_box
 from blocks.providers import AspectRatio, GenerationRequest, MotionRegion, VideoProvider, frame_size
 from tasks.prompts import ShotPrompts
 from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard, Transition
@@ -89,8 +90,7 @@ def frame_regions(regions: tuple[MotionRegion, ...], image_size: tuple[int, int]
         return regions
     width, height = image_size
     w, h = (int(x) for x in aspect_ratio.split(":"))
-    crop_w, crop_h = min(width, height * w / h), min(height, width * h / w)
-    x0, y0 = (width - crop_w) / 2, (height - crop_h) / 2
+    x0, y0, crop_w, crop_h = cover_box(width, height, w / h)
     return tuple(region.model_copy(update={"polygon": tuple(
         ((x * width - x0) / crop_w, (y * height - y0) / crop_h) for x, y in region.polygon)})
         for region in regions)

@@ -1,8 +1,10 @@
-"""Upscaling a take to the delivery size: one Lanczos scale, mild sharpening, one encode.
+"""Bringing a clip to the delivery size: one Lanczos scale, mild sharpening.
 
 Takes come back from providers at whatever size the model renders. Delivery needs one exact
 size, so each take is scaled to *cover* that frame and centre-cropped (never stretched), and a
 gentle unsharp mask restores some of the edge contrast the interpolation softens.
+`delivery_scale` is the chain the single-pass assembly uses; `upscale_video` applies it to one
+clip on its own (the two-encode reference the assembly is measured against, and a tool).
 """
 
 from __future__ import annotations
@@ -10,13 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import ffmpeg
-from prefect import task
 
 from blocks.media import H264_OUTPUT, atomic_path, place, probe, run_ffmpeg
-from tasks.caching import content_key
 
-# An intermediate, encoded once more at assembly: a low crf keeps it near-transparent, and the
-# veryfast preset took 2.3 s instead of medium's 5.9 s for a 4 s 1080p clip on a 2-core machine.
+# When the result is encoded once more (the two-encode reference): a low crf keeps it
+# near-transparent, and veryfast took 2.3 s instead of medium's 5.9 s for a 4 s 1080p clip here.
 UPSCALE_CRF = 14
 UPSCALE_PRESET = "veryfast"
 # luma 5x5 at 0.6: enough to undo Lanczos softening without halos; chroma is left alone.
@@ -81,10 +81,3 @@ def upscale_video(src: Path, dest: Path, width: int, height: int, fps: int | Non
         run_ffmpeg(video.output(str(tmp), crf=UPSCALE_CRF, preset=UPSCALE_PRESET, **rate, **H264_OUTPUT),
                    f"upscale {src.name}")
     return dest
-
-
-@task(name="upscale-take", cache_key_fn=content_key("dest"), persist_result=True, retries=1,
-      task_run_name="upscale-{take.stem}")
-def upscale_take(take: Path, width: int, height: int, fps: int, dest: Path) -> Path:
-    """Bring one take to the delivery size and frame rate."""
-    return upscale_video(take, dest, width, height, fps)

@@ -14,13 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from prefect._internal.engine import resolve_custom_task_run_name
 from pydantic import ValidationError
 
 from blocks.media import FFMPEG, FrameWriter, MediaError, iter_frames, probe, read_image
 from tasks.assemble import assemble_edit, extract_poster
 from tasks.storyboard import Transition
-from tasks.upscale import upscale_take, upscale_video
+from tasks.upscale import upscale_video
 
 RED, GREEN, BLUE, YELLOW = (40, 40, 210), (40, 200, 40), (210, 40, 40), (40, 200, 200)  # BGR
 CUT = Transition(kind="cut")
@@ -150,16 +149,6 @@ def test_upscale_rejects_odd_sizes(clips, tmp_path):
     with pytest.raises(ValueError, match="even"):
         upscale_video(clips["red"], tmp_path / "odd.mp4", 321, 180)
     assert not (tmp_path / "odd.mp4").exists()
-
-
-def test_upscale_take_task_wraps_upscale_video(clips, tmp_path):
-    params = {"take": clips["blue"], "width": 320, "height": 180, "fps": 24,
-              "dest": tmp_path / "task.mp4"}
-    assert upscale_take.fn(**params) == params["dest"]
-    info = probe(params["dest"])
-    assert (info.width, info.height, info.frames) == (320, 180, 36)
-    # The run name Prefect will give this task run, formatted from the Path parameter.
-    assert resolve_custom_task_run_name(upscale_take, params) == "upscale-blue"
 
 
 # --- assembly --------------------------------------------------------------------------------

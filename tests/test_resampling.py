@@ -7,7 +7,6 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 
 from blocks.previz import PrevizProvider
 from flows.takes import ShotTakes, next_jobs
