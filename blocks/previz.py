@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import Field
 
 from blocks.previz_render import render_previz
-from blocks.providers import AspectRatio, frame_size, GenerationRequest, GenerationResult, VideoProvider
+from blocks.providers import frame_size, GenerationRequest, GenerationResult, VideoProvider
 
 
 class PrevizProvider(VideoProvider):
@@ -29,6 +29,7 @@ class PrevizProvider(VideoProvider):
     _block_type_name = "takeflow previz"
     _description = "Local motion-preview renderer: free, offline previews of a storyboard's shots."
     models = ("motion-preview",)
+    provider_name = "previz"
 
     render_height: int = Field(
         720, ge=64, le=2160,
@@ -37,17 +38,19 @@ class PrevizProvider(VideoProvider):
         0.0, ge=0,
         description="Credits charged per rendered second; previz is free, set a price to rehearse "
                     "a budget.")
+    max_concurrency: int = Field(
+        2, ge=1, le=100, description="Most previews rendered at once; each keeps a CPU core busy.")
     crf: int = Field(18, ge=0, le=51, description="x264 quality of the rendered clips (lower is better).")
 
-    def render_size(self, aspect_ratio: AspectRatio) -> tuple[int, int]:
-        return frame_size(aspect_ratio, self.render_height)
+    def render_size(self, request: GenerationRequest) -> tuple[int, int]:
+        return frame_size(request.aspect_ratio, self.render_height)
 
     def estimate_credits(self, request: GenerationRequest) -> float:
         return round(self.credits_per_second * request.duration, 4)
 
     def generate(self, request: GenerationRequest, dest: Path) -> GenerationResult:
         started = time.perf_counter()
-        width, height = self.render_size(request.aspect_ratio)
+        width, height = self.render_size(request)
         render_previz(
             dest, width=width, height=height, fps=request.fps, duration=request.duration,
             prompt=request.prompt, seed=request.seed, motion_amount=request.motion_amount,

@@ -51,6 +51,10 @@ class GenerationRequest(BaseModel):
         None, description="Local reference image for image-to-video; remote ones are fetched first.")
     motion_regions: tuple[MotionRegion, ...] = Field(
         (), description="Motion-brush regions, in reference-image fractions.")
+    resolution: str | None = Field(
+        None, description="Generation resolution by short side ('720p', '1080p', '1440p', '4k'); "
+                          "None for the model's default.")
+    audio: bool = Field(False, description="Ask the model for sound, where it can make some.")
 
 
 class GenerationResult(BaseModel):
@@ -70,11 +74,20 @@ class GenerationError(RuntimeError):
         super().__init__(message)
         self.transient = transient
 
+    def __reduce__(self):  # results and retries pickle exceptions; keep the flag
+        return type(self), (str(self), self.transient)
+
 
 class VideoProvider(Block):
     """Base for video generation blocks: estimate what a take costs, then generate it."""
 
     models: ClassVar[tuple[str, ...]] = ()
+    provider_name: ClassVar[str] = ""  # the storyboard's name for it; also its concurrency limit's
+
+    max_concurrency: int = Field(
+        4, ge=1, le=100,
+        description="Most takes in flight at once at this provider; enforced by the Prefect global "
+                    "concurrency limit 'provider-<name>', which runs create or update.")
 
     @abstractmethod
     def estimate_credits(self, request: GenerationRequest) -> float:
@@ -85,9 +98,13 @@ class VideoProvider(Block):
         """Generate the take into `dest` (an .mp4 path) and report what it cost."""
 
     @abstractmethod
-    def render_size(self, aspect_ratio: AspectRatio) -> tuple[int, int]:
-        """Width and height of the clips this provider returns for an aspect ratio."""
+    def render_size(self, request: GenerationRequest) -> tuple[int, int]:
+        """Width and height of the clips this provider returns for a request."""
 
     def cache_identity(self) -> dict:
         """Configuration that changes the output, for cache keys (secrets dump masked)."""
-        return {"block": self.get_block_type_slug(), **self.model_dump(mode="json")}
+        settings = self.model_dump(mode="json", exclude=set(self.cache_neutral))
+        return {"block": self.get_block_type_slug(), **settings}
+
+    # settings that change how, not what, a provider generates: they stay out of cache keys
+    cache_neutral: ClassVar[tuple[str, ...]] = ("max_concurrency",)

@@ -49,7 +49,7 @@ class ShotTakes:
 
     def expectation(self, provider: VideoProvider) -> Expectation:
         plan = self.plan
-        width, height = provider.render_size(plan.aspect_ratio)
+        width, height = provider.render_size(plan.request(0, self.reference))
         size = read_image(self.reference).shape[1::-1] if self.reference else None
         return Expectation(
             width=width, height=height, fps=plan.fps, duration=plan.duration,

@@ -1,0 +1,160 @@
+"""The capability and price catalogue: what each provider's models can do and what they cost.
+
+It is data (`blocks/catalogue.yaml`, versioned, every entry with its source and the date it was
+checked), so a price change is a one-line edit and users can point `TAKEFLOW_CATALOGUE` at their
+own file. Prices are kept in the provider's own billing unit with its conversion to takeflow
+credits (1 credit = 0.01 USD), so they can be checked against the provider's price page.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_PATH = Path(__file__).with_name("catalogue.yaml")
+CREDIT_USD = 0.01
+RESOLUTIONS = {"480p": 480, "540p": 540, "720p": 720, "768p": 768, "1080p": 1080, "1440p": 1440, "4k": 2160}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resolution(Strict):
+    """One output resolution of a model: the pixel size per aspect ratio and its price."""
+
+    sizes: dict[str, str] = Field(description="Aspect ratio ('16:9') to output size ('1280x720').")
+    price: float = Field(ge=0, description="Price per second of output in the provider's unit.")
+    price_audio: float | None = Field(None, ge=0, description="Price per second with sound, if different.")
+    durations: list[float] | None = Field(None, description="Durations allowed at this resolution, "
+                                                           "when narrower than the model's.")
+
+
+class ModelEntry(Strict):
+    """One model at one provider, with what it can do and what it costs."""
+
+    provider: str = Field(description="Provider name as used in storyboards ('runway').")
+    model: str = Field(description="Model name as the provider's API spells it.")
+    label: str = Field(description="Name users know it by.")
+    source: str = Field(description="Where the facts below come from.")
+    checked: str = Field(description="Date the facts were checked (YYYY-MM-DD).")
+    retired: str | None = Field(None, description="Date the provider shut the model down, if it did.")
+    text_to_video: bool = Field(True, description="Generates from a prompt alone.")
+    image_to_video: bool = Field(True, description="Takes a first-frame reference image.")
+    durations: list[float] = Field((), description="Clip lengths it accepts, in seconds.")
+    duration_range: tuple[float, float] | None = Field(
+        None, description="Any length from the first to the second number of seconds, for models "
+                          "that take arbitrary lengths (instead of `durations`).")
+    fps: int = Field(description="Frame rate of its output.")
+    resolutions: dict[str, Resolution] = Field(description="Output resolutions by short side ('720p').")
+    default_resolution: str = Field(description="Resolution used when a shot names none.")
+    audio: Literal["none", "optional", "always"] = Field("none", description="Whether it makes sound.")
+    motion_brush: bool = Field(False, description="Takes motion-brush regions.")
+    camera_control: bool = Field(False, description="Takes an explicit camera move.")
+    seed: bool = Field(False, description="Takes a seed (takes are then reproducible).")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelEntry:
+        if not self.durations and not self.duration_range:
+            raise ValueError(f"{self.provider}/{self.model}: give durations or duration_range")
+        if self.default_resolution not in self.resolutions:
+            raise ValueError(f"{self.provider}/{self.model}: default_resolution not among resolutions")
+        for name in self.resolutions:
+            if name not in RESOLUTIONS:
+                raise ValueError(f"{self.provider}/{self.model}: unknown resolution {name}")
+        return self
+
+    @property
+    def max_resolution(self) -> str:
+        return max(self.resolutions, key=RESOLUTIONS.__getitem__)
+
+    @property
+    def ratios(self) -> list[str]:
+        return sorted({r for res in self.resolutions.values() for r in res.sizes})
+
+    def durations_at(self, resolution: str | None) -> list[float]:
+        return self.resolutions[resolution or self.default_resolution].durations or self.durations
+
+    def allows_duration(self, seconds: float, resolution: str | None = None) -> bool:
+        narrowed = self.resolutions[resolution or self.default_resolution].durations
+        if self.duration_range and not narrowed:
+            return self.duration_range[0] <= seconds <= self.duration_range[1]
+        return any(abs(seconds - d) < 1e-6 for d in self.durations_at(resolution))
+
+    @property
+    def longest(self) -> float:
+        return self.duration_range[1] if self.duration_range else max(self.durations)
+
+    def size(self, aspect_ratio: str, resolution: str | None = None) -> tuple[int, int]:
+        res = self.resolutions[resolution or self.default_resolution]
+        width, height = res.sizes[aspect_ratio].split("x")
+        return int(width), int(height)
+
+    def price_per_second(self, resolution: str | None, audio: bool) -> float:
+        res = self.resolutions[resolution or self.default_resolution]
+        with_sound = audio or self.audio == "always"
+        return res.price_audio if with_sound and res.price_audio is not None else res.price
+
+
+class ProviderEntry(Strict):
+    """A provider's billing unit."""
+
+    unit: str = Field(description="What the provider bills in ('credit', 'unit', 'USD').")
+    unit_usd: float = Field(gt=0, description="USD per billing unit.")
+    source: str = Field(description="Where the unit price comes from.")
+    checked: str = Field(description="Date checked (YYYY-MM-DD).")
+
+    @property
+    def credits_per_unit(self) -> float:
+        return self.unit_usd / CREDIT_USD
+
+
+class Catalogue(Strict):
+    """Every provider and model takeflow can use, as loaded from a catalogue file."""
+
+    version: str = Field(description="Date of this catalogue edition (YYYY-MM-DD).")
+    providers: dict[str, ProviderEntry] = Field(description="Providers by name.")
+    models: list[ModelEntry] = Field(description="Every model.")
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> Catalogue:
+        for entry in self.models:
+            if entry.provider not in self.providers:
+                raise ValueError(f"model {entry.model} names unknown provider {entry.provider}")
+        return self
+
+    def models_of(self, provider: str) -> list[ModelEntry]:
+        return [m for m in self.models if m.provider == provider]
+
+    def model(self, provider: str, model: str) -> ModelEntry:
+        for entry in self.models:
+            if entry.provider == provider and entry.model == model:
+                return entry
+        names = ", ".join(m.model for m in self.models_of(provider))
+        raise KeyError(f"'{model}' is not a {provider} model in the catalogue; use one of: {names}")
+
+    def credits(self, provider: str, model: str, duration: float, resolution: str | None = None,
+                audio: bool = False) -> float:
+        """Credits a clip costs at catalogue prices."""
+        entry = self.model(provider, model)
+        unit_price = entry.price_per_second(resolution, audio) * duration
+        return round(unit_price * self.providers[provider].credits_per_unit, 4)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> Catalogue:
+    return Catalogue.model_validate(yaml.safe_load(Path(path).read_text()))
+
+
+def load_catalogue(path: str | Path | None = None) -> Catalogue:
+    """The catalogue at `path`, else `$TAKEFLOW_CATALOGUE`, else the one shipped with takeflow."""
+    chosen = Path(path or os.environ.get("TAKEFLOW_CATALOGUE") or DEFAULT_PATH)
+    try:
+        return _load(str(chosen), chosen.stat().st_mtime)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"catalogue file {chosen} not found; fix TAKEFLOW_CATALOGUE") from None

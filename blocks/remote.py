@@ -1,0 +1,351 @@
+"""The client half every hosted provider shares: submit, poll, download, cancel, over one httpx client.
+
+An adapter (one per API family) only says how its API spells a create, a status and an error;
+this module decides what is retried and when:
+
+- HTTP-level retries cover transient failures only (connection refused, 408/429/5xx, a poll or
+  download cut off), with jittered exponential backoff that honours `retry-after-ms` and
+  `Retry-After`.
+- A create is never retried blindly: once its bytes may have reached the provider, a dropped
+  connection means "maybe created", and the take fails with `unknown_outcome` rather than risk
+  paying twice (adapters with a client-side task id look it up instead).
+- Polling starts fast and backs off to `poll_interval`; the generation deadline counts only
+  time the provider spends running the task, not time queued or throttled behind other work.
+- The task id is journalled next to the destination the moment the create returns, so a retry
+  of the take after a crash resumes the same provider task instead of creating a new one.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+import random
+import time
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import cv2
+import httpx
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr
+
+from blocks.media import MediaError, atomic_path, probe, read_image
+from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
+
+Status = Literal["queued", "throttled", "running", "succeeded", "failed", "cancelled"]
+ErrorKind = Literal["transient", "rate_limited", "invalid_input", "moderation", "insufficient_credits",
+                    "auth", "retired", "bad_output", "timeout", "unknown_outcome", "cancelled"]
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+MAX_RETRY_AFTER = 120.0
+
+log = logging.getLogger("takeflow.providers")
+
+
+class ProviderError(GenerationError):
+    """A provider refused or failed a take, classified so the flow knows whether to try again.
+
+    Messages name the provider and say what to do; they never carry credentials.
+    """
+
+    def __init__(self, provider: str, kind: ErrorKind, message: str, retry_after: float | None = None):
+        super().__init__(f"{provider}: {message}", transient=kind in ("transient", "rate_limited"))
+        self.provider, self.kind, self.retry_after = provider, kind, retry_after
+
+    def __reduce__(self):
+        return type(self), (self.provider, self.kind, str(self).removeprefix(f"{self.provider}: "),
+                            self.retry_after)
+
+
+class TaskState(BaseModel):
+    """A provider task as the adapter read it, in normalised terms."""
+
+    id: str = Field(description="The provider's task id.")
+    status: Status = Field(description="Normalised status.")
+    progress: float | None = Field(None, description="0 to 1, where the provider reports it.")
+    output_url: str | None = Field(None, description="Where the finished video can be fetched.")
+    cost: float | None = Field(None, description="The provider's own cost report, in its billing unit.")
+    error_kind: ErrorKind | None = Field(None, description="Why a failed task failed.")
+    error: str | None = Field(None, description="The provider's failure message.")
+
+
+class RemoteVideoProvider(VideoProvider):
+    """Base for hosted video APIs: credentials, timeouts, retries, polling and downloads."""
+
+    api_key: SecretStr | None = Field(None, description="API key (kept secret; never logged).")
+    base_url: str = Field(description="API root; point it at a simulator or a proxy to test.")
+    request_timeout: float = Field(60.0, gt=0, description="Seconds to wait for one HTTP response.")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection.")
+    max_retries: int = Field(4, ge=0, le=10, description="HTTP-level retries of transient failures per request.")
+    poll_interval: float = Field(5.0, gt=0, description="Longest wait between two status checks (seconds).")
+    first_poll: float = Field(1.0, gt=0, description="First wait before checking a new task (seconds).")
+    generation_timeout: float = Field(
+        900.0, gt=0, description="Seconds a task may run before it is cancelled; time spent queued or "
+                                 "throttled does not count.")
+    queue_timeout: float = Field(3600.0, gt=0, description="Seconds a task may wait queued or throttled.")
+    max_download_mb: int = Field(1024, ge=1, description="Largest video accepted, in MB.")
+
+    cache_neutral: ClassVar[tuple[str, ...]] = (
+        "max_concurrency", "api_key", "request_timeout", "connect_timeout", "max_retries", "poll_interval",
+        "first_poll", "generation_timeout", "queue_timeout", "max_download_mb")
+    unit_cost_field: ClassVar[str] = ""  # the provider's cost report, named in docs
+
+    _http: httpx.Client | None = PrivateAttr(None)
+
+    # ---- what each adapter provides -------------------------------------------------------
+
+    @abstractmethod
+    def submit(self, request: GenerationRequest) -> str:
+        """Create the provider task; return its id."""
+
+    @abstractmethod
+    def poll(self, task_id: str) -> TaskState:
+        """Read the task's state."""
+
+    def cancel(self, task_id: str) -> None:
+        """Ask the provider to stop the task (best effort; some APIs have no cancel)."""
+
+    @abstractmethod
+    def error_for(self, response: httpx.Response) -> ProviderError:
+        """The classified error an unsuccessful response stands for."""
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret()}"}
+
+    def download_headers(self, url: str) -> dict[str, str]:
+        """Headers a download needs (most output URLs are pre-signed and need none)."""
+        return {}
+
+    def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
+        """Credits a finished task cost: the provider's report where it gives one."""
+        return self.estimate_credits(request)
+
+    # ---- shared machinery ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.provider_name
+
+    def secret(self) -> str:
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ProviderError(self.name, "auth", f"no API key; save one in the '{self.name}' block "
+                                                   "(takeflow blocks in the Prefect UI)")
+        return self.api_key.get_secret_value()
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(
+                base_url=self.base_url.rstrip("/"), follow_redirects=True,
+                timeout=httpx.Timeout(self.request_timeout, connect=self.connect_timeout))
+        return self._http
+
+    def send(self, method: str, url: str, *, create: bool = False, **kwargs: Any) -> httpx.Response:
+        """One API call with transient retries; an unsuccessful final answer raises ProviderError."""
+        kwargs["headers"] = {**self.auth_headers(), **kwargs.get("headers", {})}
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                response = self.http.request(method, url, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if last:  # nothing reached the provider: safe to say so and let the take retry
+                    raise ProviderError(self.name, "transient", f"cannot reach {self.base_url}: "
+                                                                f"{type(exc).__name__}") from None
+                self._sleep(attempt, None)
+                continue
+            except httpx.TransportError as exc:
+                if create:
+                    raise ProviderError(self.name, "unknown_outcome", (
+                        f"the connection broke after the create was sent ({type(exc).__name__}); the "
+                        "task may exist and be charged, so it is not sent again")) from None
+                if last:
+                    raise ProviderError(self.name, "transient", f"{method} {url}: {type(exc).__name__}") from None
+                self._sleep(attempt, None)
+                continue
+            if response.is_success:
+                return response
+            hint = retry_after(response)
+            if response.status_code in RETRYABLE_STATUS and not last and self.retryable(response):
+                log.info("%s %s %s: HTTP %s, retrying", self.name, method, url, response.status_code)
+                self._sleep(attempt, hint)
+                continue
+            error = self.error_for(response)
+            error.retry_after = error.retry_after or hint
+            raise error
+        raise AssertionError("unreachable")
+
+    def retryable(self, response: httpx.Response) -> bool:
+        """Whether a retryable-looking status really is (e.g. out-of-credit 429s are not)."""
+        return response.headers.get("x-should-retry", "true") != "false"
+
+    def _sleep(self, attempt: int, hint: float | None) -> None:
+        delay = hint if hint is not None else min(8.0, 0.5 * 2 ** attempt) * random.uniform(0.75, 1.25)
+        time.sleep(min(delay, MAX_RETRY_AFTER))
+
+    def generate(self, request: GenerationRequest, dest: Path) -> GenerationResult:
+        started = time.perf_counter()
+        journal = dest.with_name(dest.name + ".task.json")
+        key = request.model_dump_json()
+        task_id = _read_journal(journal, key)
+        if task_id is None:
+            task_id = self.submit(request)
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            journal.write_text(json.dumps({"provider": self.name, "task": task_id, "request": key}))
+            log.info("%s: created task %s for %s", self.name, task_id, dest.name)
+        else:
+            log.info("%s: resuming task %s for %s", self.name, task_id, dest.name)
+        try:
+            state = self.wait(task_id)
+            self.fetch(task_id, state, dest)
+        except ProviderError as exc:
+            if not exc.transient:  # the task is over; a retry must start afresh
+                journal.unlink(missing_ok=True)
+            raise
+        journal.unlink(missing_ok=True)
+        return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
+                                credits=round(self.credits_for(request, state), 4),
+                                seconds=time.perf_counter() - started)
+
+    def wait(self, task_id: str) -> TaskState:
+        """Poll until the task ends; cancel it if it runs past the generation deadline."""
+        delay, running, waiting = self.first_poll, 0.0, 0.0
+        last_progress = None
+        while True:
+            pause = delay * random.uniform(0.8, 1.2)
+            time.sleep(pause)
+            state = self.poll(task_id)
+            if state.status == "succeeded":
+                return state
+            if state.status in ("failed", "cancelled"):
+                kind = state.error_kind or ("cancelled" if state.status == "cancelled" else "transient")
+                raise ProviderError(self.name, kind, f"task {task_id} {state.status}: "
+                                                     f"{state.error or 'no reason given'}")
+            if state.status == "running":
+                running += pause
+            else:
+                waiting += pause
+            if state.progress is not None and state.progress != last_progress:
+                last_progress = state.progress
+                log.info("%s: task %s %.0f%%", self.name, task_id, 100 * state.progress)
+            if running > self.generation_timeout or waiting > self.queue_timeout:
+                self.cancel(task_id)
+                what = "ran" if running > self.generation_timeout else "waited in the queue"
+                raise ProviderError(self.name, "timeout", (
+                    f"task {task_id} {what} past its deadline and was cancelled; raise the block's "
+                    "generation_timeout or queue_timeout"))
+            delay = min(self.poll_interval, delay * 1.5)
+
+    def fetch(self, task_id: str, state: TaskState, dest: Path) -> None:
+        """Download the output; an expired or cut-off download re-reads the task for a fresh URL."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                self.download(state.output_url or "", dest)
+                return
+            except ProviderError as exc:
+                if not exc.transient or attempt == self.max_retries:
+                    raise
+                self._sleep(attempt, exc.retry_after)
+                state = self.poll(task_id)
+
+    def download(self, url: str, dest: Path) -> None:
+        """Stream a video to `dest` with a size cap, then check it decodes as video."""
+        if not url:
+            raise ProviderError(self.name, "bad_output", "the task succeeded without an output URL")
+        cap = self.max_download_mb * 2**20
+        with atomic_path(dest) as tmp:
+            try:
+                with self.http.stream("GET", url, headers=self.download_headers(url)) as response:
+                    if response.status_code in (401, 403, 404, 410):
+                        raise ProviderError(self.name, "transient", f"output URL refused (HTTP "
+                                                                    f"{response.status_code}); it may have expired")
+                    if not response.is_success:
+                        raise ProviderError(self.name, "transient" if response.status_code >= 500 or
+                                            response.status_code == 429 else "bad_output",
+                                            f"output download failed with HTTP {response.status_code}",
+                                            retry_after(response))
+                    size = 0
+                    with tmp.open("wb") as out:
+                        for chunk in response.iter_bytes(1 << 20):
+                            size += len(chunk)
+                            if size > cap:
+                                raise ProviderError(self.name, "bad_output", (
+                                    f"output is over {self.max_download_mb} MB; raise the block's "
+                                    "max_download_mb if that is expected"))
+                            out.write(chunk)
+            except httpx.TransportError as exc:
+                raise ProviderError(self.name, "transient", f"output download cut off ({type(exc).__name__})") from None
+            verify_video(self.name, tmp)
+
+    def render_size(self, request: GenerationRequest) -> tuple[int, int]:
+        from blocks.catalogue import load_catalogue
+        return load_catalogue().model(self.name, request.model).size(request.aspect_ratio, request.resolution)
+
+    def estimate_credits(self, request: GenerationRequest) -> float:
+        from blocks.catalogue import load_catalogue
+        return load_catalogue().credits(self.name, request.model, request.duration, request.resolution,
+                                        request.audio)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+
+def image_bytes(path: Path, max_bytes: int = 5 * 2**20) -> tuple[bytes, str]:
+    """A reference image as (bytes, mime type) for upload: PNG/JPEG as they are, anything else or
+    anything over `max_bytes` re-encoded as JPEG (scaled down until it fits)."""
+    data = path.read_bytes()
+    mime = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+    kind = next((m for magic, m in mime.items() if data.startswith(magic)), None)
+    if kind and len(data) <= max_bytes:
+        return data, kind
+    image = read_image(path)
+    for scale in (1.0, 0.75, 0.5, 0.35, 0.25):
+        resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+        ok, encoded = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if ok and len(encoded) <= max_bytes:
+            return encoded.tobytes(), "image/jpeg"
+    raise ProviderError("takeflow", "invalid_input", f"{path.name} cannot be made smaller than "
+                                                     f"{max_bytes // 2**20} MB; use a smaller reference image")
+
+
+def data_uri(path: Path, max_bytes: int = 5 * 2**20) -> str:
+    data, mime = image_bytes(path, max_bytes)
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def verify_video(provider: str, path: Path) -> None:
+    """A take counts only if it decodes as video: corrupt or truncated output is refused."""
+    try:
+        info = probe(path)
+    except MediaError as exc:
+        raise ProviderError(provider, "bad_output", f"the output is not a playable video ({exc})") from None
+    if info.frames < 2:
+        raise ProviderError(provider, "bad_output", "the output has fewer than two frames")
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asked us to wait: `retry-after-ms`, then `Retry-After` (seconds or a date)."""
+    headers = response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _read_journal(journal: Path, key: str) -> str | None:
+    try:
+        entry = json.loads(journal.read_text())
+    except (OSError, ValueError):
+        return None
+    return entry.get("task") if entry.get("request") == key else None
