@@ -26,7 +26,7 @@ from blocks.storage import Storage
 from flows.deliver import cached_file, deliver, local_input, publish
 from tasks.deliver import load_storage
 from tasks.learned import default_registry, split_available
-from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, takes_for
+from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, providers_used, takes_for
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, write_report
 from tasks.storyboard import Storyboard
@@ -65,7 +65,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     for plan in plans:
         for issue in plan.prompts.lint:
             logger.warning(f"{plan.shot_id} prompt, {issue.part}: {issue.problem}; {issue.suggestion}")
-    providers = {name: load_provider(name) for name in sorted({p.provider for p in plans})}
+    providers = {name: load_provider(name) for name in providers_used(plans)}
     estimate = estimate_credits(plans, providers)
     budget = options.budget if options.budget is not None else storyboard.defaults.budget
     if budget is not None and estimate > budget:
@@ -92,7 +92,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         for shot_id in touched:
             shot = shots[shot_id]
             choose(shot)
-            jobs += next_jobs(shot, storyboard.title, providers[shot.plan.provider])
+            jobs += next_jobs(shot, storyboard.title, providers)
         jobs += continuation_jobs(shots, folder)
     records = [_shot_record(shot, folder) for shot in shots.values()]
     timings["generate+score"] = time.perf_counter() - clock

@@ -15,7 +15,7 @@ from flows.progress import RunProgress
 from tasks.caching import work_name
 from tasks.generate import generate_take
 from tasks.metrics import Expectation, TakeMetrics
-from tasks.plan import ShotPlan, frame_regions
+from tasks.plan import ModelChoice, ShotPlan, frame_regions
 from tasks.prompts import take_seeds
 from tasks.report import TakeRecord
 from tasks.score import DEFECT_GAP, Selection, score_take, select_best
@@ -26,7 +26,7 @@ class TakeJob:
     plan: ShotPlan
     take: int
     seed: int
-    model: str
+    choice: ModelChoice
 
 
 @dataclass
@@ -47,9 +47,9 @@ class ShotTakes:
     def spent(self) -> float:
         return sum(r.credits for r in self.records.values() if not r.from_cache)
 
-    def expectation(self, provider: VideoProvider) -> Expectation:
+    def expectation(self, provider: VideoProvider, choice: ModelChoice) -> Expectation:
         plan = self.plan
-        width, height = provider.render_size(plan.request(0, self.reference))
+        width, height = provider.render_size(plan.request(0, self.reference, choice))
         size = read_image(self.reference).shape[1::-1] if self.reference else None
         return Expectation(
             width=width, height=height, fps=plan.fps, duration=plan.duration,
@@ -61,7 +61,7 @@ class ShotTakes:
 
 def first_jobs(shot: ShotTakes) -> list[TakeJob]:
     plan = shot.plan
-    return [TakeJob(plan, k, seed, plan.model) for k, seed in enumerate(plan.prompts.seeds, 1)]
+    return [TakeJob(plan, k, seed, plan.choice_for(k)) for k, seed in enumerate(plan.prompts.seeds, 1)]
 
 
 def continuation_jobs(shots: dict[str, ShotTakes], folder: Path) -> list[TakeJob]:
@@ -90,14 +90,14 @@ def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[
     """Generate `jobs` in parallel, then score every new take; results land in `shots`."""
     futures = {}
     for job in jobs:
-        shot, provider = shots[job.plan.shot_id], providers[job.plan.provider]
-        request = job.plan.request(job.seed, shot.reference, job.model)
+        shot, provider = shots[job.plan.shot_id], providers[job.choice.provider]
+        request = job.plan.request(job.seed, shot.reference, job.choice)
         dest = folder / "takes" / f"{job.plan.shot_id}-take{job.take}-{work_name(provider, request)}.mp4"
         futures[generate_take.submit(provider, request, job.plan.shot_id, job.take, dest)] = (job, request, dest)
     progress.start("generate", len(jobs))
     for future in as_completed(list(futures)):
         job, request, dest = futures[future]
-        shots[job.plan.shot_id].records[job.take] = _take_record(future, providers[job.plan.provider],
+        shots[job.plan.shot_id].records[job.take] = _take_record(future, providers[job.choice.provider],
                                                                  job, request, dest)
         progress.advance("generate", f"{job.plan.shot_id} take {job.take}")
     scoring = {}
@@ -105,7 +105,7 @@ def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[
         shot = shots[job.plan.shot_id]
         record = shot.records[job.take]
         if record.file:
-            expected = shot.expectation(providers[job.plan.provider])
+            expected = shot.expectation(providers[job.choice.provider], job.choice)
             scoring[job.plan.shot_id, job.take] = score_take.submit(
                 folder / record.file, expected, shot.learned, job.plan.prompts.prompt.text())
     progress.start("score", len(scoring))
@@ -121,13 +121,14 @@ def _take_record(future, provider: VideoProvider, job: TakeJob, request, dest: P
     try:
         result = future.result()
     except Exception as exc:  # a failed take is reported, never fatal for the shot's other takes
-        return TakeRecord(take=job.take, seed=job.seed, model=job.model, error=str(exc).splitlines()[0][:300])
+        return TakeRecord(take=job.take, seed=job.seed, model=job.choice.model, provider=job.choice.provider,
+                          error=str(exc).splitlines()[0][:300])
     from_cache = future.state.name == "Cached"
     if not result.path.is_file():  # the cached take was deleted since: generate it again
         result = generate_take.with_options(refresh_cache=True)(provider, request, job.plan.shot_id, job.take, dest)
         from_cache = False
     place(result.path, dest)
-    return TakeRecord(take=job.take, seed=job.seed, model=job.model, file=str(dest.relative_to(dest.parents[1])),
+    return TakeRecord(take=job.take, seed=job.seed, model=job.choice.model, provider=job.choice.provider, file=str(dest.relative_to(dest.parents[1])),
                       from_cache=from_cache, credits=result.credits, seconds=round(result.seconds, 3))
 
 
@@ -142,7 +143,7 @@ def choose(shot: ShotTakes) -> Selection:
     return shot.selection
 
 
-def next_jobs(shot: ShotTakes, title: str, provider: VideoProvider) -> list[TakeJob]:
+def next_jobs(shot: ShotTakes, title: str, providers: dict[str, VideoProvider]) -> list[TakeJob]:
     """More takes for a shot with no acceptable take: new seeds, then the fallback model; none
     when the shot is fine, out of extra takes, or out of its share of the budget."""
     shot.pending = False
@@ -150,17 +151,22 @@ def next_jobs(shot: ShotTakes, title: str, provider: VideoProvider) -> list[Take
         return []
     plan, count = shot.plan, max(shot.records, default=0)
     extra = count - plan.takes
-    fallback_used = any(r.model == plan.fallback_model for r in shot.records.values()) and plan.fallback_model
+    fallback = plan.fallback
+    fallback_used = fallback and any((r.provider, r.model) == (fallback.provider, fallback.model)
+                                     for r in shot.records.values())
     if extra < plan.extra_takes:
-        batch, model, why = min(plan.takes, plan.extra_takes - extra), plan.model, "new seeds"
-    elif plan.fallback_model and not fallback_used:
-        batch, model, why = plan.takes, plan.fallback_model, f"fallback model {plan.fallback_model}"
+        batch, why = min(plan.takes, plan.extra_takes - extra), "new seeds"
+        choose_model = plan.choice_for
+    elif fallback and not fallback_used:
+        batch, why = plan.takes, f"fallback model {fallback.label}"
+        choose_model = lambda take: fallback  # noqa: E731
     else:
         shot.history.append("no more takes allowed: extra takes and fallback model used up")
         return []
     seeds = take_seeds(title, plan.shot_id, count + batch)[count:]
-    jobs = [TakeJob(plan, count + i, seed, model) for i, seed in enumerate(seeds, 1)]
-    cost = sum(provider.estimate_credits(plan.request(j.seed, shot.reference, model)) for j in jobs)
+    jobs = [TakeJob(plan, count + i, seed, choose_model(count + i)) for i, seed in enumerate(seeds, 1)]
+    cost = sum(providers[j.choice.provider].estimate_credits(plan.request(j.seed, shot.reference, j.choice))
+               for j in jobs)
     if shot.share is not None and shot.spent + cost > shot.share + 1e-9:
         shot.history.append(f"stopped: {batch} more takes ({cost:g} credits) would pass the shot's "
                             f"share of the budget ({shot.share:g} credits, {shot.spent:g} spent)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.media import cover_box
 from blocks.providers import AspectRatio, GenerationRequest, MotionRegion, VideoProvider, frame_size
@@ -12,14 +12,28 @@ from tasks.prompts import ShotPrompts
 from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard, Transition
 
 
+class ModelChoice(BaseModel):
+    """A model a shot's takes use, at the resolution they are generated at."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str = Field(description="Provider name.")
+    model: str = Field(description="Model at that provider.")
+    resolution: str | None = Field(None, description="Native generation resolution, None for the model's own.")
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
 class ShotPlan(BaseModel):
     """Everything needed to generate a shot's takes, resolved from the storyboard's defaults."""
 
     index: int = Field(description="Position in the storyboard, from 0.")
     shot_id: str = Field(description="Shot name used in files and run names.")
-    provider: str = Field(description="Provider that generates the takes.")
-    model: str = Field(description="Model at that provider.")
-    fallback_model: str | None = Field(description="Stronger model tried when no take passes.")
+    choices: list[ModelChoice] = Field(description="Models the takes cycle through (usually one).")
+    fallback: ModelChoice | None = Field(description="Stronger model tried when no take passes.")
+    audio: bool = Field(False, description="Ask the model for sound.")
     quality_bar: float = Field(description="Minimum absolute quality a take needs.")
     extra_takes: int = Field(description="Most takes added when no take passes.")
     duration: float = Field(description="Shot length in seconds.")
@@ -36,11 +50,25 @@ class ShotPlan(BaseModel):
     def takes(self) -> int:
         return len(self.prompts.seeds)
 
-    def request(self, seed: int, reference: Path | None, model: str | None = None) -> GenerationRequest:
+    @property
+    def provider(self) -> str:
+        return self.choices[0].provider
+
+    @property
+    def model(self) -> str:
+        return self.choices[0].model
+
+    def choice_for(self, take: int) -> ModelChoice:
+        """The model of take `take` (from 1): takes cycle through the shot's models."""
+        return self.choices[(take - 1) % len(self.choices)]
+
+    def request(self, seed: int, reference: Path | None, choice: ModelChoice | None = None) -> GenerationRequest:
+        choice = choice or self.choices[0]
         return GenerationRequest(
-            prompt=self.prompts.prompt.text(), model=model or self.model, seed=seed, duration=self.duration,
+            prompt=self.prompts.prompt.text(), model=choice.model, seed=seed, duration=self.duration,
             fps=self.fps, aspect_ratio=self.aspect_ratio, motion_amount=self.motion_amount,
-            reference_image=reference, motion_regions=self.motion_regions)
+            reference_image=reference, motion_regions=self.motion_regions, resolution=choice.resolution,
+            audio=self.audio)
 
 
 def takes_for(storyboard: Storyboard, index: int, override: int | None) -> int:
@@ -51,11 +79,13 @@ def plan_shot(storyboard: Storyboard, index: int, prompts: ShotPrompts) -> ShotP
     """Resolve a shot's settings against the storyboard defaults."""
     shot, defaults = storyboard.shots[index], storyboard.defaults
     duration = storyboard.duration_of(index)
+    choices, fallback = storyboard.models_of(index)
     w, h = (int(x) for x in defaults.aspect_ratio.split(":"))
     return ShotPlan(
         index=index, shot_id=storyboard.shot_ids()[index],
-        provider=shot.provider or defaults.provider, model=shot.model or defaults.model,
-        fallback_model=shot.fallback_model, quality_bar=defaults.quality_bar,
+        choices=[ModelChoice(**vars(c)) for c in choices],
+        fallback=ModelChoice(**vars(fallback)) if fallback else None,
+        audio=shot.audio if shot.audio is not None else defaults.audio, quality_bar=defaults.quality_bar,
         extra_takes=defaults.extra_takes,
         duration=duration, fps=defaults.fps, aspect_ratio=defaults.aspect_ratio,
         motion_amount=defaults.motion_amount if shot.motion_amount is None else shot.motion_amount,
@@ -70,8 +100,16 @@ def plan_shot(storyboard: Storyboard, index: int, prompts: ShotPrompts) -> ShotP
 
 def estimate_credits(plans: list[ShotPlan], providers: dict[str, VideoProvider]) -> float:
     """Credits the run would cost if every take were generated (cached takes cost nothing)."""
-    return round(sum(providers[p.provider].estimate_credits(p.request(seed, None))
-                     for p in plans for seed in p.prompts.seeds), 4)
+    total = 0.0
+    for plan in plans:
+        for take, seed in enumerate(plan.prompts.seeds, 1):
+            choice = plan.choice_for(take)
+            total += providers[choice.provider].estimate_credits(plan.request(seed, None, choice))
+    return round(total, 4)
+
+
+def providers_used(plans: list[ShotPlan]) -> list[str]:
+    return sorted({c.provider for p in plans for c in p.choices + ([p.fallback] if p.fallback else [])})
 
 
 def delivery_size(aspect_ratio: AspectRatio, delivery: str) -> tuple[int, int]:

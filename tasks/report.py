@@ -20,6 +20,7 @@ class TakeRecord(BaseModel):
     take: int = Field(description="Take number within the shot, from 1.")
     seed: int = Field(description="Seed it was generated with.")
     model: str = Field(description="Model that generated it.")
+    provider: str = Field("", description="Provider of that model.")
     file: str | None = Field(None, description="Path of the take, relative to the project folder.")
     from_cache: bool = Field(False, description="True when an identical earlier generation was reused.")
     credits: float = Field(0.0, description="Credits the generation cost when it was made.")

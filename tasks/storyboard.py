@@ -22,6 +22,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 from blocks.media import MediaError, audio_duration, read_image
 from blocks.providers import AspectRatio
 from blocks.registry import PROVIDERS
+from tasks.routing import AUTO, Choice, resolve
 
 Delivery = Literal["720p", "1080p", "1440p", "4k"]
 REMOTE = ("https://", "http://", "s3://")
@@ -131,8 +132,16 @@ class TitleCard(_Strict):
 class Defaults(_Strict):
     """Settings every shot inherits unless it overrides them."""
 
-    provider: str = Field("previz", description="Provider that generates takes (previz renders locally, free).")
-    model: str = Field("motion-preview", description="Model name at that provider.")
+    provider: str = Field("previz", description="Provider that generates takes (previz renders locally, free; "
+                          "runway, kling, veo, sora, seedance, ltx call their APIs).")
+    model: str = Field("motion-preview", description="Model name at that provider (see `takeflow models`), "
+                       "or 'auto' for the cheapest model that meets each shot's needs.")
+    providers: list[str] | None = Field(None, description="Providers 'auto' may choose from; default: every "
+                                        "hosted provider in the catalogue.")
+    resolution: Literal["480p", "720p", "1080p", "1440p", "4k"] | None = Field(
+        None, description="Native generation resolution; default each model's own. Leave it out to generate "
+                          "at the model's size and upscale to `delivery`.")
+    audio: bool = Field(False, description="Ask models for sound (only models that make sound qualify).")
     aspect_ratio: AspectRatio = Field("16:9", description="16:9 landscape, 9:16 vertical or 1:1 square.")
     duration: float = Field(5.0, gt=0, le=60, description="Shot length in seconds.")
     fps: int = Field(24, ge=1, le=120, description="Frames per second of takes and delivery.")
@@ -171,8 +180,13 @@ class Shot(_Strict):
     duration: float | None = Field(None, gt=0, le=60, description="Overrides defaults.duration.")
     provider: str | None = Field(None, description="Overrides defaults.provider.")
     model: str | None = Field(None, description="Overrides defaults.model.")
-    fallback_model: str | None = Field(None, description="Stronger model (same provider) tried when no "
-                                       "take passes, after the extra takes.")
+    fallback_model: str | None = Field(None, description="Stronger model tried when no take passes, after "
+                                       "the extra takes: a model of the shot's provider, or 'provider/model'.")
+    models: list[str] | None = Field(None, min_length=1, description="Spread the takes over several models "
+                                     "('provider/model' each, e.g. runway/gen4.5); overrides provider and model.")
+    resolution: Literal["480p", "720p", "1080p", "1440p", "4k"] | None = Field(
+        None, description="Overrides defaults.resolution.")
+    audio: bool | None = Field(None, description="Overrides defaults.audio.")
     takes: int | None = Field(None, ge=1, le=16, description="Overrides defaults.takes.")
     motion_amount: float | None = Field(None, ge=0, le=1, description="Overrides defaults.motion_amount.")
     transition: Transition | None = Field(None, description="Join to the next shot; overrides defaults.transition.")
@@ -211,11 +225,8 @@ class Storyboard(_Strict):
 
     @model_validator(mode="after")
     def _check_sequence(self) -> "Storyboard":
-        for index, shot in enumerate(self.shots):
-            provider = shot.provider or self.defaults.provider
-            _check_model(index, provider, shot.model or self.defaults.model)
-            if shot.fallback_model:
-                _check_model(index, provider, shot.fallback_model, "fallback_model")
+        for index in range(len(self.shots)):
+            self.models_of(index)
         if self.shots[0].continues:
             raise ValueError("shots[0].continues: the first shot has no previous shot to continue; remove it")
         ids = self.shot_ids()
@@ -244,6 +255,18 @@ class Storyboard(_Strict):
 
     def shot_ids(self) -> list[str]:
         return [shot.id or f"shot-{n:02d}" for n, shot in enumerate(self.shots, 1)]
+
+    def models_of(self, index: int) -> tuple[list[Choice], Choice | None]:
+        """The checked models a shot's takes use (auto routed), and its fallback model."""
+        shot = self.shots[index]
+        provider = shot.provider or self.defaults.provider
+        specs = [("models", spec) for spec in shot.models] if shot.models else \
+            [("model", f"{provider}/{shot.model or self.defaults.model}")]
+        if shot.fallback_model:
+            spec = shot.fallback_model if "/" in shot.fallback_model else f"{provider}/{shot.fallback_model}"
+            specs.append(("fallback_model", spec))
+        choices = [_check_model(self, index, field, spec) for field, spec in specs]
+        return (choices[:-1], choices[-1]) if shot.fallback_model else (choices, None)
 
     def duration_of(self, index: int) -> float:
         return self.shots[index].duration or self.defaults.duration
@@ -283,13 +306,17 @@ def slug(text: str, limit: int = 60) -> str:
     return "-".join(w for w in words if w)[:limit].strip("-") or "project"
 
 
-def _check_model(index: int, provider: str, model: str, field: str = "model") -> None:
+def _check_model(storyboard: Storyboard, index: int, field: str, spec: str) -> Choice:
     where = f"shots[{index}]"
-    if provider not in PROVIDERS:
-        raise ValueError(f"{where}.provider: unknown provider '{provider}'; available: {', '.join(sorted(PROVIDERS))}")
-    models = PROVIDERS[provider].models
-    if model not in models:
-        raise ValueError(f"{where}.{field}: '{model}' is not a {provider} model; use one of: {', '.join(models)}")
+    provider, _, model = spec.rpartition("/")
+    provider = provider or storyboard.shots[index].provider or storyboard.defaults.provider
+    if model != AUTO and provider not in PROVIDERS:
+        field = field if field != "model" else "provider"
+        raise ValueError(f"{where}.{field}: unknown provider '{provider}'; available: {', '.join(sorted(PROVIDERS))}")
+    try:
+        return resolve(storyboard, index, provider, model)
+    except ValueError as exc:
+        raise ValueError(f"{where}.{field}: {exc}") from None
 
 
 def _polygon_area(polygon: list[tuple[float, float]]) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 
 from blocks.previz import PrevizProvider
 from flows.takes import ShotTakes, next_jobs
-from tasks.plan import plan_shot
+from tasks.plan import ModelChoice, plan_shot
 from tasks.prompts import expand_prompt
 from tasks.report import TakeRecord
 from tasks.score import Selection
@@ -22,10 +22,10 @@ def shot_takes(tmp_path, takes=2, extra_takes=3, fallback=None, share=None) -> S
                                                          "duration": 2},
                               "shots": [{"id": "a", "brief": "a fox; slow pan left; dusk light"}]})
     plan = plan_shot(board, 0, expand_prompt.fn(board.shots[0], "a", "T", takes))
-    plan = plan.model_copy(update={"fallback_model": fallback})
+    plan = plan.model_copy(update={"fallback": ModelChoice(provider="previz", model=fallback) if fallback else None})
     shot = ShotTakes(plan, None, share=share)
     for job_take, seed in enumerate(plan.prompts.seeds, 1):
-        shot.records[job_take] = TakeRecord(take=job_take, seed=seed, model=plan.model, credits=4)
+        shot.records[job_take] = TakeRecord(take=job_take, seed=seed, model=plan.model, provider="previz", credits=4)
     shot.selection = Selection(index=None, totals=[None] * takes, reason="no take passed QC",
                                quality=[None] * takes, acceptable=False)
     return shot
@@ -33,20 +33,21 @@ def shot_takes(tmp_path, takes=2, extra_takes=3, fallback=None, share=None) -> S
 
 def add(shot, jobs):
     for job in jobs:
-        shot.records[job.take] = TakeRecord(take=job.take, seed=job.seed, model=job.model, credits=4)
+        shot.records[job.take] = TakeRecord(take=job.take, seed=job.seed, model=job.choice.model, provider="previz",
+                                               credits=4)
 
 
 def test_extra_seeds_first_then_the_fallback_model_then_stop(tmp_path):
-    shot, provider = shot_takes(tmp_path, fallback="motion-preview-max"), PrevizProvider()
+    shot, provider = shot_takes(tmp_path, fallback="motion-preview-max"), {"previz": PrevizProvider()}
     first = next_jobs(shot, "T", provider)
-    assert [j.take for j in first] == [3, 4] and {j.model for j in first} == {"motion-preview"}
+    assert [j.take for j in first] == [3, 4] and {j.choice.model for j in first} == {"motion-preview"}
     assert len({j.seed for j in first} | {r.seed for r in shot.records.values()}) == 4
     add(shot, first)
     second = next_jobs(shot, "T", provider)
     assert [j.take for j in second] == [5]  # only 3 extra takes allowed in all
     add(shot, second)
     third = next_jobs(shot, "T", provider)
-    assert [j.take for j in third] == [6, 7] and {j.model for j in third} == {"motion-preview-max"}
+    assert [j.take for j in third] == [6, 7] and {j.choice.model for j in third} == {"motion-preview-max"}
     add(shot, third)
     assert next_jobs(shot, "T", provider) == []
     assert shot.history[-1].startswith("no more takes allowed")
@@ -54,14 +55,14 @@ def test_extra_seeds_first_then_the_fallback_model_then_stop(tmp_path):
 
 def test_no_extra_takes_past_the_shots_budget_share(tmp_path):
     shot = shot_takes(tmp_path, share=10)  # 8 credits already spent on two 2 s takes at 2/s
-    assert next_jobs(shot, "T", PrevizProvider(credits_per_second=2)) == []
+    assert next_jobs(shot, "T", {"previz": PrevizProvider(credits_per_second=2)}) == []
     assert "share of the budget (10 credits, 8 spent)" in shot.history[-1]
 
 
 def test_acceptable_shot_gets_no_more_takes(tmp_path):
     shot = shot_takes(tmp_path)
     shot.selection = Selection(index=0, totals=[1.0, 0.5], reason="take 1", quality=[0.9, 0.8], acceptable=True)
-    assert next_jobs(shot, "T", PrevizProvider()) == []
+    assert next_jobs(shot, "T", {"previz": PrevizProvider()}) == []
 
 
 def test_shot_that_never_passes_ends_no_acceptable_take_and_the_others_are_kept(prefect_server, tmp_path):
