@@ -101,6 +101,9 @@ class VideoProvider(Block):
     def render_size(self, request: GenerationRequest) -> tuple[int, int]:
         """Width and height of the clips this provider returns for a request."""
 
+    def preflight(self) -> None:
+        """Raise GenerationError when the provider cannot take work at all (no key, retired)."""
+
     def cache_identity(self) -> dict:
         """Configuration that changes the output, for cache keys (secrets dump masked)."""
         settings = self.model_dump(mode="json", exclude=set(self.cache_neutral))

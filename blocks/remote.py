@@ -123,6 +123,9 @@ class RemoteVideoProvider(VideoProvider):
 
     # ---- shared machinery ------------------------------------------------------------------
 
+    def preflight(self) -> None:
+        self.auth_headers()  # raises a one-line auth error when credentials are missing
+
     @property
     def name(self) -> str:
         return self.provider_name

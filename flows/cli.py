@@ -93,18 +93,24 @@ def _validate(storyboard: Storyboard, takes: int | None) -> int:
     plans = plan_storyboard(storyboard, takes)
     # Saved provider blocks (with their prices) are only read when a server is configured.
     saved = bool(os.environ.get("PREFECT_API_URL"))
-    providers = {name: load_provider(name, saved=saved) for name in {p.provider for p in plans}}
+    providers = {name: load_provider(name, saved=saved) for name in providers_used(plans)}
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
     print(f"{storyboard.title}: {len(plans)} shots, {storyboard.total_duration():.2f} s, "
           f"delivered at {width}x{height} {storyboard.defaults.fps} fps")
     for plan in plans:
-        print(f"\n{plan.shot_id}  {plan.duration:g} s  {plan.takes} takes  {plan.provider}/{plan.model}"
+        models = ", ".join(c.label + (f" at {c.resolution}" if c.resolution else "") for c in plan.choices)
+        print(f"\n{plan.shot_id}  {plan.duration:g} s  {plan.takes} takes  {models}"
+              + (f"  fallback {plan.fallback.label}" if plan.fallback else "")
               + (f"  reference {Path(plan.reference_image).name}" if plan.reference_image else "")
               + (f"  {len(plan.motion_regions)} brush regions" if plan.motion_regions else ""))
         print(f"  prompt: {plan.prompts.prompt.text()}")
         for issue in plan.prompts.lint:
             print(f"  lint {issue.part}: {issue.problem}; {issue.suggestion}")
-    estimate = estimate_credits(plans, providers)
+    try:
+        estimate = estimate_credits(plans, providers)
+    except GenerationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     budget = storyboard.defaults.budget
     print(f"\nestimated cost: {estimate:g} credits"
           + (f" of a {budget:g} budget" if budget is not None else " (no budget set)"))

@@ -16,11 +16,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from blocks.media import place
-from blocks.providers import VideoProvider
+from blocks.providers import GenerationError, VideoProvider
 from blocks.registry import load_provider
 from flows.progress import RunProgress
 from tasks.caching import work_name
 from flows.takes import ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
+from tasks.generate import ensure_limits
 from tasks.contact_sheet import make_contact_sheet_task
 from blocks.storage import Storage
 from flows.deliver import cached_file, deliver, local_input, publish
@@ -66,13 +67,19 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         for issue in plan.prompts.lint:
             logger.warning(f"{plan.shot_id} prompt, {issue.part}: {issue.problem}; {issue.suggestion}")
     providers = {name: load_provider(name) for name in providers_used(plans)}
-    estimate = estimate_credits(plans, providers)
+    try:  # a provider that cannot work (no key, retired) stops the run before anything is spent
+        for provider in providers.values():
+            provider.preflight()
+        estimate = estimate_credits(plans, providers)
+    except GenerationError as exc:
+        return Failed(name="InvalidInput", message=f"{exc} (nothing was spent)")
     budget = options.budget if options.budget is not None else storyboard.defaults.budget
     if budget is not None and estimate > budget:
         return Failed(name="BudgetExceeded", message=(
             f"estimated cost {estimate:g} credits is over the budget of {budget:g}; raise the budget, "
             "use fewer takes or shorten shots (nothing was spent)"))
     storage = load_storage(options.storage) if options.storage else None
+    ensure_limits(providers)
     sound = storyboard.sound
     inputs = [p.reference_image for p in plans] + ([sound.music, sound.voice_over] if sound else [])
     if storage is None and any((uri or "").startswith("s3://") for uri in inputs):

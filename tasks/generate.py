@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from prefect import task
+from prefect import get_client, task
+from prefect.concurrency.sync import concurrency
 
 from blocks.media import MediaError, atomic_path, audio_duration, read_image
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
@@ -29,14 +30,34 @@ def retry_unless_final(task, task_run, state) -> bool:
     return False
 
 
+def limit_name(provider: VideoProvider) -> str:
+    return f"provider-{provider.provider_name}"
+
+
+def ensure_limits(providers: dict[str, VideoProvider]) -> None:
+    """Create or update each provider's global concurrency limit from its block's max_concurrency.
+
+    Prefect skips a missing limit with a warning; creating it here (and acquiring it strictly)
+    makes the cap real instead of silently absent.
+    """
+    with get_client(sync_client=True) as client:
+        for provider in providers.values():
+            client.upsert_global_concurrency_limit_by_name(limit_name(provider), provider.max_concurrency)
+
+
 @task(name="generate-take", task_run_name="generate-{shot_id}-take-{take}",
       cache_key_fn=content_key("shot_id", "take", "dest"), persist_result=True,
       retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5,
       retry_condition_fn=retry_unless_final)
 def generate_take(provider: VideoProvider, request: GenerationRequest, shot_id: str, take: int,
                   dest: Path) -> GenerationResult:
-    """Generate one take into `dest`; an identical request anywhere is served from the cache."""
-    return provider.generate(request, dest)
+    """Generate one take into `dest`; an identical request anywhere is served from the cache.
+
+    The take holds one slot of its provider's concurrency limit while it runs, so a wide fan-out
+    waits here instead of tripping the provider's own limits.
+    """
+    with concurrency(limit_name(provider), occupy=1, strict=True):
+        return provider.generate(request, dest)
 
 
 @task(name="fetch-input", task_run_name="fetch-{name}", retries=2,
