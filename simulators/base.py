@@ -148,6 +148,7 @@ class ProviderSimulator:
         self.faults: list[Fault] = []
         self.tasks: dict[str, SimTask] = {}
         self.creates = 0
+        self.peak_active = 0  # most tasks in flight at once, as the provider would count them
         self.requests: list[tuple[str, str, str]] = []  # (method, path, endpoint) of every request
         self.lock = threading.RLock()
         self.renderer = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{self.name}-render")
@@ -213,6 +214,10 @@ class ProviderSimulator:
         """Record a create (counted) and start rendering its output in the background."""
         with self.lock:
             self.creates += 1
+            now = time.monotonic()
+            active = sum(1 for t in self.tasks.values() if not t.cancelled and t.failure is None
+                         and (t.started is None or now - t.started < self.latency))
+            self.peak_active = max(self.peak_active, active + 1)
             task = SimTask(id=task_id or str(uuid.uuid4()), model=model, params=params, created=time.monotonic())
             fault = self._take_fault("create", kinds=("fail",))
             if fault is not None:
