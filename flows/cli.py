@@ -13,8 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from blocks.providers import GenerationError
 from blocks.registry import load_provider
-from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, takes_for
+from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, providers_used, takes_for
 from tasks.prompts import expand_prompt
 from tasks.storyboard import Storyboard, StoryboardError, load_storyboard
 
@@ -35,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI")
     validate.add_argument("--storage", metavar="BLOCK", help="saved storage block that reads an s3:// storyboard")
     validate.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
+    models = commands.add_parser("models", help="list the models in the catalogue, what they can do and cost")
+    models.add_argument("--provider", help="only this provider's models")
+    simulate = commands.add_parser("simulate", help="run local provider simulators and point the saved "
+                                   "provider blocks at them, for demos and tests without keys or credits")
+    simulate.add_argument("--latency", type=float, default=3.0, help="seconds each simulated generation runs")
+    simulate.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered with a "
+                          "transient fault (429, 503, dropped connection)")
+    simulate.add_argument("--port", type=int, default=8710, help="first port; one per provider (default 8710)")
+    simulate.add_argument("--no-save", action="store_true", help="do not save provider blocks pointing at "
+                          "the simulators")
     return parser
 
 
@@ -56,6 +67,11 @@ def _credits(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "models":
+        return _models(args.provider)
+    if args.command == "simulate":
+        from simulators.serve import serve
+        return serve(latency=args.latency, fault_rate=args.fault_rate, first_port=args.port, save=not args.no_save)
     try:
         storyboard = _read_storyboard(str(args.file), getattr(args, "storage", None))
     except StoryboardError as exc:
@@ -64,6 +80,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         return _validate(storyboard, args.takes)
     return _produce(storyboard, args)
+
+
+def _models(provider: str | None) -> int:
+    from blocks.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    print(f"catalogue {catalogue.version}; prices in takeflow credits (1 credit = 0.01 USD) per second\n")
+    print(f"{'provider/model':38} {'durations s':14} {'ratios':16} {'max res':8} {'audio':9} "
+          f"{'i2v':4}{'t2v':4}{'brush':6}{'seed':5} credits/s")
+    for m in catalogue.models:
+        if provider and m.provider != provider:
+            continue
+        steps = {b - a for a, b in zip(m.durations, m.durations[1:])}
+        durations = (f"{m.duration_range[0]:g}-{m.duration_range[1]:g}" if m.duration_range
+                     else f"{m.durations[0]:g}-{m.durations[-1]:g}" + (f"/{steps.pop():g}" if steps != {1} else "")
+                     if len(m.durations) > 2 and len(steps) == 1 else ",".join(f"{d:g}" for d in m.durations))
+        prices = "/".join(f"{catalogue.credits(m.provider, m.model, 1, r):g}" for r in m.resolutions)
+        flag = {True: "yes", False: "-"}
+        print(f"{m.provider + '/' + m.model:38} {durations[:14]:14} {' '.join(m.ratios):16} {m.max_resolution:8} "
+              f"{m.audio:9} {flag[m.image_to_video]:4}{flag[m.text_to_video]:4}{flag[m.motion_brush]:6}"
+              f"{flag[m.seed]:5} {prices}" + (f"  RETIRED {m.retired}" if m.retired else ""))
+    return 0
 
 
 def _read_storyboard(source: str, storage_name: str | None) -> Storyboard:
