@@ -58,6 +58,16 @@ class ProviderError(GenerationError):
                             self.retry_after)
 
 
+class DamagedOutput(ProviderError):
+    """A downloaded video that does not decode (kind bad_output): possibly a damaged transfer, so
+    `fetch` downloads it again before giving up."""
+
+
+class TaskEnded(ProviderError):
+    """The provider ended the task failed or cancelled: even when trying again may succeed
+    (transient), resuming this task cannot, so `generate` forgets it and a retry creates anew."""
+
+
 class TaskState(BaseModel):
     """A provider task as the adapter read it, in normalised terms."""
 
@@ -202,7 +212,7 @@ class RemoteVideoProvider(VideoProvider):
             state = self.wait(task_id)
             self.fetch(task_id, state, dest)
         except ProviderError as exc:
-            if not exc.transient:  # the task is over; a retry must start afresh
+            if not exc.transient or isinstance(exc, TaskEnded):  # the task is over; a retry starts afresh
                 journal.unlink(missing_ok=True)
             raise
         journal.unlink(missing_ok=True)
@@ -222,7 +232,7 @@ class RemoteVideoProvider(VideoProvider):
                 return state
             if state.status in ("failed", "cancelled"):
                 kind = state.error_kind or ("cancelled" if state.status == "cancelled" else "transient")
-                raise ProviderError(self.name, kind, f"task {task_id} {state.status}: "
+                raise TaskEnded(self.name, kind, f"task {task_id} {state.status}: "
                                                      f"{state.error or 'no reason given'}")
             if state.status == "running":
                 running += pause
@@ -246,7 +256,8 @@ class RemoteVideoProvider(VideoProvider):
                 self.download(state.output_url or "", dest)
                 return
             except ProviderError as exc:
-                if not exc.transient or attempt == self.max_retries:
+                # a copy that does not decode may be a damaged transfer: fetch it again too
+                if not (exc.transient or isinstance(exc, DamagedOutput)) or attempt == self.max_retries:
                     raise
                 self._sleep(attempt, exc.retry_after)
                 state = self.poll(task_id)
@@ -323,9 +334,9 @@ def verify_video(provider: str, path: Path) -> None:
     try:
         info = probe(path)
     except MediaError as exc:
-        raise ProviderError(provider, "bad_output", f"the output is not a playable video ({exc})") from None
+        raise DamagedOutput(provider, "bad_output", f"the output is not a playable video ({exc})") from None
     if info.frames < 2:
-        raise ProviderError(provider, "bad_output", "the output has fewer than two frames")
+        raise DamagedOutput(provider, "bad_output", "the output has fewer than two frames")
 
 
 def retry_after(response: httpx.Response) -> float | None:

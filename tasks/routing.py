@@ -77,7 +77,7 @@ def problems(entry: ModelEntry, needs: Needs) -> list[str]:
         found.append(f"{name} needs a reference image; add reference_image or choose a text-to-video model")
     if needs.brush and not entry.motion_brush:
         found.append(f"{name} has no motion brush; remove motion_brush or choose a model with one "
-                     "(e.g. kling/kling-v1-6)")
+                     "(e.g. kling/kling-v1-5)")
     if needs.audio and entry.audio == "none":
         found.append(f"{name} makes no sound; set audio: false and add music, or choose a model with audio")
     return found

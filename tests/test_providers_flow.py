@@ -55,20 +55,21 @@ def test_storyboard_mixes_providers_and_reports_their_costs(sims, tmp_path):
         "title": "Mixed Providers",
         "defaults": {"duration": 5, "fps": 24, "takes": 2, "delivery": "720p", "quality_bar": 0.0},
         "shots": [
-            {"id": "kite", "reference_image": "references/kite-meadow.jpg", "provider": "runway",
-             "model": "gen4.5", "brief": "a red kite climbs; static camera; bright midday sun"},
+            {"id": "kite", "reference_image": "references/kite-meadow.jpg", "duration": 4,
+             "models": ["runway/gen4.5", "veo/veo-3.1-fast-generate-preview"],
+             "brief": "a red kite climbs; static camera; bright midday sun"},
             {"id": "hill", "brief": "a lone oak on a hill; slow dolly in; warm dusk light",
-             "models": ["kling/kling-v2-5-turbo", "veo/veo-3.1-fast-generate-preview"], "duration": 8},
+             "provider": "kling", "model": "kling-v2-5-turbo"},
         ]}, EXAMPLES)
     state = run(board, tmp_path)
     assert state.is_completed(), state.message
     report = json.loads((tmp_path / "mixed-providers" / "report.json").read_text())
     kite, hill = report["shots"]
-    assert {t["provider"] for t in kite["takes"]} == {"runway"}
-    assert [t["provider"] for t in hill["takes"]] == ["kling", "veo"]  # takes of one shot mix models
+    assert [t["provider"] for t in kite["takes"]] == ["runway", "veo"]  # takes of one shot mix models
+    assert {t["provider"] for t in hill["takes"]} == {"kling"}
     assert all(t["credits"] > 0 and t["file"] for s in report["shots"] for t in s["takes"])
-    assert kite["takes"][0]["credits"] == 60  # Runway's own cost report: gen4.5, 5 s at 12 credits/s
-    assert sims["runway"].creates == 2 and sims["kling"].creates == 1 and sims["veo"].creates == 1
+    assert kite["takes"][0]["credits"] == 48  # Runway's own cost report: gen4.5, 4 s at 12 credits/s
+    assert sims["runway"].creates == 1 and sims["veo"].creates == 1 and sims["kling"].creates == 2
     assert probe(tmp_path / "mixed-providers" / "final.mp4").height == 720
     # the key never reaches logs, the report, artifacts or saved results
     assert MARKER not in flow_logs(state.state_details.flow_run_id)

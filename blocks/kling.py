@@ -1,0 +1,299 @@
+"""Kling AI (Kuaishou) through its own API: JWT-signed create, poll by task or external id, download.
+
+Contract (shared/reference/providers.md §2, ◐ transcriptions of the official docs):
+- A JWT (HS256 with the SecretKey, {iss: AccessKey, exp: +30 min, nbf: -5 s}), reused until a
+  minute before it expires. `POST /v1/videos/{text2video|image2video}`, `GET .../{kind}/{task_id or
+  external_task_id}`: task_status submitted|processing|succeed|failed, task_status_msg,
+  final_unit_deduction (units charged: the cost report), task_result.videos[].url. `duration` is a
+  string, `image` raw base64 (no `data:`). No cancel endpoint.
+- Errors {code, message}: 401/100x auth, 400/1201 input, 400/1301 moderation, 429/1302 and 1303
+  (retried), 429/1101-1102 out of units (not retried: waiting does not refill it), 5xx transient.
+- A failed task whose message names risk control ("Failure to pass the risk control system", what
+  integrators report) is moderation, one naming an invalid input is invalid_input, any other is
+  transient: Kling does not charge failed tasks (◐ pricing.md) and its other reasons are its own.
+- Each create carries an `external_task_id` hashed from body and seed. A create whose connection
+  broke is looked up by it (found → that task; 404/1203 → create again); a duplicate (400/1201
+  naming external_task_id) is adopted unless it failed, when a suffixed id starts a new task.
+- Brush → `dynamic_masks`, else the prompt's camera move → simple `camera_control` (never both,
+  never image_tail). Mode follows resolution: 720p std, 1080p pro, 4k "4k" (❓ Kling 3.0's spelling;
+  its prices name a third "4k mode"); single-mode masters get none.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from typing import Any, ClassVar
+
+import cv2
+import httpx
+import numpy as np
+from pydantic import Field, PrivateAttr, SecretStr
+
+from blocks.previz_camera import parse_camera
+from blocks.providers import GenerationRequest, MotionRegion
+from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, image_bytes
+
+log = logging.getLogger("takeflow.providers")
+
+MODES = {"720p": "std", "1080p": "pro", "4k": "4k"}
+SINGLE_MODE = ("kling-v2-1-master",)            # capability map: no std/pro choice
+SOUND_MODES = {"kling-v2-6": ("pro",)}           # capability map: v2-6 std is silent only
+# capability map: kling-v1-5 takes the brush and simple camera moves only in pro mode, 5 s
+MOTION_CONTROL_ONLY = {"kling-v1-5": ("pro", "5")}
+STATUSES = {"submitted": "queued", "processing": "running", "succeed": "succeeded", "failed": "failed"}
+NOT_RETRYABLE = {1100, 1101, 1102, 1103, 1304}  # account states that waiting does not fix
+CODE_KINDS: dict[int | None, ErrorKind] = {
+    **dict.fromkeys((1000, 1001, 1002, 1003, 1004, 1100, 1103, 1304), "auth"), 1101: "insufficient_credits",
+    1102: "insufficient_credits", 1300: "moderation", 1301: "moderation", 1302: "rate_limited",
+    1303: "rate_limited"}
+HINTS = {"auth": "check access_key and secret_key in the 'kling' block, the account's API and model "
+                 "permissions, and this machine's clock",
+         "insufficient_credits": "buy a resource pack or top up the Kling account",
+         "moderation": "Kling's content policy refused it; change the prompt or image",
+         "rate_limited": "too many requests or tasks at once; lower max_concurrency",
+         "transient": "Kling had a server error; try again later", "invalid_input": "fix the request"}
+FAILURE_WORDS: tuple[tuple[ErrorKind, tuple[str, ...]], ...] = (  # task_status_msg words, first match wins
+    ("moderation", ("risk control", "content security", "sensitive")),
+    ("insufficient_credits", ("resource pack", "arrears", "balance")),
+    ("invalid_input", ("invalid", "not supported")))
+MAX_REGIONS, TRAJECTORY_POINTS, PROMPT_LIMIT, TOKEN_TTL = 6, 16, 2500, 1800
+
+
+def jwt_hs256(payload: dict[str, Any], secret: str) -> str:
+    """A compact JWT signed with HMAC-SHA256 (RFC 7519), enough for Kling's token."""
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    header = part(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = part(json.dumps(payload, separators=(",", ":")).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{part(signature)}"
+
+
+def _refuse(message: str) -> ProviderError:
+    return ProviderError("kling", "invalid_input", message)
+
+
+def failure_kind(message: str) -> ErrorKind:
+    """What a failed task's task_status_msg stands for (see the module notes)."""
+    text = message.lower()
+    return next((kind for kind, words in FAILURE_WORDS if any(w in text for w in words)), "transient")
+
+
+def camera_control(prompt: str, motion_amount: float) -> dict[str, Any] | None:
+    """The prompt's camera move as a simple camera_control (one non-zero axis), or None.
+
+    Signs follow Kling's docs (◐ rawgenai text-to-video.md): pan/horizontal negative = left,
+    tilt/vertical positive = up, zoom negative = narrower view (in). Orbits and locked-off
+    shots have no simple equivalent, and an unnamed move is left to the model.
+    """
+    move = parse_camera(prompt)
+    strength = round(10 * motion_amount, 1)
+    axes = {"pan_left": ("pan", -1), "pan_right": ("pan", 1), "tilt_up": ("tilt", 1),
+            "tilt_down": ("tilt", -1), "push_in": ("zoom", -1), "pull_out": ("zoom", 1)}
+    if not move.phrase or move.kind not in axes or strength <= 0:
+        return None
+    axis, sign = axes[move.kind]
+    if axis == "pan" and re.search(r"truck|track|crab|lateral|sideways", move.phrase):
+        axis = "horizontal"  # the camera travels rather than turns
+    if axis == "tilt" and re.search(r"cran|pedestal|boom", move.phrase):
+        axis = "vertical"
+    config = dict.fromkeys(("horizontal", "vertical", "pan", "tilt", "roll", "zoom"), 0)
+    config[axis] = sign * strength
+    return {"type": "simple", "config": config}
+
+
+def dynamic_masks(image: bytes, regions: tuple[MotionRegion, ...]) -> list[dict[str, Any]]:
+    """Motion-brush regions as Kling dynamic masks: a white-on-black PNG the image's size and a
+    straight trajectory from the polygon's centre along its vector, in pixels, origin bottom-left."""
+    decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_GRAYSCALE)
+    height, width = decoded.shape[:2]
+    masks = []
+    for region in regions:
+        points = np.array(region.polygon, dtype=np.float64) * (width, height)
+        mask = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 255)
+        start = points.mean(axis=0)
+        end = start + np.array(region.vector) * (width, height)
+        path = np.clip(start + (end - start) * np.linspace(0, 1, TRAJECTORY_POINTS)[:, None], 0, (width, height))
+        trajectory = [{"x": int(round(x)), "y": int(round(height - y))} for x, y in path]  # y flips up
+        encoded = base64.b64encode(cv2.imencode(".png", mask)[1].tobytes()).decode()
+        masks.append({"mask": encoded, "trajectories": trajectory})
+    return masks
+
+
+class KlingProvider(RemoteVideoProvider):
+    """Kling AI video generation through Kling's own API (access key + secret key).
+
+    Example:
+        ```python
+        from blocks.kling import KlingProvider
+        kling = KlingProvider.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "takeflow kling"
+    _description = "Kling AI (Kuaishou): text- and image-to-video, motion brush and camera control."
+    models: ClassVar[tuple[str, ...]] = ("kling-v2-6", "kling-v2-5-turbo", "kling-v2-1-master", "kling-v1-6",
+                                         "kling-v1-5", "kling-v3")
+    provider_name: ClassVar[str] = "kling"
+    unit_cost_field: ClassVar[str] = "data.final_unit_deduction"
+    cache_neutral: ClassVar[tuple[str, ...]] = (*RemoteVideoProvider.cache_neutral, "access_key", "secret_key")
+
+    access_key: SecretStr | None = Field(None, description="Kling AccessKey (kept secret; never logged).")
+    secret_key: SecretStr | None = Field(None, description="Kling SecretKey that signs tokens (kept secret).")
+    base_url: str = Field("https://api-singapore.klingai.com",
+                          description="API root (China: https://api-beijing.klingai.com).")
+
+    _token: tuple[str, float] | None = PrivateAttr(None)
+
+    def secret(self) -> str:
+        keys = [k.get_secret_value() if k is not None else "" for k in (self.access_key, self.secret_key)]
+        if not all(keys):
+            raise ProviderError(self.name, "auth", f"no access_key and secret_key; save both in the "
+                                                   f"'{self.name}' block (takeflow blocks in the Prefect UI)")
+        return keys[1]
+
+    def auth_headers(self) -> dict[str, str]:
+        now = time.time()
+        if self._token is None or self._token[1] - 60 <= now:  # reuse until a minute before expiry
+            secret = self.secret()
+            payload = {"iss": self.access_key.get_secret_value(), "exp": int(now) + TOKEN_TTL, "nbf": int(now) - 5}
+            self._token = (jwt_hs256(payload, secret), int(now) + TOKEN_TTL)
+        return {"Authorization": f"Bearer {self._token[0]}"}
+
+    def build(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
+        """The endpoint kind and JSON body for a request; refuses (before any spend) what Kling would."""
+        from blocks.catalogue import load_catalogue
+        model, image, regions = request.model, request.reference_image, request.motion_regions
+        try:
+            entry = load_catalogue().model(self.name, model)
+        except KeyError as exc:
+            raise _refuse(exc.args[0]) from None
+        resolution = request.resolution or entry.default_resolution
+        if resolution not in entry.resolutions:
+            raise _refuse(f"{model} has no {resolution}; use {', '.join(entry.resolutions)}")
+        if not entry.allows_duration(request.duration, resolution):
+            allowed = ", ".join(f"{d:g}" for d in entry.durations_at(resolution))
+            raise _refuse(f"{model} makes {allowed} s clips, not {request.duration:g} s")
+        if len(request.prompt) > PROMPT_LIMIT:
+            raise _refuse(f"the prompt is {len(request.prompt)} characters; Kling takes at most {PROMPT_LIMIT}")
+        kind = "image2video" if image else "text2video"
+        if not (entry.image_to_video if image else entry.text_to_video):
+            raise _refuse(f"{model} does not do {kind}; " + ("drop the image" if image else "add a reference image"))
+        mode, duration = MODES[resolution], f"{request.duration:g}"
+        body: dict[str, Any] = {"model_name": model, "prompt": request.prompt, "duration": duration}
+        if model not in SINGLE_MODE:
+            body["mode"] = mode
+        if request.audio and (entry.audio == "none" or mode not in SOUND_MODES.get(model, (mode,))):
+            raise _refuse(f"{model} makes no sound at {resolution}; set audio: false, or use kling-v3 or "
+                          "kling-v2-6 at 1080p")
+        if entry.audio != "none":  # sent both ways: Kling 3.0 makes sound unless told not to
+            body["sound"] = "on" if request.audio else "off"
+        limited = MOTION_CONTROL_ONLY.get(model)
+        motion_ok = limited is None or limited == (mode, duration)
+        if regions and not (entry.motion_brush and image and motion_ok and len(regions) <= MAX_REGIONS):
+            raise _refuse(f"{model} takes no motion brush here: the brush needs kling-v1-5 at 1080p, 5 s, a "
+                          f"reference image and at most {MAX_REGIONS} regions")
+        if kind == "text2video":
+            body["aspect_ratio"] = request.aspect_ratio
+        else:  # the output's aspect ratio follows the image
+            data, _ = image_bytes(image, 10 * 2**20)
+            body["image"] = base64.b64encode(data).decode()  # raw base64: Kling refuses a data: URI
+            if regions:
+                body["dynamic_masks"] = dynamic_masks(data, regions)
+        control = entry.camera_control and motion_ok and not regions and camera_control(
+            request.prompt, request.motion_amount)
+        return kind, {**body, "camera_control": control} if control else body
+
+    def submit(self, request: GenerationRequest) -> str:
+        kind, body = self.build(request)
+        # Kling has no seed field, so the seed joins the hash: each take of a shot is its own task
+        digest = hashlib.sha256(json.dumps([body, request.seed], sort_keys=True).encode()).hexdigest()[:32]
+        for attempt in range(10):
+            external = f"takeflow-{digest}" + (f"-r{attempt}" if attempt else "")
+            try:
+                return self._create(kind, {**body, "external_task_id": external}, external)
+            except ProviderError as exc:
+                if exc.kind != "invalid_input" or "external_task_id" not in str(exc):
+                    raise
+            found = self._lookup(kind, external)  # an earlier attempt made it: resume unless it failed
+            if found is not None and found.status != "failed":
+                log.info("%s: resuming task %s made by an earlier attempt", self.name, found.id)
+                return found.id
+        raise _refuse("ten earlier tasks for this exact request failed; change the prompt or seed")
+
+    def _create(self, kind: str, body: dict[str, Any], external: str) -> str:
+        for _ in range(self.max_retries + 1):
+            try:
+                response = self.send("POST", f"/v1/videos/{kind}", create=True, json=body)
+                return f"{kind}/{self._data(response)['task_id']}"
+            except ProviderError as exc:
+                if exc.kind != "unknown_outcome":
+                    raise
+            found = self._lookup(kind, external)
+            if found is not None:
+                return found.id
+            log.warning("%s: the create's connection broke before Kling saw it; creating again", self.name)
+        raise ProviderError(self.name, "unknown_outcome", "every create's connection broke; check the network")
+
+    def _lookup(self, kind: str, external: str) -> TaskState | None:
+        try:
+            return self.poll(f"{kind}/{external}")
+        except ProviderError as exc:
+            if getattr(exc, "code", None) != 1203:  # 1203: no such task
+                raise
+        return None
+
+    def poll(self, task_id: str) -> TaskState:
+        kind, _, ident = task_id.partition("/")
+        data = self._data(self.send("GET", f"/v1/videos/{kind}/{ident}"))
+        status = STATUSES.get(data.get("task_status", ""), "running")
+        videos = (data.get("task_result") or {}).get("videos") or []
+        message = data.get("task_status_msg") or None
+        deduction = data.get("final_unit_deduction")
+        return TaskState(
+            id=f"{kind}/{data.get('task_id', ident)}", status=status,
+            output_url=videos[0].get("url") if videos else None,
+            cost=float(deduction) if deduction not in (None, "") and status == "succeeded" else None,
+            error_kind=failure_kind(message or "") if status == "failed" else None, error=message)
+
+    def _data(self, response: httpx.Response) -> dict[str, Any]:
+        code, _ = self._code(response)
+        data = response.json().get("data") if code == 0 else None
+        if not isinstance(data, dict):
+            raise self.error_for(response) if code else ProviderError(
+                self.name, "transient", f"Kling answered HTTP {response.status_code} without a task; try again")
+        return data
+
+    @staticmethod
+    def _code(response: httpx.Response) -> tuple[int | None, str]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        body, code = (body, body.get("code")) if isinstance(body, dict) else ({}, None)
+        return (code if isinstance(code, int) else None), str(body.get("message") or "")[:200]
+
+    def retryable(self, response: httpx.Response) -> bool:
+        return self._code(response)[0] not in NOT_RETRYABLE and super().retryable(response)
+
+    def error_for(self, response: httpx.Response) -> ProviderError:
+        code, message = self._code(response)
+        status = response.status_code
+        kind = CODE_KINDS.get(code) or ("auth" if status == 401 else "rate_limited" if status == 429 else
+                                        "transient" if status >= 500 or (code or 0) >= 5000 else "invalid_input")
+        error = ProviderError(self.name, kind, f"HTTP {status} code {code}: {message or 'no message'}; {HINTS[kind]}")
+        error.code = code  # type: ignore[attr-defined]  # lookups tell 'no such task' (1203) apart
+        return error
+
+    def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
+        from blocks.catalogue import load_catalogue  # the task's own deduction, in units
+        if state.cost is None:
+            return self.estimate_credits(request)
+        return state.cost * load_catalogue().providers[self.name].credits_per_unit
