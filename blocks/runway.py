@@ -1,0 +1,219 @@
+"""Runway's developer API: Gen-4.5, Gen-4 Turbo and the Veo, Kling and Seedance models it resells.
+
+Contract (runwayml SDK 5.24.0 and shared/reference/providers.md §1; ✅ SDK or Runway docs,
+◐ secondary):
+- ✅ `POST /v1/text_to_video` or `/v1/image_to_video` {model, promptText, promptImage, ratio,
+  duration, seed?, audio?} → {id}; `GET /v1/tasks/{id}` → PENDING | THROTTLED | RUNNING
+  (progress, estimatedCost) | SUCCEEDED (output [urls], cost.credits) | FAILED (failure,
+  failureCode) | CANCELLED; `DELETE /v1/tasks/{id}` cancels. Every call sends
+  `Authorization: Bearer key_...` and `X-Runway-Version: 2024-11-06`.
+- ✅ `ratio` is a pixel size ("1280:720"): it is the catalogue's size for the shot's aspect ratio
+  and resolution. `duration` is an int. `promptImage` is a data URI (inline, no upload step).
+- ✅ THROTTLED means over the key's concurrency: the task waits its turn, and that wait does not
+  count against `generation_timeout`. 429 means the daily generation cap (rolling 24 h).
+- ✅ failureCode SAFETY.* and INPUT_PREPROCESSING.SAFETY.* are moderation (do not retry);
+  ASSET.INVALID is bad input; INTERNAL.BAD_OUTPUT.* is a rejected output; INTERNAL and
+  INPUT_PREPROCESSING.INTERNAL are worth retrying (docs.dev.runwayml.com/errors/task-failures).
+- ◐ An empty credit balance is a 400 whose error reads "You do not have enough credits to run
+  this task." (runwayml/sdk-node#28 and integrators' logs): classified insufficient_credits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field
+
+from blocks.catalogue import ModelEntry, load_catalogue
+from blocks.providers import GenerationRequest
+from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
+
+log = logging.getLogger("takeflow.providers")
+
+STATUSES = {"PENDING": "queued", "THROTTLED": "throttled", "RUNNING": "running", "SUCCEEDED": "succeeded",
+            "FAILED": "failed", "CANCELLED": "cancelled"}
+# promptText limits in UTF-16 code units (✅ SDK docstrings; Kling's is its own API's 2500, ◐)
+PROMPT_LIMITS = {"kling": 2500, "seedance": 3500}
+# a data URI's base64 is 4/3 of the image: keep the whole URI within the 5 MB the API allows
+MAX_IMAGE_BYTES = 5 * 2**20 * 3 // 4 - 1024
+
+
+def failure_kind(code: str | None) -> ErrorKind:
+    """The error kind a FAILED task's failureCode stands for."""
+    code = code or ""
+    if code.startswith(("SAFETY.", "INPUT_PREPROCESSING.SAFETY")):
+        return "moderation"
+    if code.startswith("ASSET."):
+        return "invalid_input"
+    if code.startswith("INTERNAL.BAD_OUTPUT"):
+        return "bad_output"
+    return "transient"  # INTERNAL, INPUT_PREPROCESSING.INTERNAL, or no code: a new try may succeed
+
+
+class RunwayProvider(RemoteVideoProvider):
+    """Video generation through Runway's developer API (a `key_...` secret from dev.runwayml.com).
+
+    Example:
+        ```python
+        from blocks.runway import RunwayProvider
+        runway = RunwayProvider.load("BLOCK_NAME")
+        ```
+    """
+
+    _block_type_name = "takeflow runway"
+    _description = ("Runway developer API: Gen-4.5, Gen-4 Turbo, and Veo 3/3.1, Kling 2.5/3.0 and Seedance 2.0 "
+                    "billed in Runway credits.")
+    models = ("gen4.5", "gen4_turbo", "veo3.1", "veo3.1_fast", "veo3", "kling2.5_turbo_pro", "kling3.0_standard",
+              "kling3.0_pro", "kling3.0_4k", "seedance2", "seedance2_fast", "seedance2_mini")
+    provider_name = "runway"
+    unit_cost_field: ClassVar[str] = "cost.credits"
+    cache_neutral: ClassVar[tuple[str, ...]] = RemoteVideoProvider.cache_neutral + ("api_version",)
+
+    base_url: str = Field(
+        "https://api.dev.runwayml.com",
+        description="API root (api.dev, not api.runwayml.com); point it at a simulator or a proxy to test.")
+    api_version: str = Field("2024-11-06", description="X-Runway-Version header sent with every call.")
+    max_concurrency: int = Field(
+        2, ge=1, le=100,
+        description="Most takes in flight at once. Usage tier 1 runs 1-2 per model; extra tasks wait "
+                    "THROTTLED at Runway, which does not count against generation_timeout.")
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret()}", "X-Runway-Version": self.api_version}
+
+    # ---- create ------------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> str:
+        body = self.body(request)
+        path = "/v1/image_to_video" if "promptImage" in body else "/v1/text_to_video"
+        response = self.send("POST", path, create=True, json=body)
+        task_id = _json(response).get("id")
+        if not isinstance(task_id, str) or not task_id:
+            raise ProviderError(self.name, "unknown_outcome", (
+                f"the create answered HTTP {response.status_code} without a task id; check the Runway "
+                "dashboard's task history before trying again"))
+        return task_id
+
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The create body for a request, checked against the catalogue before anything is spent."""
+        try:
+            entry = load_catalogue().model(self.name, request.model)
+        except KeyError as exc:
+            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+        resolution = request.resolution or entry.default_resolution
+        self._check(request, entry, resolution)
+        width, height = entry.size(request.aspect_ratio, resolution)
+        body: dict[str, Any] = {"model": request.model, "ratio": f"{width}:{height}",
+                                "duration": int(round(request.duration))}
+        if request.prompt.strip():
+            body["promptText"] = request.prompt
+        if request.reference_image is not None:
+            body["promptImage"] = data_uri(request.reference_image, MAX_IMAGE_BYTES)
+        if entry.seed:  # ❓ the range is undocumented: folded into 32 bits, the usual seed size
+            body["seed"] = request.seed % 2**32
+        if entry.audio == "optional":  # sent either way: whether it is on changes the price
+            body["audio"] = request.audio
+        return body
+
+    def _check(self, request: GenerationRequest, entry: ModelEntry, resolution: str) -> None:
+        def refuse(message: str) -> None:
+            raise ProviderError(self.name, "invalid_input", f"{request.model} {message}")
+
+        if resolution not in entry.resolutions:
+            refuse(f"has no {resolution}; use one of {', '.join(entry.resolutions)}")
+        if request.aspect_ratio not in entry.resolutions[resolution].sizes:
+            refuse(f"makes no {request.aspect_ratio} clips at {resolution}; use "
+                   f"{' or '.join(entry.resolutions[resolution].sizes)}")
+        if abs(request.duration - round(request.duration)) > 1e-6 or not entry.allows_duration(
+                request.duration, resolution):
+            refuse(f"makes {', '.join(f'{d:g}' for d in entry.durations_at(resolution))} s clips, not "
+                   f"{request.duration:g} s; change the shot's duration")
+        if request.reference_image is not None and not entry.image_to_video:
+            refuse("takes no reference image here; remove it or choose an image-to-video model")
+        if request.reference_image is None and not entry.text_to_video:
+            refuse("needs a reference image; add one or choose a text-to-video model")
+        if request.audio and entry.audio == "none":
+            refuse("makes no sound; set audio: false or choose a model with audio")
+        if request.motion_regions:
+            refuse("has no motion brush; remove the motion regions or choose a model with one")
+        limit = next((n for prefix, n in PROMPT_LIMITS.items() if request.model.startswith(prefix)), 1000)
+        if len(request.prompt.encode("utf-16-le")) // 2 > limit:
+            refuse(f"takes prompts of at most {limit} characters; shorten the shot's prompt")
+
+    # ---- poll, cancel, errors ----------------------------------------------------------------
+
+    def poll(self, task_id: str) -> TaskState:
+        data = _json(self.send("GET", f"/v1/tasks/{task_id}"))
+        raw = data.get("status")
+        status = STATUSES.get(raw)
+        if status is None:  # a status newer than this adapter: keep polling, on the deadline's clock
+            log.warning("%s: task %s has unknown status %r", self.name, task_id, raw)
+            status = "running"
+        # cost.credits once the task has ended; estimatedCost.credits while it is pending or running
+        cost = data.get("cost") if isinstance(data.get("cost"), dict) else data.get("estimatedCost")
+        credits = cost.get("credits") if isinstance(cost, dict) else None
+        output = data.get("output") if isinstance(data.get("output"), list) else []
+        progress = data.get("progress")
+        return TaskState(
+            id=task_id, status=status, progress=progress if isinstance(progress, (int, float)) else None,
+            output_url=output[0] if output and isinstance(output[0], str) else None,
+            cost=credits if isinstance(credits, (int, float)) else None,
+            error_kind=failure_kind(data.get("failureCode")) if status == "failed" else None,
+            error=(f"{data.get('failure') or 'no reason given'} ({data.get('failureCode') or 'no code'})"
+                   if status == "failed" else None))
+
+    def cancel(self, task_id: str) -> None:
+        try:
+            self.send("DELETE", f"/v1/tasks/{task_id}", headers={"Accept": "*/*"})
+        except ProviderError as exc:  # best effort: the take has failed either way
+            log.warning("%s: could not cancel task %s: %s", self.name, task_id, exc)
+
+    def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
+        if state.cost is None:
+            return self.estimate_credits(request)
+        return state.cost * load_catalogue().providers[self.name].credits_per_unit
+
+    def error_for(self, response: httpx.Response) -> ProviderError:
+        status, message = response.status_code, self._message(response)
+        if status == 400 and "credit" in message.lower():
+            return ProviderError(self.name, "insufficient_credits", (
+                f"the account is out of credits ({message}); buy credits at dev.runwayml.com, then retry"))
+        if status in (401, 403):
+            return ProviderError(self.name, "auth", (
+                f"the API key was refused (HTTP {status}: {message}); check the key saved in the "
+                f"'{self.name}' block"))
+        if status == 404 and "/v1/tasks/" in response.request.url.path:
+            return ProviderError(self.name, "cancelled", (
+                "the task no longer exists (deleted, or made with another key); the take must start again"))
+        if status == 429:
+            return ProviderError(self.name, "rate_limited", (
+                f"the daily generation limit is reached (HTTP 429: {message}); wait, or ask Runway for a "
+                "higher usage tier"))
+        if status >= 500 or status in (408, 409):
+            return ProviderError(self.name, "transient", f"Runway answered HTTP {status}: {message}")
+        return ProviderError(self.name, "invalid_input", (
+            f"Runway refused the request (HTTP {status}: {message}); fix the shot's settings"))
+
+    def _message(self, response: httpx.Response) -> str:
+        """The error body's message: one line, bounded, and never the key."""
+        try:
+            body = response.json()
+            text = body.get("error") if isinstance(body, dict) else None
+        except ValueError:
+            text = None
+        text = " ".join(str(text or response.reason_phrase or "no message").split())[:300]
+        secret = self.api_key.get_secret_value() if self.api_key else ""
+        return text.replace(secret, "***") if secret else text
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ProviderError("runway", "transient", f"HTTP {response.status_code} with a body that is not a "
+                                                   "JSON object")
+    return data
