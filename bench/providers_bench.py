@@ -1,6 +1,10 @@
 """Benchmark: 24 takes against the Runway simulator, takeflow's fan-out vs the official SDK in a loop.
 
 Run: python bench/providers_bench.py [--takes 24] [--latency 2] [--fault-rate 0.05] [--concurrency 8]
+                                     [--postgres]
+
+Prefect runs on the test harness's SQLite server by default; `--postgres` starts PostgreSQL
+(the local `initdb`/`postgres`, run as the `postgres` user) and a `prefect server start` on it.
 
 1. Wall time. The simulator runs every task for a fixed `--latency` seconds and answers 5 % of
    requests with a transient fault (429 with or without Retry-After, 503, a dropped poll or
@@ -21,8 +25,13 @@ Prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import secrets
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,12 +111,49 @@ def poll_bound(provider: RunwayProvider, latency: float) -> int:
     return polls + 1
 
 
+@contextlib.contextmanager
+def postgres_prefect(folder: Path):
+    """A Prefect server on a throwaway PostgreSQL cluster, as PREFECT_API_URL for this process."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run import start_server
+
+    data = folder / "pgdata"
+    os.chmod(folder, 0o755)  # the postgres user must reach its data directory
+    data.mkdir()
+    shutil.chown(data, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(as_postgres + ["initdb", "-D", str(data), "-A", "trust"], check=True,
+                   stdout=subprocess.DEVNULL)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pg = subprocess.Popen(as_postgres + ["postgres", "-D", str(data), "-p", str(port), "-k", str(data),
+                                         "-h", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PREFECT_HOME": str(folder / "prefect-home"),
+           "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"}
+    server = None
+    try:
+        time.sleep(2)
+        server, url = start_server(env)
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        pg.terminate()
+        pg.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--takes", type=int, default=24)
     parser.add_argument("--latency", type=float, default=2.0)
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--postgres", action="store_true", help="run Prefect on PostgreSQL instead of SQLite")
     args = parser.parse_args()
 
     from prefect.testing.utilities import prefect_test_harness
@@ -115,8 +161,10 @@ def main() -> None:
     from blocks.remote import data_uri
 
     key = "key_" + secrets.token_hex(64)
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
+        stack.enter_context(postgres_prefect(folder) if args.postgres
+                            else prefect_test_harness(server_startup_timeout=120))
         image = Path(__file__).resolve().parents[1] / "examples" / "references" / "kite-meadow.jpg"
         requests = requests_for(args.takes, image)
         sim = RunwaySimulator(latency=0.0, api_key=key, concurrency=args.concurrency).start()
@@ -133,7 +181,7 @@ def main() -> None:
             # 1 + 2. fixed latency and transient faults
             sim.latency, sim.fault_rate = args.latency, args.fault_rate
             sim.requests.clear()
-            creates_before = sim.creates
+            sim.peak_active, creates_before = 0, sim.creates
             fan_out = takeflow_fan_out(provider, requests, folder, 8)
             counted = {e: sim.count(e) / args.takes for e in ("create", "poll", "download")}
             creates = (sim.creates - creates_before) / args.takes
@@ -143,7 +191,8 @@ def main() -> None:
             sim.stop()
 
     print(f"\n{args.takes} takes of {MODEL} ({DURATION} s, {RATIO}), simulator latency {args.latency:g} s, "
-          f"{args.fault_rate:.0%} transient faults, concurrency limit {args.concurrency}\n")
+          f"{args.fault_rate:.0%} transient faults, concurrency limit {args.concurrency}, Prefect on "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'}\n")
     print("| run | wall s | per take s |\n|---|---|---|")
     print(f"| takeflow: Prefect fan-out | {fan_out:.1f} | {fan_out / args.takes:.2f} |")
     print(f"| runwayml SDK, sequential loop | {sdk:.1f} | {sdk / args.takes:.2f} |")

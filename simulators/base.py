@@ -214,9 +214,7 @@ class ProviderSimulator:
         """Record a create (counted) and start rendering its output in the background."""
         with self.lock:
             self.creates += 1
-            now = time.monotonic()
-            active = sum(1 for t in self.tasks.values() if not t.cancelled and t.failure is None
-                         and (t.started is None or now - t.started < self.latency))
+            active = sum(1 for t in self.tasks.values() if "finished" not in t.extra and not t.cancelled)
             self.peak_active = max(self.peak_active, active + 1)
             task = SimTask(id=task_id or str(uuid.uuid4()), model=model, params=params, created=time.monotonic())
             fault = self._take_fault("create", kinds=("fail",))
@@ -228,6 +226,13 @@ class ProviderSimulator:
 
     def status(self, task: SimTask) -> tuple[str, float]:
         """('queued' | 'throttled' | 'running' | 'succeeded' | 'failed' | 'cancelled', progress)."""
+        status, progress = self.lifecycle(task)
+        if status in ("succeeded", "failed", "cancelled"):
+            task.extra.setdefault("finished", time.monotonic())
+        return status, progress
+
+    def lifecycle(self, task: SimTask) -> tuple[str, float]:
+        """The task's state as a function of the clock; families with their own rules override it."""
         now = time.monotonic()
         with self.lock:
             if task.cancelled:

@@ -253,7 +253,7 @@ class RunwaySimulator(ProviderSimulator):
                           None)  # a ratio the catalogue does not list is priced at the default resolution
         return round(entry.price_per_second(resolution, audio) * seconds)
 
-    def status(self, task: SimTask) -> tuple[str, float]:
+    def lifecycle(self, task: SimTask) -> tuple[str, float]:
         """The base lifecycle, with a concurrency budget per key and a run time per model."""
         now, latency = time.monotonic(), task.extra.get("latency", self.latency)
         with self.lock:
