@@ -86,6 +86,18 @@ class ModelEntry(Strict):
             return self.duration_range[0] <= seconds <= self.duration_range[1]
         return any(abs(seconds - d) < 1e-6 for d in self.durations_at(resolution))
 
+    def describe_durations(self, resolution: str | None = None) -> str:
+        """'2-10 s', '6-20 s in steps of 2' or '4, 6, 8 s'."""
+        narrowed = self.resolutions[resolution or self.default_resolution].durations
+        if self.duration_range and not narrowed:
+            return f"{self.duration_range[0]:g}-{self.duration_range[1]:g} s"
+        values = self.durations_at(resolution)
+        steps = {b - a for a, b in zip(values, values[1:])}
+        if len(values) > 2 and len(steps) == 1:
+            step = steps.pop()
+            return f"{values[0]:g}-{values[-1]:g} s" + (f" in steps of {step:g}" if step != 1 else "")
+        return ", ".join(f"{d:g}" for d in values) + " s"
+
     @property
     def longest(self) -> float:
         return self.duration_range[1] if self.duration_range else max(self.durations)

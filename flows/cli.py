@@ -92,13 +92,10 @@ def _models(provider: str | None) -> int:
     for m in catalogue.models:
         if provider and m.provider != provider:
             continue
-        steps = {b - a for a, b in zip(m.durations, m.durations[1:])}
-        durations = (f"{m.duration_range[0]:g}-{m.duration_range[1]:g}" if m.duration_range
-                     else f"{m.durations[0]:g}-{m.durations[-1]:g}" + (f"/{steps.pop():g}" if steps != {1} else "")
-                     if len(m.durations) > 2 and len(steps) == 1 else ",".join(f"{d:g}" for d in m.durations))
+        durations = m.describe_durations().replace(" s in steps of ", "/").removesuffix(" s")
         prices = "/".join(f"{catalogue.credits(m.provider, m.model, 1, r):g}" for r in m.resolutions)
         flag = {True: "yes", False: "-"}
-        print(f"{m.provider + '/' + m.model:38} {durations[:14]:14} {' '.join(m.ratios):16} {m.max_resolution:8} "
+        print(f"{m.provider + '/' + m.model:38} {durations:14} {' '.join(m.ratios):16} {m.max_resolution:8} "
               f"{m.audio:9} {flag[m.image_to_video]:4}{flag[m.text_to_video]:4}{flag[m.motion_brush]:6}"
               f"{flag[m.seed]:5} {prices}" + (f"  RETIRED {m.retired}" if m.retired else ""))
     return 0

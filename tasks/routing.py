@@ -64,9 +64,7 @@ def problems(entry: ModelEntry, needs: Needs) -> list[str]:
                      "defaults.aspect_ratio or choose another model")
     resolution = needs.resolution if needs.resolution in entry.resolutions else None
     if not entry.allows_duration(needs.duration, resolution):
-        allowed = (f"{entry.duration_range[0]:g}-{entry.duration_range[1]:g} s" if entry.duration_range
-                   and not entry.resolutions[resolution or entry.default_resolution].durations
-                   else ", ".join(f"{d:g}" for d in entry.durations_at(resolution)) + " s")
+        allowed = entry.describe_durations(resolution)
         fix = ("split the shot into shorter shots" if needs.duration > entry.longest
                else "set the shot's duration to one of those")
         found.append(f"{name} makes {allowed} clips, not {needs.duration:g} s; {fix}")

@@ -88,3 +88,10 @@ def test_produce_command_makes_the_final_video(prefect_server, tmp_path):
     info = probe(tmp_path / "neon-noodles" / "final.mp4")
     assert (info.width, info.height, info.fps) == (1080, 1920, 30)
     assert abs(info.duration - 6.0) <= 1 / 30
+
+
+def test_models_lists_the_catalogue_with_prices_in_credits(capsys):
+    assert main(["models", "--provider", "sora"]) == 0
+    out = capsys.readouterr().out
+    assert "1 credit = 0.01 USD" in out
+    assert "sora/sora-2 " in out and "RETIRED 2026-09-24" in out and "runway/" not in out
