@@ -101,6 +101,10 @@ class VideoProvider(Block):
     def render_size(self, request: GenerationRequest) -> tuple[int, int]:
         """Width and height of the clips this provider returns for a request."""
 
+    def render_fps(self, request: GenerationRequest) -> float:
+        """Frame rate of the clips this provider returns (assembly conforms them to the edit's)."""
+        return request.fps
+
     def preflight(self) -> None:
         """Raise GenerationError when the provider cannot take work at all (no key, retired)."""
 

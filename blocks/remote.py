@@ -295,6 +295,10 @@ class RemoteVideoProvider(VideoProvider):
         from blocks.catalogue import load_catalogue
         return load_catalogue().model(self.name, request.model).size(request.aspect_ratio, request.resolution)
 
+    def render_fps(self, request: GenerationRequest) -> float:
+        from blocks.catalogue import load_catalogue
+        return load_catalogue().model(self.name, request.model).fps
+
     def estimate_credits(self, request: GenerationRequest) -> float:
         from blocks.catalogue import load_catalogue
         return load_catalogue().credits(self.name, request.model, request.duration, request.resolution,

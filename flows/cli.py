@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return _models(args.provider)
     if args.command == "simulate":
         from simulators.serve import serve
+        _quiet_prefect_console(verbose=False)
         return serve(latency=args.latency, fault_rate=args.fault_rate, first_port=args.port, save=not args.no_save)
     try:
         storyboard = _read_storyboard(str(args.file), getattr(args, "storage", None))

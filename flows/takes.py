@@ -49,10 +49,11 @@ class ShotTakes:
 
     def expectation(self, provider: VideoProvider, choice: ModelChoice) -> Expectation:
         plan = self.plan
-        width, height = provider.render_size(plan.request(0, self.reference, choice))
+        request = plan.request(0, self.reference, choice)
+        width, height = provider.render_size(request)
         size = read_image(self.reference).shape[1::-1] if self.reference else None
         return Expectation(
-            width=width, height=height, fps=plan.fps, duration=plan.duration,
+            width=width, height=height, fps=provider.render_fps(request), duration=plan.duration,
             still_allowed=plan.motion_amount == 0 or plan.prompts.prompt.asks_for_still_camera(),
             camera=plan.prompts.prompt.camera, motion_amount=plan.motion_amount,
             regions=frame_regions(plan.motion_regions, size, plan.aspect_ratio),
