@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
 import random
 import re
@@ -45,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import ffmpeg
 
-from blocks.media import FFMPEG, H264_OUTPUT, run_ffmpeg
+from blocks.media import H264_OUTPUT, run_ffmpeg
 from blocks.previz_render import render_previz
 from blocks.providers import frame_size
 
@@ -446,8 +445,3 @@ def _handler_for(sim: ProviderSimulator) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_DELETE = do_PUT = do_HEAD = _handle
 
     return Handler
-
-
-def task_ids(prefix: str = "") -> Callable[[], str]:
-    counter = itertools.count(1)
-    return lambda: f"{prefix}{uuid.uuid4().hex[:16]}{next(counter):04d}"
