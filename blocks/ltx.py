@@ -144,7 +144,6 @@ class LtxProvider(RemoteVideoProvider):
 
     def _stream_once(self, path: str, body: dict[str, Any], headers: dict[str, str], timeout: httpx.Timeout,
                      dest: Path, last: bool) -> str | None:
-        cap = self.max_download_mb * 2**20
         with atomic_path(dest) as tmp:
             with self.http.stream("POST", path, json=body, headers=headers, timeout=timeout) as response:
                 if not response.is_success:
@@ -161,15 +160,7 @@ class LtxProvider(RemoteVideoProvider):
                     raise ProviderError(self.name, "bad_output", (
                         f"the create answered {kind or 'no content type'} instead of a video; check the "
                         "block's base_url points at the LTX API"))
-                size = 0
-                with tmp.open("wb") as out:
-                    for chunk in response.iter_bytes(1 << 20):
-                        size += len(chunk)
-                        if size > cap:
-                            raise ProviderError(self.name, "bad_output", (
-                                f"the video is over {self.max_download_mb} MB; raise the block's "
-                                "max_download_mb if that is expected"))
-                        out.write(chunk)
+                self.write_capped(response, tmp)
                 request_id = response.headers.get("x-request-id")
             verify_video(self.name, tmp)
         return request_id

@@ -266,7 +266,6 @@ class RemoteVideoProvider(VideoProvider):
         """Stream a video to `dest` with a size cap, then check it decodes as video."""
         if not url:
             raise ProviderError(self.name, "bad_output", "the task succeeded without an output URL")
-        cap = self.max_download_mb * 2**20
         with atomic_path(dest) as tmp:
             try:
                 with self.http.stream("GET", url, headers=self.download_headers(url)) as response:
@@ -278,18 +277,32 @@ class RemoteVideoProvider(VideoProvider):
                                             response.status_code == 429 else "bad_output",
                                             f"output download failed with HTTP {response.status_code}",
                                             retry_after(response))
-                    size = 0
-                    with tmp.open("wb") as out:
-                        for chunk in response.iter_bytes(1 << 20):
-                            size += len(chunk)
-                            if size > cap:
-                                raise ProviderError(self.name, "bad_output", (
-                                    f"output is over {self.max_download_mb} MB; raise the block's "
-                                    "max_download_mb if that is expected"))
-                            out.write(chunk)
+                    self.write_capped(response, tmp)
             except httpx.TransportError as exc:
                 raise ProviderError(self.name, "transient", f"output download cut off ({type(exc).__name__})") from None
             verify_video(self.name, tmp)
+
+    def write_capped(self, response: httpx.Response, path: Path) -> None:
+        """Stream a response body to `path`, refusing anything over `max_download_mb`."""
+        cap, size = self.max_download_mb * 2**20, 0
+        with path.open("wb") as out:
+            for chunk in response.iter_bytes(1 << 20):
+                size += len(chunk)
+                if size > cap:
+                    raise ProviderError(self.name, "bad_output", (
+                        f"the video is over {self.max_download_mb} MB; raise the block's "
+                        "max_download_mb if that is expected"))
+                out.write(chunk)
+
+    def json_body(self, response: httpx.Response) -> dict:
+        """A response's JSON object; anything else is a transient fault of the provider."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ProviderError(self.name, "transient", f"HTTP {response.status_code} answer is not JSON")
+        return body
 
     def render_size(self, request: GenerationRequest) -> tuple[int, int]:
         from blocks.catalogue import load_catalogue

@@ -121,7 +121,7 @@ class SoraProvider(RemoteVideoProvider):
         if request.reference_image is not None:
             form["input_reference"] = ("reference.jpg", fitted_reference(request.reference_image, width, height),
                                        "image/jpeg")
-        video = self._json(self.send("POST", "/videos", files=form, create=True))
+        video = self.json_body(self.send("POST", "/videos", files=form, create=True))
         if not isinstance(video.get("id"), str):
             raise ProviderError(self.name, "unknown_outcome", (
                 "the create answered without a video id; the task may exist and be charged, so it is not "
@@ -130,7 +130,7 @@ class SoraProvider(RemoteVideoProvider):
 
     def poll(self, task_id: str) -> TaskState:
         self._refuse_if_retired()
-        video = self._json(self.send("GET", f"/videos/{task_id}"))
+        video = self.json_body(self.send("GET", f"/videos/{task_id}"))
         status = STATUSES.get(video.get("status"), "running")
         progress = video.get("progress")
         state = TaskState(id=task_id, status=status,
@@ -148,15 +148,6 @@ class SoraProvider(RemoteVideoProvider):
             self.send("DELETE", f"/videos/{task_id}")
         except ProviderError as exc:
             log.warning("%s: could not delete task %s: %s", self.name, task_id, exc)
-
-    def _json(self, response: httpx.Response) -> dict:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise ProviderError(self.name, "transient", f"HTTP {response.status_code} answer is not JSON")
-        return body
 
     # ---- errors ----------------------------------------------------------------------------------
 

@@ -156,7 +156,7 @@ class VeoProvider(RemoteVideoProvider):
             parameters["negativePrompt"] = self.negative_prompt
         response = self.send("POST", f"/{self.api_version}/models/{request.model}:predictLongRunning",
                              json={"instances": [instance], "parameters": parameters}, create=True)
-        name = self._json(response).get("name")
+        name = self.json_body(response).get("name")
         if not isinstance(name, str) or "/operations/" not in name:
             raise ProviderError(self.name, "unknown_outcome", (
                 "the create answered without an operation name; the task may exist and be charged, "
@@ -171,7 +171,7 @@ class VeoProvider(RemoteVideoProvider):
             return "720p"
 
     def poll(self, task_id: str) -> TaskState:
-        data = self._json(self.send("GET", f"/{self.api_version}/{task_id}"))
+        data = self.json_body(self.send("GET", f"/{self.api_version}/{task_id}"))
         if not data.get("done"):  # no progress and no queued state on the Gemini API
             return TaskState(id=task_id, status="running")
         error = data.get("error")
@@ -214,15 +214,6 @@ class VeoProvider(RemoteVideoProvider):
         with atomic_path(dest) as tmp:
             tmp.write_bytes(data)
             verify_video(self.name, tmp)
-
-    def _json(self, response: httpx.Response) -> dict:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise ProviderError(self.name, "transient", f"HTTP {response.status_code} answer is not JSON")
-        return body
 
     # ---- errors and retries ----------------------------------------------------------------------
 
