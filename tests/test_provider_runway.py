@@ -17,6 +17,7 @@ from blocks.remote import ProviderError
 from blocks.runway import RunwayProvider, failure_kind
 from simulators.base import Fault
 from simulators.runway import SPECS, VERSION, RunwaySimulator
+from tests.provider_faults import fault_id, transient_faults
 
 MARKER = "key_MARKER_SECRET_" + "c0ffee" * 8
 T2V = GenerationRequest(prompt="a lighthouse on a cliff at dusk, slow push in", model="gen4.5", seed=7,
@@ -94,18 +95,7 @@ def test_image_to_video_round_trip(sim, runway, tmp_path, reference):
 # ---- faults: retried, and never a second create --------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", [
-    Fault("rate_limit", on="create", retry_after=0.1),
-    Fault("rate_limit", on="create"),
-    Fault("server", on="create", status=503, retry_after=0.1),
-    Fault("server", on="poll", status=502),
-    Fault("rate_limit", on="poll", retry_after=0.1),
-    Fault("drop", on="poll"),
-    Fault("drop", on="download"),
-    Fault("truncate"),
-    Fault("corrupt"),
-    Fault("expire"),
-], ids=lambda f: f"{f.kind}-{f.on}-{f.retry_after}")
+@pytest.mark.parametrize("fault", transient_faults(), ids=fault_id)
 def test_faults_are_retried_with_one_create(sim, runway, tmp_path, fault):
     creates = sim.creates
     sim.inject(fault)

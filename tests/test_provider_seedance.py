@@ -16,6 +16,7 @@ from blocks.remote import ProviderError
 from blocks.seedance import SeedanceProvider
 from simulators.base import Fault
 from simulators.seedance import SeedanceSimulator
+from tests.provider_faults import fault_id, transient_faults
 
 KEY = "key_MARKER_SECRET_seedance_0123456789"
 FAST = "dreamina-seedance-2-0-fast-260128"
@@ -80,17 +81,7 @@ def test_credits_follow_reported_tokens_when_a_rate_is_set(sim, tmp_path):
     assert result.credits == pytest.approx(round(tokens * 4.0 / 1e6 * usd_to_credits, 4))
 
 
-@pytest.mark.parametrize("fault", [
-    Fault("rate_limit", on="create", retry_after=0.1),
-    Fault("rate_limit", on="poll"),
-    Fault("server", on="create", retry_after=0.1),
-    Fault("server", on="poll", status=500),
-    Fault("drop", on="poll"),
-    Fault("drop", on="download"),
-    Fault("truncate"),
-    Fault("corrupt"),
-    Fault("expire"),
-], ids=lambda f: f"{f.kind}-{f.on}-{f.retry_after}")
+@pytest.mark.parametrize("fault", transient_faults(), ids=fault_id)
 def test_faults_are_survived_with_one_create(sim, tmp_path, fault):
     sim.inject(fault)
     result = provider(sim).generate(request(), tmp_path / "take.mp4")

@@ -18,6 +18,7 @@ from blocks.sora import SoraProvider
 from simulators.base import Fault
 from simulators.sora import SoraSimulator
 from tests.conftest import EXAMPLES
+from tests.provider_faults import fault_id, transient_faults
 
 KEY = "sk-proj-MARKER_SECRET_sora_0123456789"
 REFERENCE = EXAMPLES / "references" / "kite-meadow.jpg"  # 960x540: cover-cropped to the video size
@@ -90,18 +91,7 @@ def test_image_to_video_round_trip_crops_the_reference_to_the_size(sim, tmp_path
     assert sim.forms[0]["size"] == "1024x1792"  # the simulator refuses a reference of another size
 
 
-@pytest.mark.parametrize("fault", [
-    Fault("rate_limit", on="create", retry_after=0.1),
-    Fault("rate_limit", on="create"),
-    Fault("server", on="create", status=503),
-    Fault("rate_limit", on="poll", retry_after=0.1),
-    Fault("server", on="poll", status=500),
-    Fault("drop", on="poll"),
-    Fault("drop", on="download"),
-    Fault("truncate"),
-    Fault("corrupt"),
-    Fault("expire"),
-], ids=lambda f: f"{f.kind}-{f.on}-{f.retry_after}")
+@pytest.mark.parametrize("fault", transient_faults(), ids=fault_id)
 def test_faults_are_survived_with_one_create(sim, tmp_path, fault):
     sim.inject(fault)
     result = provider(sim).generate(request(), tmp_path / "take.mp4")

@@ -19,6 +19,7 @@ from blocks.veo import VeoProvider
 from simulators.base import Fault
 from simulators.veo import VeoSimulator
 from tests.conftest import EXAMPLES
+from tests.provider_faults import fault_id, transient_faults
 
 KEY = "AIzaMARKER_SECRET_veo_0123456789"
 FAST = "veo-3.1-fast-generate-preview"
@@ -88,17 +89,7 @@ def test_veo2_gets_no_resolution_and_1080p_is_sent(sim):
     assert sim.bodies[1]["parameters"]["resolution"] == "1080p" and sim.creates == 2
 
 
-@pytest.mark.parametrize("fault", [
-    Fault("rate_limit", on="create", retry_after=0.1),
-    Fault("rate_limit", on="create"),
-    Fault("server", on="create"),
-    Fault("rate_limit", on="poll"),
-    Fault("server", on="poll", status=500),
-    Fault("drop", on="poll"),
-    Fault("drop", on="download"),
-    Fault("truncate"),
-    Fault("corrupt"),
-], ids=lambda f: f"{f.kind}-{f.on}-{f.retry_after}")
+@pytest.mark.parametrize("fault", transient_faults(expire=False), ids=fault_id)
 def test_faults_are_survived_with_one_create(sim, tmp_path, fault):
     sim.inject(fault)
     result = provider(sim).generate(request(), tmp_path / "take.mp4")
