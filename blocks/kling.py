@@ -35,6 +35,7 @@ import httpx
 import numpy as np
 from pydantic import Field, PrivateAttr, SecretStr
 
+from blocks.catalogue import load_catalogue
 from blocks.previz_camera import parse_camera
 from blocks.providers import GenerationRequest, MotionRegion
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, image_bytes
@@ -169,7 +170,6 @@ class KlingProvider(RemoteVideoProvider):
 
     def build(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         """The endpoint kind and JSON body for a request; refuses (before any spend) what Kling would."""
-        from blocks.catalogue import load_catalogue
         model, image, regions = request.model, request.reference_image, request.motion_regions
         try:
             entry = load_catalogue().model(self.name, model)
@@ -293,7 +293,6 @@ class KlingProvider(RemoteVideoProvider):
         return error
 
     def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
-        from blocks.catalogue import load_catalogue  # the task's own deduction, in units
         if state.cost is None:
             return self.estimate_credits(request)
         return state.cost * load_catalogue().providers[self.name].credits_per_unit

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field
 
+from blocks.catalogue import load_catalogue
 from blocks.media import atomic_path
 from blocks.providers import GenerationRequest, GenerationResult
 from blocks.remote import (RETRYABLE_STATUS, ProviderError, RemoteVideoProvider, TaskState, data_uri,
@@ -79,7 +80,6 @@ class LtxProvider(RemoteVideoProvider):
     def body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         """Endpoint and JSON for a take, checked against the catalogue so nothing is spent on a
         request the API would refuse."""
-        from blocks.catalogue import load_catalogue
         try:
             entry = load_catalogue().model(self.name, request.model)
         except KeyError as exc:

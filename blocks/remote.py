@@ -31,6 +31,7 @@ import cv2
 import httpx
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
+from blocks.catalogue import load_catalogue
 from blocks.media import MediaError, atomic_path, probe, read_image
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
 
@@ -305,15 +306,12 @@ class RemoteVideoProvider(VideoProvider):
         return body
 
     def render_size(self, request: GenerationRequest) -> tuple[int, int]:
-        from blocks.catalogue import load_catalogue
         return load_catalogue().model(self.name, request.model).size(request.aspect_ratio, request.resolution)
 
     def render_fps(self, request: GenerationRequest) -> float:
-        from blocks.catalogue import load_catalogue
         return load_catalogue().model(self.name, request.model).fps
 
     def estimate_credits(self, request: GenerationRequest) -> float:
-        from blocks.catalogue import load_catalogue
         return load_catalogue().credits(self.name, request.model, request.duration, request.resolution,
                                         request.audio)
 

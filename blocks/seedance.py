@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field
 
+from blocks.catalogue import load_catalogue
 from blocks.providers import GenerationRequest
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
 
@@ -83,7 +84,6 @@ class SeedanceProvider(RemoteVideoProvider):
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """The create request for a take (validated against the catalogue first: nothing is spent
         on a request the API would refuse)."""
-        from blocks.catalogue import load_catalogue
         try:
             entry = load_catalogue().model(self.name, request.model)
         except KeyError as exc:
@@ -160,7 +160,6 @@ class SeedanceProvider(RemoteVideoProvider):
     def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
         if state.cost is None:
             return self.estimate_credits(request)
-        from blocks.catalogue import load_catalogue
         return state.cost * load_catalogue().providers[self.name].credits_per_unit
 
     # ---- errors -----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field, PrivateAttr
 
+from blocks.catalogue import load_catalogue
 from blocks.media import atomic_path
 from blocks.providers import GenerationRequest
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, image_bytes, verify_video
@@ -164,7 +165,6 @@ class VeoProvider(RemoteVideoProvider):
         return name
 
     def _default_resolution(self, model: str) -> str:
-        from blocks.catalogue import load_catalogue
         try:
             return load_catalogue().model(self.name, model).default_resolution
         except KeyError:
