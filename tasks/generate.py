@@ -10,11 +10,11 @@ from typing import Literal
 
 import httpx
 from prefect import get_client, task
-from prefect.concurrency.sync import concurrency
 
 from blocks.media import MediaError, atomic_path, audio_duration, read_image
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
 from tasks.caching import content_key
+from tasks.provider_slots import provider_slot
 
 MAX_INPUT_BYTES = 200 * 1024 * 1024
 
@@ -37,8 +37,8 @@ def limit_name(provider: VideoProvider) -> str:
 def ensure_limits(providers: dict[str, VideoProvider]) -> None:
     """Create or update each provider's global concurrency limit from its block's max_concurrency.
 
-    Prefect skips a missing limit with a warning; creating it here (and acquiring it strictly)
-    makes the cap real instead of silently absent.
+    Prefect skips a missing limit with a warning; creating it here (and refusing to run a take
+    without it, see provider_slots) makes the cap real instead of silently absent.
     """
     with get_client(sync_client=True) as client:
         for provider in providers.values():
@@ -56,7 +56,7 @@ def generate_take(provider: VideoProvider, request: GenerationRequest, shot_id: 
     The take holds one slot of its provider's concurrency limit while it runs, so a wide fan-out
     waits here instead of tripping the provider's own limits.
     """
-    with concurrency(limit_name(provider), occupy=1, strict=True):
+    with provider_slot(limit_name(provider)):
         return provider.generate(request, dest)
 
 

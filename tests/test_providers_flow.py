@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,7 @@ def test_storyboard_mixes_providers_and_reports_their_costs(sims, tmp_path):
 
 
 def test_forty_take_fan_out_stays_inside_the_concurrency_limit(prefect_server, tmp_path):
-    from prefect import flow
+    from prefect import flow, get_client
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from tasks.generate import ensure_limits, generate_take
@@ -103,6 +104,11 @@ def test_forty_take_fan_out_stays_inside_the_concurrency_limit(prefect_server, t
     assert len(results) == 40 and all(Path(r.path).is_file() for r in results)
     assert sim.creates == 40
     assert sim.peak_active <= 3  # never more in flight than the limit, so never THROTTLED
+    with get_client(sync_client=True) as client:  # and the slots go back once the fan-out is over
+        deadline = time.monotonic() + 10
+        while client.read_global_concurrency_limit_by_name("provider-runway").active_slots:
+            assert time.monotonic() < deadline, "provider-runway slots were not returned"
+            time.sleep(0.1)
 
 
 def test_missing_key_stops_the_run_before_any_spend(prefect_server, tmp_path):

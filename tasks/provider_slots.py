@@ -1,0 +1,221 @@
+"""Provider concurrency slots: Prefect global concurrency limits, handed from take to take.
+
+Every take holds one slot of its provider's limit (`provider-<name>`, created by `ensure_limits`)
+while it talks to the provider. Prefect's `concurrency()` asks the server for a lease on every
+call. On the default SQLite server that costs about 2 s a take (bench/providers_bench.py): the
+request lands while the server records the previous task run's states, SQLite answers "database
+is locked", and Prefect's client waits 2 s before it retries.
+
+So a slot a take has finished with stays with this process for `LINGER_SECONDS` and goes to the
+process's next take without a server round trip. The slots are still Prefect leases on the same
+limit, so other runs and processes see them taken; they are renewed while held and returned as
+soon as no take here wants them (or, if the process dies, when the lease runs out).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import httpx
+from prefect import get_client
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
+
+LEASE_SECONDS = 300.0     # what Prefect's concurrency() uses; the server's minimum is 60 s
+RENEW_AFTER = LEASE_SECONDS / 3
+LINGER_SECONDS = 0.5      # how long a finished take's slot waits for this process's next take
+KEEPER_TICK = 0.1
+QUICK_TRIES = 8            # 503s answered by a short sleep before Prefect's slower retries
+
+log = logging.getLogger("takeflow.slots")
+
+
+class SlotLimitMissing(RuntimeError):
+    """The provider's concurrency limit does not exist, so the cap would silently not apply."""
+
+
+@dataclass
+class _Pool:
+    """The leases on one limit of one Prefect API that this process holds."""
+
+    api_url: str
+    name: str
+    credentials: dict
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    idle: list[UUID] = field(default_factory=list)        # most recently freed last
+    freed_at: dict[UUID, float] = field(default_factory=dict)
+    held: dict[UUID, float] = field(default_factory=dict)  # every lease looked after -> last renewed
+    keeper: threading.Thread | None = None
+
+    def take_idle(self) -> UUID | None:
+        if not self.idle:
+            return None
+        lease = self.idle.pop()
+        self.freed_at.pop(lease, None)
+        return lease
+
+    def keep(self) -> None:
+        """Renew held leases and hand back idle ones; ends when nothing is held."""
+        try:
+            self._keep()
+        except Exception as exc:  # noqa: BLE001 - e.g. the server went away
+            log.warning("stopped looking after the %s slots (%s); the server lets their leases run out",
+                        self.name, exc)
+            with self.cond:
+                self.idle, self.freed_at, self.held, self.keeper = [], {}, {}, None
+
+    def _keep(self) -> None:
+        with SyncPrefectClient(self.api_url, **self.credentials) as client:
+            while True:
+                time.sleep(KEEPER_TICK)
+                now = time.monotonic()
+                with self.cond:
+                    stale = [lease for lease in self.idle if now - self.freed_at[lease] >= LINGER_SECONDS]
+                    for lease in stale:
+                        self.idle.remove(lease)
+                        del self.freed_at[lease], self.held[lease]
+                    due = [lease for lease, at in self.held.items() if now - at >= RENEW_AFTER]
+                for lease in stale:
+                    _quietly(client.release_concurrency_slots_with_lease, lease)
+                for lease in due:
+                    self.renew(client, lease)
+                with self.cond:
+                    if not self.held:
+                        self.keeper = None
+                        return
+
+    def renew(self, client: SyncPrefectClient, lease: UUID) -> None:
+        try:
+            client.renew_concurrency_lease(lease_id=lease, lease_duration=LEASE_SECONDS)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code not in (404, 410):
+                log.warning("could not renew the %s slot lease (%s); will try again", self.name, exc)
+                return
+            log.warning("the %s slot lease expired on the server; the take keeps running", self.name)
+            with self.cond:
+                self.held.pop(lease, None)  # so it is not handed to another take
+            return
+        except httpx.HTTPError as exc:
+            log.warning("could not renew the %s slot lease (%s); will try again", self.name, exc)
+            return
+        with self.cond:
+            if lease in self.held:
+                self.held[lease] = time.monotonic()
+
+    def release_all(self) -> None:
+        with self.cond:
+            leases, self.idle, self.freed_at, self.held = list(self.held), [], {}, {}
+        if leases:
+            with SyncPrefectClient(self.api_url, **self.credentials) as client:
+                for lease in leases:
+                    _quietly(client.release_concurrency_slots_with_lease, lease)
+
+
+_pools: dict[tuple[str, str], _Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(client: SyncPrefectClient, name: str) -> _Pool:
+    key = (str(client.api_url), name)
+    with _pools_lock:
+        if key not in _pools:
+            credentials = {"api_key": PREFECT_API_KEY.value(), "auth_string": PREFECT_API_AUTH_STRING.value()}
+            _pools[key] = _Pool(str(client.api_url), name, credentials)
+        return _pools[key]
+
+
+def _quietly(call, lease: UUID) -> None:
+    try:
+        call(lease)
+    except httpx.HTTPError as exc:  # the lease runs out on the server by itself
+        log.debug("could not return slot lease %s: %s", lease, exc)
+
+
+def _request_slot(client: SyncPrefectClient, name: str) -> httpx.Response:
+    """Ask the server for one slot, retrying "database is locked" (503) after tens of milliseconds.
+
+    Prefect's client sleeps 2 s or more before it retries a 503 (even with retries set to 0), while
+    SQLite's lock clears within milliseconds. So the first tries go out on the client's underlying
+    httpx client (same address, auth and TLS settings) without that wrapper; anything else than a
+    503, and a persistent 503, is left to the Prefect client's own handling.
+    """
+    body = {"names": [name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_SECONDS}
+    http = client._client
+    for attempt in range(QUICK_TRIES):
+        response = httpx.Client.send(http, http.build_request("POST", _INCREMENT, json=body))
+        if response.status_code != 503:
+            break
+        time.sleep(random.uniform(0.02, 0.06) * (attempt + 1))
+    if response.status_code in (200, 423):
+        response.raise_for_status()
+        return response
+    return client.request("POST", _INCREMENT, json=body)  # e.g. a server with CSRF protection
+
+
+_INCREMENT = "/v2/concurrency_limits/increment-with-lease"
+
+
+def _acquire(client: SyncPrefectClient, pool: _Pool) -> UUID:
+    while True:
+        with pool.cond:
+            lease = pool.take_idle()
+            if lease is not None:
+                return lease
+        try:
+            response = _request_slot(client, pool.name)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 423:
+                raise
+            # Full: wait for the server's hint, or less if a take of ours frees a slot first.
+            wait = float(exc.response.headers.get("Retry-After", 1)) * random.uniform(1.0, 1.3)
+            with pool.cond:
+                pool.cond.wait_for(lambda: pool.idle, timeout=wait)
+            continue
+        body = response.json()
+        if not body.get("limits"):
+            raise SlotLimitMissing(f"the concurrency limit {pool.name!r} does not exist or is disabled; run "
+                                   "takeflow produce (it creates the limit) or `prefect gcl enable` it")
+        lease = UUID(body["lease_id"])
+        with pool.cond:
+            pool.held[lease] = time.monotonic()
+            if pool.keeper is None:
+                pool.keeper = threading.Thread(target=pool.keep, name=f"slots-{pool.name}", daemon=True)
+                pool.keeper.start()
+        return lease
+
+
+@contextlib.contextmanager
+def provider_slot(name: str) -> Iterator[UUID]:
+    """Hold one slot of the global concurrency limit `name` for the duration of the block.
+
+    Yields the id of the Prefect lease behind the slot.
+    """
+    client = get_client(sync_client=True)  # inside a task run: the run's own, already open client
+    with client:
+        pool = _pool(client, name)
+        lease = _acquire(client, pool)
+    try:
+        yield lease
+    finally:
+        with pool.cond:
+            if lease in pool.held:  # not lost on the server, still looked after: pass it on
+                pool.idle.append(lease)
+                pool.freed_at[lease] = time.monotonic()
+                pool.cond.notify()
+
+
+@atexit.register
+def _return_held_slots() -> None:
+    for pool in list(_pools.values()):
+        try:
+            pool.release_all()
+        except Exception:  # noqa: BLE001 - exiting anyway; the leases run out on the server
+            pass
