@@ -113,6 +113,36 @@ class ModelEntry(Strict):
         return res.price_audio if with_sound and res.price_audio is not None else res.price
 
 
+class UpscaleTarget(Strict):
+    """One delivery resolution an upscaler can reach: how its API names it and what it costs."""
+
+    api: str = Field(description="The API's value for it (Runway's '1k' for 1080p).")
+    price: float = Field(ge=0, description="Price per second of output in the provider's unit.")
+
+
+class UpscalerEntry(Strict):
+    """A provider's super-resolution model: the delivery sizes it reaches, its input limits, its price."""
+
+    provider: str = Field(description="Provider name ('runway').")
+    model: str = Field(description="Model name as the provider's API spells it.")
+    label: str = Field(description="Name users know it by.")
+    source: str = Field(description="Where the contract facts come from.")
+    price_source: str = Field(description="Where the prices come from, or why they are an assumption.")
+    price_assumed: bool = Field(False, description="True when no published price was found and the prices "
+                                                   "are takeflow's assumption (override them in your catalogue).")
+    checked: str = Field(description="Date the facts were checked (YYYY-MM-DD).")
+    resolutions: dict[str, UpscaleTarget] = Field(description="Delivery resolution ('1080p') to its target.")
+    max_input_mb: float = Field(gt=0, description="Largest input the API takes inline (as a data URI), in MB.")
+    max_duration: float | None = Field(None, gt=0, description="Longest clip it takes in seconds; None when "
+                                                               "no limit is documented.")
+
+    def target(self, resolution: str) -> UpscaleTarget:
+        if resolution not in self.resolutions:
+            raise KeyError(f"{self.provider}/{self.model} does not upscale to {resolution}; it reaches "
+                           f"{', '.join(self.resolutions)}")
+        return self.resolutions[resolution]
+
+
 class ProviderEntry(Strict):
     """A provider's billing unit."""
 
@@ -132,13 +162,26 @@ class Catalogue(Strict):
     version: str = Field(description="Date of this catalogue edition (YYYY-MM-DD).")
     providers: dict[str, ProviderEntry] = Field(description="Providers by name.")
     models: list[ModelEntry] = Field(description="Every model.")
+    upscalers: list[UpscalerEntry] = Field([], description="Provider super-resolution models.")
 
     @model_validator(mode="after")
     def _known_providers(self) -> Catalogue:
-        for entry in self.models:
+        for entry in [*self.models, *self.upscalers]:
             if entry.provider not in self.providers:
                 raise ValueError(f"model {entry.model} names unknown provider {entry.provider}")
         return self
+
+    def upscaler(self, provider: str, model: str) -> UpscalerEntry:
+        for entry in self.upscalers:
+            if (entry.provider, entry.model) == (provider, model):
+                return entry
+        names = ", ".join(f"{u.provider}/{u.model}" for u in self.upscalers) or "none"
+        raise KeyError(f"'{provider}/{model}' is not an upscaler in the catalogue; upscalers: {names}")
+
+    def upscale_credits(self, provider: str, model: str, duration: float, resolution: str) -> float:
+        """Credits upscaling a clip of `duration` seconds to `resolution` costs at catalogue prices."""
+        price = self.upscaler(provider, model).target(resolution).price
+        return round(price * duration * self.providers[provider].credits_per_unit, 4)
 
     def models_of(self, provider: str) -> list[ModelEntry]:
         return [m for m in self.models if m.provider == provider]

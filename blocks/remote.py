@@ -25,7 +25,7 @@ import random
 import time
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import cv2
 import httpx
@@ -199,11 +199,18 @@ class RemoteVideoProvider(VideoProvider):
 
     def generate(self, request: GenerationRequest, dest: Path) -> GenerationResult:
         started = time.perf_counter()
+        state = self.run_task(request.model_dump_json(), lambda: self.submit(request), dest)
+        return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
+                                credits=round(self.credits_for(request, state), 4),
+                                seconds=time.perf_counter() - started)
+
+    def run_task(self, key: str, create: Callable[[], str], dest: Path) -> TaskState:
+        """Create a provider task whose output becomes `dest` (or resume the one journalled for the
+        same `key`), wait for it to end and download its output; return its final state."""
         journal = dest.with_name(dest.name + ".task.json")
-        key = request.model_dump_json()
         task_id = _read_journal(journal, key)
         if task_id is None:
-            task_id = self.submit(request)
+            task_id = create()
             journal.parent.mkdir(parents=True, exist_ok=True)
             journal.write_text(json.dumps({"provider": self.name, "task": task_id, "request": key}))
             log.info("%s: created task %s for %s", self.name, task_id, dest.name)
@@ -217,9 +224,7 @@ class RemoteVideoProvider(VideoProvider):
                 journal.unlink(missing_ok=True)
             raise
         journal.unlink(missing_ok=True)
-        return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
-                                credits=round(self.credits_for(request, state), 4),
-                                seconds=time.perf_counter() - started)
+        return state
 
     def wait(self, task_id: str) -> TaskState:
         """Poll until the task ends; cancel it if it runs past the generation deadline."""

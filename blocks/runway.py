@@ -16,19 +16,30 @@ Contract (runwayml SDK 5.24.0 and shared/reference/providers.md §1; ✅ SDK or 
   INPUT_PREPROCESSING.INTERNAL are worth retrying (docs.dev.runwayml.com/errors/task-failures).
 - ◐ An empty credit balance is a 400 whose error reads "You do not have enough credits to run
   this task." (runwayml/sdk-node#28 and integrators' logs): classified insufficient_credits.
+- ✅ `POST /v1/video_upscale` {model: magnific_video_upscaler_creative, videoUri, resolution
+  720p|1k|2k|4k, fpsBoost, creativity, flavor, sharpen, smartGrain} → {id, estimatedCost}, then
+  polled like a generation (SDK types/video_upscale_create_params.py). Videos go inline as data
+  URIs of at most 16 MB (docs.dev.runwayml.com/assets/inputs); the price is unpublished (❓).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import math
+import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field
 
-from blocks.catalogue import ModelEntry, load_catalogue
-from blocks.providers import GenerationRequest
+from blocks.catalogue import ModelEntry, UpscalerEntry, load_catalogue
+from blocks.media import file_digest
+from blocks.providers import GenerationRequest, GenerationResult
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
+from blocks.upscaling import UpscaleRequest
 
 log = logging.getLogger("takeflow.providers")
 
@@ -67,6 +78,7 @@ class RunwayProvider(RemoteVideoProvider):
                     "billed in Runway credits.")
     models = ("gen4.5", "gen4_turbo", "veo3.1", "veo3.1_fast", "veo3", "kling2.5_turbo_pro", "kling3.0_standard",
               "kling3.0_pro", "kling3.0_4k", "seedance2", "seedance2_fast", "seedance2_mini")
+    upscalers: ClassVar[tuple[str, ...]] = ("magnific_video_upscaler_creative",)
     provider_name = "runway"
     unit_cost_field: ClassVar[str] = "cost.credits"
     cache_neutral: ClassVar[tuple[str, ...]] = RemoteVideoProvider.cache_neutral + ("api_version",)
@@ -88,6 +100,9 @@ class RunwayProvider(RemoteVideoProvider):
     def submit(self, request: GenerationRequest) -> str:
         body = self.body(request)
         path = "/v1/image_to_video" if "promptImage" in body else "/v1/text_to_video"
+        return self._create(path, body)
+
+    def _create(self, path: str, body: dict[str, Any]) -> str:
         response = self.send("POST", path, create=True, json=body)
         task_id = _json(response).get("id")
         if not isinstance(task_id, str) or not task_id:
@@ -141,6 +156,52 @@ class RunwayProvider(RemoteVideoProvider):
         limit = next((n for prefix, n in PROMPT_LIMITS.items() if request.model.startswith(prefix)), 1000)
         if len(request.prompt.encode("utf-16-le")) // 2 > limit:
             refuse(f"takes prompts of at most {limit} characters; shorten the shot's prompt")
+
+    # ---- upscale (POST /v1/video_upscale: a task like any other) -----------------------------
+
+    def estimate_upscale_credits(self, model: str, resolution: str, duration: float) -> float:
+        try:
+            return load_catalogue().upscale_credits(self.name, model, duration, resolution)
+        except KeyError as exc:
+            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+
+    def check_upscale(self, request: UpscaleRequest) -> UpscalerEntry:
+        """The catalogue entry of a request the API would take; refuses the rest without sending."""
+        try:
+            entry = load_catalogue().upscaler(self.name, request.model)
+            entry.target(request.resolution)
+        except KeyError as exc:
+            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+        if entry.max_duration is not None and request.duration > entry.max_duration:
+            raise ProviderError(self.name, "invalid_input", (
+                f"{request.model} upscales clips of at most {entry.max_duration:g} s, not "
+                f"{request.duration:g} s; upscale it locally instead"))
+        size = request.source.stat().st_size
+        # a data URI is its header plus the base64 of the bytes: 4 characters for every 3 bytes
+        inline = len(_video_uri_header(request.source)) + 4 * math.ceil(size / 3)
+        if inline > entry.max_input_mb * 2**20:
+            raise ProviderError(self.name, "invalid_input", (
+                f"{request.source.name} is {size / 2**20:.1f} MB; {request.model} takes at most "
+                f"{entry.max_input_mb:g} MB as a data URI (about {entry.max_input_mb * 3 / 4:g} MB of video); "
+                "upscale it locally instead"))
+        return entry
+
+    def upscale(self, request: UpscaleRequest, dest: Path) -> GenerationResult:
+        started = time.perf_counter()
+        entry = self.check_upscale(request)
+        # fpsBoost off: the edit's timing is planned at the take's frame rate
+        body = {"model": request.model, "resolution": entry.target(request.resolution).api, "fpsBoost": False}
+        key = json.dumps({**body, "source": file_digest(request.source), "duration": request.duration})
+
+        def create() -> str:
+            uri = _video_uri_header(request.source) + base64.b64encode(request.source.read_bytes()).decode()
+            return self._create("/v1/video_upscale", {**body, "videoUri": uri})
+
+        state = self.run_task(key, create, dest)
+        credits = (state.cost * load_catalogue().providers[self.name].credits_per_unit if state.cost is not None
+                   else self.estimate_upscale_credits(request.model, request.resolution, request.duration))
+        return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
+                                credits=round(credits, 4), seconds=time.perf_counter() - started)
 
     # ---- poll, cancel, errors ----------------------------------------------------------------
 
@@ -206,6 +267,11 @@ class RunwayProvider(RemoteVideoProvider):
         text = " ".join(str(text or response.reason_phrase or "no message").split())[:300]
         secret = self.api_key.get_secret_value() if self.api_key else ""
         return text.replace(secret, "***") if secret else text
+
+
+def _video_uri_header(path: Path) -> str:
+    kind = {".mov": "video/quicktime", ".webm": "video/webm"}.get(path.suffix.lower(), "video/mp4")
+    return f"data:{kind};base64,"
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

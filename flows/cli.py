@@ -18,6 +18,8 @@ from blocks.registry import load_provider
 from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, providers_used, takes_for
 from tasks.prompts import expand_prompt
 from tasks.storyboard import Storyboard, StoryboardError, load_storyboard
+from tasks.srt import read_srt
+from tasks.super_resolution import estimate_upscale_credits, upscaler_of
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +101,13 @@ def _models(provider: str | None) -> int:
         print(f"{m.provider + '/' + m.model:38} {durations:14} {' '.join(m.ratios):16} {m.max_resolution:8} "
               f"{m.audio:9} {flag[m.image_to_video]:4}{flag[m.text_to_video]:4}{flag[m.motion_brush]:6}"
               f"{flag[m.seed]:5} {prices}" + (f"  RETIRED {m.retired}" if m.retired else ""))
+    upscalers = [u for u in catalogue.upscalers if not provider or u.provider == provider]
+    if upscalers:
+        print(f"\n{'upscaler (defaults.upscaler)':40} {'delivery':24} credits/s of output")
+    for u in upscalers:
+        prices = "/".join(f"{catalogue.upscale_credits(u.provider, u.model, 1, r):g}" for r in u.resolutions)
+        print(f"{u.provider + '/' + u.model:40} {' '.join(u.resolutions):24} {prices}"
+              + ("  (assumed prices: see the catalogue)" if u.price_assumed else ""))
     return 0
 
 
@@ -129,7 +138,9 @@ def _validate(storyboard: Storyboard, takes: int | None) -> int:
     plans = plan_storyboard(storyboard, takes)
     # Saved provider blocks (with their prices) are only read when a server is configured.
     saved = bool(os.environ.get("PREFECT_API_URL"))
-    providers = {name: load_provider(name, saved=saved) for name in providers_used(plans)}
+    upscaler = upscaler_of(storyboard)
+    names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])})
+    providers = {name: load_provider(name, saved=saved) for name in names}
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
     print(f"{storyboard.title}: {len(plans)} shots, {storyboard.total_duration():.2f} s, "
           f"delivered at {width}x{height} {storyboard.defaults.fps} fps")
@@ -143,11 +154,18 @@ def _validate(storyboard: Storyboard, takes: int | None) -> int:
         for issue in plan.prompts.lint:
             print(f"  lint {issue.part}: {issue.problem}; {issue.suggestion}")
     try:
-        estimate = estimate_credits(plans, providers)
+        upscaling = estimate_upscale_credits(storyboard, plans, providers)
+        estimate = round(estimate_credits(plans, providers) + upscaling, 4)
     except GenerationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     budget = storyboard.defaults.budget
+    if storyboard.captions:  # a local file was read and checked when the storyboard loaded
+        remote = storyboard.captions.startswith(("s3://", "https://", "http://"))
+        print(f"\ncaptions: {storyboard.captions}"
+              + (" (read when the run starts)" if remote else f", {len(read_srt(storyboard.captions))} cues"))
+    if upscaler:
+        print(f"\nupscale: {storyboard.defaults.upscaler}, {upscaling:g} credits")
     print(f"\nestimated cost: {estimate:g} credits"
           + (f" of a {budget:g} budget" if budget is not None else " (no budget set)"))
     if budget is not None and estimate > budget:

@@ -1,5 +1,5 @@
-"""Delivery of the produce flow: the chosen takes become one graded, titled, mixed edit in a single
-ffmpeg pass, plus poster, edit decision list, optional vertical reframe, and the upload."""
+"""Delivery of the produce flow: the chosen takes become one graded, titled, captioned, mixed edit
+in a single ffmpeg pass, plus poster, edit decision list, optional vertical reframe, and the upload."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tasks.generate import fetch_remote
 from tasks.grade import match_colours
 from tasks.plan import ShotPlan, delivery_size
 from tasks.report import ProductionReport, ShotRecord
+from tasks.srt import Cue, fetch_subtitles, fit_to_edit, read_srt
 from tasks.storyboard import Storyboard
 from tasks.upscale import delivery_scale
 
@@ -48,12 +49,29 @@ def soundtrack_for(storyboard: Storyboard, folder: Path, storage: Storage | None
         loudness_lufs=sound.loudness, keep_take_audio=sound.keep_take_audio)
 
 
+def load_captions(storyboard: Storyboard, folder: Path, storage: Storage | None) -> list[Cue]:
+    """The storyboard's caption cues fitted to the edit, remote files fetched first; raises
+    SubtitleError (or the fetch's error) so the run can stop before anything is spent."""
+    uri = storyboard.captions
+    if uri is None:
+        return []
+    if uri.startswith("s3://"):
+        path = fetch_input(storage, uri, "captions", folder / "inputs")
+    elif uri.startswith(("https://", "http://")):
+        path = fetch_subtitles(uri, folder / "inputs")
+    else:
+        path = Path(uri)
+    name = Path(uri.split("?")[0]).name
+    return fit_to_edit(read_srt(path, name), storyboard.total_duration(), name)
+
+
 def deliver(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecord], report: ProductionReport,
-            folder: Path, storage: Storage | None, progress: RunProgress) -> dict[str, Path]:
-    """Assemble and write every deliverable; returns name -> local file."""
+            folder: Path, storage: Storage | None, progress: RunProgress, takes: list[Path],
+            captions: list[Cue]) -> dict[str, Path]:
+    """Assemble the chosen (and possibly upscaled) `takes` and write every deliverable; returns
+    name -> local file."""
     defaults = storyboard.defaults
     width, height = delivery_size(defaults.aspect_ratio, defaults.delivery)
-    takes = [folder / next(t for t in shot.takes if t.take == shot.chosen).file for shot in shots]
     progress.start("assemble", 4)
     grades = match_colours(takes, defaults.colour_match)
     clips = [EditClip(path=take, grade=grade) for take, grade in zip(takes, grades)]
@@ -62,8 +80,10 @@ def deliver(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecor
     titles = [Title(**title.model_dump()) for title in storyboard.titles]
     fmt = defaults.delivery_format
     name = FINAL_NAMES[fmt]
-    work = folder / "work" / f"final-{work_name(clips, transitions, defaults.fps, width, height, soundtrack, titles, fmt)}{Path(name).suffix}"
-    edit = cached_file(assemble_final, clips, transitions, defaults.fps, work, width, height, soundtrack, titles, fmt)
+    key = work_name(clips, transitions, defaults.fps, width, height, soundtrack, titles, fmt, captions)
+    work = folder / "work" / f"final-{key}{Path(name).suffix}"
+    edit = cached_file(assemble_final, clips, transitions, defaults.fps, work, width, height, soundtrack, titles,
+                       fmt, captions)
     files = {name: place(edit, folder / name)}
     progress.advance("assemble", name)
     poster_at = min(plans[0].duration / 2, report.duration / 2)

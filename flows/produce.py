@@ -1,4 +1,5 @@
-"""The produce flow: a storyboard becomes takes, scores, chosen takes, an upscaled edit and a report.
+"""The produce flow: a storyboard becomes takes, scores, chosen takes, an upscaled, captioned edit and
+a report.
 
 Every expensive step is a Prefect task cached by the content of its inputs, so a re-run of the
 same storyboard generates, scores, upscales and assembles nothing again.
@@ -24,13 +25,15 @@ from flows.takes import ShotTakes, choose, continuation_jobs, first_jobs, next_j
 from tasks.generate import ensure_limits
 from tasks.contact_sheet import make_contact_sheet_task
 from blocks.storage import Storage
-from flows.deliver import cached_file, deliver, local_input, publish
+from flows.deliver import cached_file, deliver, load_captions, local_input, publish
+from flows.upscaling import UpscaleStopped, upscale_chosen
 from tasks.deliver import load_storage
 from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, providers_used, takes_for
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, write_report
 from tasks.storyboard import Storyboard
+from tasks.super_resolution import estimate_upscale_credits, upscaler_of
 
 # Takes run in threads; providers are remote APIs waiting on the network (previz shares the CPU).
 MAX_PARALLEL_TASKS = 8
@@ -66,28 +69,37 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     for plan in plans:
         for issue in plan.prompts.lint:
             logger.warning(f"{plan.shot_id} prompt, {issue.part}: {issue.problem}; {issue.suggestion}")
-    providers = {name: load_provider(name) for name in providers_used(plans)}
+    upscaler = upscaler_of(storyboard)
+    names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])})
+    providers = {name: load_provider(name) for name in names}
     try:  # a provider that cannot work (no key, retired) stops the run before anything is spent
         for provider in providers.values():
             provider.preflight()
-        estimate = estimate_credits(plans, providers)
+        upscaling = estimate_upscale_credits(storyboard, plans, providers)
+        estimate = round(estimate_credits(plans, providers) + upscaling, 4)
     except GenerationError as exc:
         return Failed(name="InvalidInput", message=f"{exc} (nothing was spent)")
     budget = options.budget if options.budget is not None else storyboard.defaults.budget
     if budget is not None and estimate > budget:
         return Failed(name="BudgetExceeded", message=(
-            f"estimated cost {estimate:g} credits is over the budget of {budget:g}; raise the budget, "
-            "use fewer takes or shorten shots (nothing was spent)"))
+            f"estimated cost {estimate:g} credits" + (f" ({upscaling:g} of them upscaling)" if upscaling else "")
+            + f" is over the budget of {budget:g}; raise the budget, use fewer takes or shorten shots"
+            + (" or set defaults.upscaler: local" if upscaling else "") + " (nothing was spent)"))
     storage = load_storage(options.storage) if options.storage else None
     ensure_limits(providers)
     sound = storyboard.sound
-    inputs = [p.reference_image for p in plans] + ([sound.music, sound.voice_over] if sound else [])
+    inputs = ([p.reference_image for p in plans] + ([sound.music, sound.voice_over] if sound else [])
+              + [storyboard.captions])
     if storage is None and any((uri or "").startswith("s3://") for uri in inputs):
         return Failed(name="InvalidInput", message=(
             "an input is an s3:// URI; pass a storage block (--storage) that can read it"))
+    try:  # a remote subtitle file is read now, so a bad one costs nothing
+        captions = load_captions(storyboard, folder, storage)
+    except Exception as exc:
+        return Failed(name="InvalidInput", message=f"captions: {str(exc).splitlines()[0]} (nothing was spent)")
     timings["plan"] = time.perf_counter() - clock
 
-    progress = RunProgress(STAGE_WEIGHTS)
+    progress = RunProgress({**STAGE_WEIGHTS, "upscale": 1} if upscaler else STAGE_WEIGHTS)
     clock = time.perf_counter()
     registry, notices = default_registry()
     ready, skipped = split_available(registry.scorers())
@@ -123,7 +135,17 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
             "lower the quality bar or allow more takes, and rerun"))
 
     clock = time.perf_counter()
-    files = deliver(storyboard, plans, records, report, folder, storage, progress)
+    try:
+        takes = upscale_chosen(storyboard, plans, records, providers, folder, budget, progress)
+    except UpscaleStopped as exc:
+        report.status = str(exc)
+        write_report(report, folder)
+        return Failed(name=exc.state, message=str(exc))
+    report.credits_spent = round(sum(s.credits_spent for s in records), 4)
+    if upscaler:
+        timings["upscale"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    files = deliver(storyboard, plans, records, report, folder, storage, progress, takes, captions)
     timings["assemble"] = time.perf_counter() - clock
     report.final, report.poster, report.timings = next(iter(files)), "poster.jpg", timings
     report.deliverables = sorted(files)

@@ -211,6 +211,12 @@ class ProviderSimulator:
                  fps: int, prompt: str, seed: int = 0, image: bytes | None = None,
                  task_id: str | None = None) -> SimTask:
         """Record a create (counted) and start rendering its output in the background."""
+        task = self.record_task(model, params, task_id)
+        task.video = self.render(size=size, duration=duration, fps=fps, prompt=prompt, seed=seed, image=image)
+        return task
+
+    def record_task(self, model: str, params: dict[str, Any], task_id: str | None = None) -> SimTask:
+        """Count a create and track its task; the caller sets `task.video` to its output's future."""
         with self.lock:
             self.creates += 1
             active = sum(1 for t in self.tasks.values() if "finished" not in t.extra and not t.cancelled)
@@ -220,7 +226,6 @@ class ProviderSimulator:
             if fault is not None:
                 task.failure = fault.failure
             self.tasks[task.id] = task
-        task.video = self.render(size=size, duration=duration, fps=fps, prompt=prompt, seed=seed, image=image)
         return task
 
     def status(self, task: SimTask) -> tuple[str, float]:
@@ -379,9 +384,11 @@ def route(method: str, pattern: str, endpoint: str = "other") -> Callable[[Handl
 
 
 def collect_routes(cls: type[ProviderSimulator]) -> type[ProviderSimulator]:
-    """Class decorator: gather the `route`-marked methods of a simulator."""
-    cls.routes = [(*fn._route[:1], fn._route[1], fn._route[2], name)
-                  for name, fn in vars(cls).items() if hasattr(fn, "_route")]
+    """Class decorator: gather the `route`-marked methods of a simulator and of the mixins it
+    inherits routes from (e.g. Runway's video upscale)."""
+    marked = {name: fn for klass in reversed(cls.__mro__) for name, fn in vars(klass).items()
+              if hasattr(fn, "_route")}
+    cls.routes = [(*fn._route[:1], fn._route[1], fn._route[2], name) for name, fn in marked.items()]
     return cls
 
 

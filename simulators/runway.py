@@ -1,7 +1,7 @@
 """A Runway developer API simulator (api.dev.runwayml.com, X-Runway-Version 2024-11-06).
 
 Close enough to the runwayml SDK 5.24.0's contract that the SDK itself runs against it:
-- `POST /v1/text_to_video` | `/v1/image_to_video` → {id}; bodies are checked per model as the
+- `POST /v1/text_to_video` | `/v1/image_to_video` → {id, estimatedCost}; bodies are checked per model as the
   SDK's params types describe them (required fields, ratio/duration enums, int types, promptText
   length in UTF-16 units, data URIs ≤ 5 MB); unknown fields are refused.
 - `GET /v1/tasks/{id}`: PENDING | THROTTLED | RUNNING (progress) with estimatedCost.credits;
@@ -30,6 +30,7 @@ import numpy as np
 
 from blocks.catalogue import load_catalogue
 from simulators.base import Fault, ProviderSimulator, Request, Response, SimTask, collect_routes, route
+from simulators.runway_upscale import VideoUpscaleRoutes
 
 VERSION = "2024-11-06"
 STATUS = {"queued": "PENDING", "throttled": "THROTTLED", "running": "RUNNING", "succeeded": "SUCCEEDED",
@@ -107,9 +108,10 @@ class Invalid(Exception):
 
 
 @collect_routes
-class RunwaySimulator(ProviderSimulator):
-    """Runway's task API on loopback. `model_latency` gives some models their own run time;
-    `extra_keys` are further accepted API keys, each with its own concurrency budget."""
+class RunwaySimulator(VideoUpscaleRoutes, ProviderSimulator):
+    """Runway's task API on loopback, video upscale included (simulators/runway_upscale.py).
+    `model_latency` gives some models their own run time; `extra_keys` are further accepted API
+    keys, each with its own concurrency budget."""
 
     name = "runway"
 
@@ -157,14 +159,19 @@ class RunwaySimulator(ProviderSimulator):
         task = self.new_task(model, body, size=(width, height), duration=duration, fps=24,
                              prompt=body.get("promptText") or "", seed=body.get("seed", 0), image=image)
         billed = max(SPECS[model].durations) if body.get("duration") == "auto" else duration
-        task.extra.update(key=_key_id(request), latency=self.model_latency.get(model, self.latency), seen=[],
+        credits = self.price(model, f"{width}x{height}", billed, bool(body.get("audio")))
+        return self.accepted(request, task, credits)
+
+    def accepted(self, request: Request, task: SimTask, credits: int) -> Response:
+        """Answer a create: the task joins its key's queue and reports what it will cost."""
+        task.extra.update(key=_key_id(request), latency=self.model_latency.get(task.model, self.latency), seen=[],
                           created_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z",
-                          credits=self.price(model, f"{width}x{height}", billed, bool(body.get("audio"))))
+                          credits=credits)
         rejected = request.headers.get("X-Sim-Reject") if isinstance(request.headers, dict) else None
         if rejected:
             task.failure, task.extra["failure"] = rejected, PREPROCESSING
         self.status(task)  # it starts now if its key has a free slot, whether or not anyone polls
-        return Response(200, {"id": task.id})
+        return Response(200, {"id": task.id, "estimatedCost": {"credits": float(credits)}})
 
     @route("GET", r"/v1/tasks/([\w-]+)", "poll")
     def get_task(self, request: Request, task_id: str) -> Response:

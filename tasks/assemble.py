@@ -1,9 +1,9 @@
 """Final assembly: the chosen takes become the delivery file in ONE ffmpeg pass, with sound.
 
 Each take is normalised (rate, timebase, exact length), graded, Lanczos-scaled to the delivery
-size, joined with cuts and overlapping transitions, titled, and encoded exactly once, while the
-sound mix is built and loudness-normalised in the same graph. The only other passes read
-audio (loudness measurement) and never touch the picture.
+size, joined with cuts and overlapping transitions, titled, captioned, and encoded exactly once,
+while the sound mix is built and loudness-normalised in the same graph. The only other passes
+read audio (loudness measurement) and never touch the picture.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import ffmpeg
 import numpy as np
 from prefect import task
@@ -25,11 +24,16 @@ from tasks.audio import SAMPLE_RATE, integrated_loudness, measure_mix, mix, norm
 from tasks.caching import content_key
 from tasks.edit import (AssemblyResult, DeliveryFormat, EditClip, EditTransition, Grade, Soundtrack,
                         Timeline, Title, as_clip, as_transition, clip_timeline)
+from tasks.overlays import caption_chain, caption_slot, render_title, splice_captions, titled
+from tasks.srt import Cue, fit_to_edit
 from tasks.upscale import check_frame_size, delivery_scale
 
 FINAL_CRF = 18
 HEVC_CRF = 20  # x265 at 20 looks like x264 at 18 at a smaller size
 POSTER_QUALITY = 2  # mjpeg qscale: 2 is near the best, the poster is a single small file
+# Linux caps one command-line argument at 128 KiB; a graph longer than this (hundreds of caption
+# lines) is handed to ffmpeg as a file instead.
+MAX_INLINE_GRAPH = 100_000
 _VIDEO_CODEC_FLAGS = ("-vcodec", "-c:v", "-codec:v")
 
 
@@ -136,37 +140,6 @@ def _joined(pictures: list, transitions: list[EditTransition], timeline: Timelin
     return _concat(pending)
 
 
-def render_title(title: Title, width: int, height: int, dest: Path) -> Path:
-    """Draw a title as white text with a black outline on a transparent width x height PNG."""
-    font, scale = cv2.FONT_HERSHEY_DUPLEX, height / 16 / 22  # Hershey glyphs are ~22 px at scale 1
-    thickness = max(1, round(scale * 1.5))
-    text_width, text_height = cv2.getTextSize(title.text, font, scale, thickness)[0]
-    if text_width > 0.9 * width:  # long titles shrink to fit rather than run off the frame
-        scale *= 0.9 * width / text_width
-        thickness = max(1, round(scale * 1.5))
-        text_width, text_height = cv2.getTextSize(title.text, font, scale, thickness)[0]
-    margin = height // 12
-    y = {"top": margin + text_height, "center": (height + text_height) // 2,
-         "bottom": height - margin}[title.position]
-    origin = ((width - text_width) // 2, y)
-    canvas = np.zeros((height, width, 4), np.uint8)
-    outline = thickness + max(2, thickness)
-    cv2.putText(canvas, title.text, origin, font, scale, (0, 0, 0, 255), outline, cv2.LINE_AA)
-    cv2.putText(canvas, title.text, origin, font, scale, (255, 255, 255, 255), thickness, cv2.LINE_AA)
-    if not cv2.imwrite(str(dest), canvas):
-        raise MediaError(f"could not write title image {dest}")
-    return dest
-
-
-def _titled(video, titles: Sequence[Title], images: list[Path], overlay_format: str):
-    for title, image in zip(titles, images):
-        # A one-frame PNG input: eof_action=repeat holds it, `enable` shows it only in its window.
-        on = f"between(t,{title.start},{title.start + title.duration})"
-        video = ffmpeg.filter([video, ffmpeg.input(str(image)).video], "overlay",
-                              format=overlay_format, eof_action="repeat", enable=on)
-    return video
-
-
 def _clip_streams(clips: list[EditClip], infos: list[VideoInfo]) -> tuple[list, list]:
     """Each clip's video stream, and its audio stream (None for a silent take).
 
@@ -193,12 +166,13 @@ def _clip_streams(clips: list[EditClip], infos: list[VideoInfo]) -> tuple[list, 
 
 def assemble_edit(clips: Sequence[EditClip | Path], transitions: Sequence, dest: Path, width: int,
                   height: int, fps: int, soundtrack: Soundtrack | None = None,
-                  titles: Sequence[Title] = (), fmt: DeliveryFormat = "h264") -> AssemblyResult:
+                  titles: Sequence[Title] = (), fmt: DeliveryFormat = "h264",
+                  captions: Sequence[Cue] = ()) -> AssemblyResult:
     """Write the finished video to `dest`: `transitions[i]` joins clip i to clip i + 1.
 
     It lasts the sum of the clips minus the transition overlaps, at `fps` and width x height,
-    with exactly one lossy video encode. Raises ValueError naming the shot, clip or soundtrack
-    field that cannot be used.
+    with exactly one lossy video encode. Caption cues running past the end are clipped to it.
+    Raises ValueError naming the shot, clip, caption cue or soundtrack field that cannot be used.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown delivery format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -213,6 +187,7 @@ def assemble_edit(clips: Sequence[EditClip | Path], transitions: Sequence, dest:
         if title.start >= timeline.duration:
             raise ValueError(f"title {title.text!r} starts at {title.start}s, after the edit ends "
                              f"({timeline.duration:.3f}s)")
+    captions = fit_to_edit(list(captions), timeline.duration, "captions")
     soundtrack = soundtrack or Soundtrack()
 
     # Measurement pass: the same mix from fresh inputs, audio only.
@@ -226,21 +201,31 @@ def assemble_edit(clips: Sequence[EditClip | Path], transitions: Sequence, dest:
     with tempfile.TemporaryDirectory(prefix="titles-") as folder, atomic_path(dest) as tmp:
         images = [render_title(title, width, height, Path(folder) / f"title{i}.png")
                   for i, title in enumerate(titles)]
-        video = _titled(_joined(pictures, transitions, timeline, form.pix_fmt), titles, images,
-                        form.overlay)
-        streams, options = [video], {**form.video, "r": fps}
+        video = titled(_joined(pictures, transitions, timeline, form.pix_fmt), titles, images, form.overlay)
+        streams, options = [caption_slot(video, captions)], {**form.video, "r": fps}
         if mixed is not None:
             streams.append(normalised_loudness(mixed, measured, soundtrack.loudness_lufs))
             options.update(form.audio, ar=SAMPLE_RATE)
         command = (ffmpeg.output(*streams, str(tmp), **options)
                    .global_args("-hide_banner", "-loglevel", "error", "-nostdin")
                    .overwrite_output().compile(cmd=FFMPEG))
+        command = splice_captions(command, caption_chain(captions, width, height, titles))
+        command = _graph_in_file_if_long(command, Path(folder) / "graph.txt")
         run_command(command, f"assemble {dest.name}")
     written = probe(dest)
     return AssemblyResult(dest=dest, duration=written.duration, frames=written.frames,
                           lossy_video_encodes=count_video_encodes(command), audio=audio,
                           loudness_lufs=integrated_loudness(dest) if mixed is not None else None,
                           command=tuple(command))
+
+
+def _graph_in_file_if_long(command: list[str], path: Path) -> list[str]:
+    """The command, with a filter graph too long for one argument read from `path` instead."""
+    at = command.index("-filter_complex")
+    if len(command[at + 1]) <= MAX_INLINE_GRAPH:
+        return command
+    path.write_text(command[at + 1])
+    return [*command[:at], "-/filter_complex", str(path), *command[at + 2:]]
 
 
 def extract_poster(video: Path, dest: Path, at: float) -> Path:
@@ -264,12 +249,12 @@ def extract_poster(video: Path, dest: Path, at: float) -> Path:
 def assemble_final(clips: list[EditClip | Path], transitions: list, fps: int, dest: Path,
                    width: int | None = None, height: int | None = None,
                    soundtrack: Soundtrack | None = None, titles: Sequence[Title] = (),
-                   fmt: DeliveryFormat = "h264") -> Path:
+                   fmt: DeliveryFormat = "h264", captions: Sequence[Cue] = ()) -> Path:
     """Assemble the delivery video from the chosen takes (at the first clip's size if none given)."""
     if clips and (width is None or height is None):
         first = probe(as_clip(clips[0]).path)
         width, height = first.width, first.height
-    return assemble_edit(clips, transitions, dest, width, height, fps, soundtrack, titles, fmt).dest
+    return assemble_edit(clips, transitions, dest, width, height, fps, soundtrack, titles, fmt, captions).dest
 
 
 @task(name="make-poster", cache_key_fn=content_key("dest"), persist_result=True, retries=1)

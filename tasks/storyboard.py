@@ -23,6 +23,8 @@ from blocks.media import MediaError, audio_duration, read_image
 from blocks.providers import AspectRatio
 from blocks.registry import PROVIDERS
 from tasks.routing import AUTO, Choice, resolve
+from tasks.srt import SubtitleError, fit_to_edit, read_srt
+from tasks.super_resolution import check_upscaler
 
 Delivery = Literal["720p", "1080p", "1440p", "4k"]
 REMOTE = ("https://", "http://", "s3://")
@@ -147,6 +149,9 @@ class Defaults(_Strict):
     fps: int = Field(24, ge=1, le=120, description="Frames per second of takes and delivery.")
     takes: int = Field(3, ge=1, le=16, description="Takes (variations) generated per shot.")
     delivery: Delivery = Field("1080p", description="Delivery resolution: 720p, 1080p, 1440p or 4k.")
+    upscaler: str = Field("local", description="How takes reach the delivery size: local (Lanczos and "
+                          "sharpening in the assembly, free) or a provider's super-resolution model, priced "
+                          "like a take, e.g. runway/magnific_video_upscaler_creative.")
     budget: float | None = Field(None, ge=0, description="Credit budget for the whole run; none means no cap.")
     motion_amount: float = Field(0.5, ge=0, le=1, description="Camera motion, 0 still to 1 strong.")
     transition: Transition = Field(Transition(), description="Default join between shots.")
@@ -221,7 +226,15 @@ class Storyboard(_Strict):
     defaults: Defaults = Field(Defaults(), description="Settings every shot inherits.")
     shots: list[Shot] = Field(min_length=1, max_length=200, description="The shots, in order.")
     sound: Sound | None = Field(None, description="Music, voice-over and loudness of the edit.")
-    titles: list[TitleCard] = Field([], description="Titles and captions over the edit.")
+    titles: list[TitleCard] = Field([], description="Titles over the edit.")
+    captions: str | None = Field(None, description="Subtitle file (.srt): path, https URL or s3:// URI; its "
+                                 "cues are drawn over the edit as captions.")
+
+    @field_validator("captions")
+    @classmethod
+    def _caption_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # only located here: it is read by _check_sequence, once the edit's length is known
+        return _resolve_input(value, info, lambda path: None, "an .srt file")
 
     @model_validator(mode="after")
     def _check_sequence(self) -> "Storyboard":
@@ -238,6 +251,9 @@ class Storyboard(_Strict):
             if title.start + title.duration > total + 1e-6:
                 raise ValueError(f"titles[{index}]: ends at {title.start + title.duration:g} s, after the "
                                  f"edit's {total:g} s; start it earlier or shorten it")
+        if self.captions:
+            _check_captions(self.captions, total)
+        check_upscaler(self)
         if self.defaults.vertical_reframe and self.defaults.aspect_ratio != "16:9":
             raise ValueError("defaults.vertical_reframe: only a 16:9 edit is reframed to 9:16; remove it")
         fades = [0.0] + [self.transition_after(i).overlap for i in range(len(self.shots) - 1)] + [0.0]
@@ -298,6 +314,21 @@ def _resolve_input(value: str | None, info: ValidationInfo, check, wanted: str) 
     except MediaError as exc:
         raise ValueError(f"{exc}; give {wanted}") from None
     return str(path.resolve())
+
+
+def _check_captions(uri: str, total: float) -> None:
+    """A local subtitle file must parse and fit the edit, and ffmpeg must have a font to draw it
+    with; remote ones are read when the run starts, still before anything is spent."""
+    from tasks.overlays import caption_font_problem  # drawing code imports this module: import late
+
+    problem = caption_font_problem()
+    if problem:
+        raise ValueError(f"captions: {problem}")
+    if not uri.startswith(REMOTE):
+        try:
+            fit_to_edit(read_srt(uri), total, Path(uri).name)
+        except SubtitleError as exc:
+            raise ValueError(f"captions: {exc}") from None
 
 
 def slug(text: str, limit: int = 60) -> str:
@@ -371,7 +402,7 @@ def describe_error(error: ValidationError) -> str:
         message = "should be a mapping of fields (key: value)"
     more = len(error.errors()) - 1
     # Storyboard-wide checks name their own field (e.g. "shots[2].transition: …").
-    names_field = re.match(r"^(shots|titles|defaults|sound)\b", message)
+    names_field = re.match(r"^(shots|titles|captions|defaults|sound)\b", message)
     prefix = "" if not first["loc"] and names_field else f"{where}: "
     return f"{prefix}{message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 

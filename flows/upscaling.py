@@ -1,0 +1,92 @@
+"""Provider upscaling in the produce flow: every chosen take below the delivery size goes through
+the storyboard's super-resolution model before assembly. All requests are checked, and the
+budget passed, before the first one is sent; an upscale that fails after that is reported and
+the assembly scales that take itself, so the edit is still delivered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger
+
+from blocks.media import place, probe
+from blocks.providers import GenerationError, VideoProvider
+from blocks.upscaling import UpscaleRequest
+from flows.progress import RunProgress
+from tasks.caching import work_name
+from tasks.plan import ShotPlan
+from tasks.report import ShotRecord, UpscaleRecord
+from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard
+from tasks.super_resolution import upscale_take, upscaler_of, upscaling_provider
+
+
+class UpscaleStopped(Exception):
+    """The upscales cannot start; `state` names the run's final state (InvalidInput, BudgetExceeded)."""
+
+    def __init__(self, state: str, message: str):
+        super().__init__(message)
+        self.state = state
+
+
+def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecord],
+                   providers: dict[str, VideoProvider], folder: Path, budget: float | None,
+                   progress: RunProgress) -> list[Path]:
+    """The clip to assemble for each shot: its chosen take, or that take upscaled by the
+    storyboard's provider upscaler when it is smaller than the delivery size."""
+    takes = [folder / next(t for t in shot.takes if t.take == shot.chosen).file for shot in shots]
+    upscaler = upscaling_provider(storyboard, providers)
+    if upscaler is None:
+        return takes
+    provider, model = upscaler_of(storyboard)
+    delivery = storyboard.defaults.delivery
+    jobs: dict[int, UpscaleRequest] = {}
+    for index, take in enumerate(takes):
+        info = probe(take)
+        if min(info.width, info.height) >= DELIVERY_SHORT_SIDE[delivery]:
+            continue  # a take generated at the delivery size needs no super-resolution
+        request = UpscaleRequest(source=take, model=model, resolution=delivery, duration=info.duration)
+        try:
+            upscaler.check_upscale(request)
+        except GenerationError as exc:
+            raise UpscaleStopped("InvalidInput", (
+                f"{plans[index].shot_id}: {exc}; set defaults.upscaler: local to scale it in the assembly "
+                "(nothing was spent on upscaling; every take is kept)")) from None
+        jobs[index] = request
+    cost = sum(upscaler.estimate_upscale_credits(model, delivery, r.duration) for r in jobs.values())
+    spent = sum(shot.credits_spent for shot in shots)
+    if budget is not None and spent + cost > budget + 1e-9:
+        raise UpscaleStopped("BudgetExceeded", (
+            f"upscaling {len(jobs)} takes ({cost:g} credits) after {spent:g} spent on takes would pass the "
+            f"budget of {budget:g}; raise the budget or set defaults.upscaler: local (nothing was spent on "
+            "upscaling; every take is kept)"))
+    progress.start("upscale", len(jobs))
+    futures = {}
+    for index, request in jobs.items():
+        shot_id = plans[index].shot_id
+        dest = folder / "work" / f"{shot_id}-upscaled-{work_name(upscaler, request)}.mp4"
+        futures[index] = (upscale_take.submit(upscaler, request, shot_id, dest), request, dest)
+    for index, (future, request, dest) in futures.items():
+        shot = shots[index]
+        shot.upscale, clip = _finished(future, upscaler, request, shot.shot_id, dest, provider, model)
+        if clip is not None:
+            takes[index] = clip
+        progress.advance("upscale", shot.shot_id)
+    return takes
+
+
+def _finished(future, upscaler, request: UpscaleRequest, shot_id: str, dest: Path, provider: str,
+              model: str) -> tuple[UpscaleRecord, Path | None]:
+    """The record of one upscale and the clip it made (None when it failed)."""
+    try:
+        result = future.result()
+        from_cache = future.state.name == "Cached"
+        if not Path(result.path).is_file():  # the cached clip was deleted since: upscale again
+            result = upscale_take.with_options(refresh_cache=True)(upscaler, request, shot_id, dest)
+            from_cache = False
+    except Exception as exc:  # a failed upscale never costs the edit: the assembly scales the take
+        error = str(exc).splitlines()[0][:300]
+        get_run_logger().warning(f"{shot_id}: upscale failed, the assembly scales the take instead: {error}")
+        return UpscaleRecord(provider=provider, model=model, error=error), None
+    clip = place(result.path, dest)
+    return UpscaleRecord(provider=provider, model=model, file=str(clip.relative_to(dest.parents[1])),
+                         from_cache=from_cache, credits=result.credits, seconds=round(result.seconds, 3)), clip

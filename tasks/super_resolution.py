@@ -1,0 +1,102 @@
+"""Provider super-resolution of the chosen takes: checked and priced before any spend, then run as
+a task cached on each take's content, before assembly.
+
+`defaults.upscaler: local` (the default) leaves scaling to the assembly's single pass: Lanczos
+and a mild unsharp mask, free. A provider upscaler (`runway/magnific_video_upscaler_creative`)
+is a paid step like a take: it is in the estimate and the budget gate, a rerun never pays for
+the same take twice, and the assembly then finds the take at the delivery size and does not
+scale it again. A shot whose models all generate at the delivery size or above needs none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prefect import task
+
+from blocks.catalogue import RESOLUTIONS, load_catalogue
+from blocks.providers import GenerationError, GenerationResult, VideoProvider
+from blocks.upscaling import SuperResolution, UpscaleRequest
+from tasks.caching import content_key
+from tasks.generate import limit_name, retry_unless_final
+from tasks.provider_slots import provider_slot
+
+if TYPE_CHECKING:
+    from tasks.plan import ShotPlan
+    from tasks.storyboard import Storyboard
+
+LOCAL = "local"
+
+
+def upscaler_of(storyboard: Storyboard) -> tuple[str, str] | None:
+    """(provider, model) of the storyboard's provider upscaler; None when scaling stays local."""
+    spec = storyboard.defaults.upscaler
+    if spec == LOCAL:
+        return None
+    provider, _, model = spec.partition("/")
+    return provider, model
+
+
+def check_upscaler(storyboard: Storyboard) -> None:
+    """Refuse an upscaler the catalogue does not have, a delivery size it cannot reach, or shots
+    longer than it takes: ValueError naming the field and the fix, before anything is spent."""
+    chosen = upscaler_of(storyboard)
+    if chosen is None:
+        return
+    spec, delivery, catalogue = storyboard.defaults.upscaler, storyboard.defaults.delivery, load_catalogue()
+    try:
+        entry = catalogue.upscaler(*chosen)
+    except KeyError:
+        names = ", ".join(f"{u.provider}/{u.model}" for u in catalogue.upscalers)
+        raise ValueError(f"defaults.upscaler: '{spec}' is not an upscaler in the catalogue; use local"
+                         + (f" or one of: {names}" if names else "")) from None
+    try:
+        entry.target(delivery)
+    except KeyError as exc:
+        raise ValueError(f"defaults.upscaler: {exc.args[0]}; use local for {delivery}") from None
+    for index in range(len(storyboard.shots)):
+        seconds = storyboard.duration_of(index)
+        if entry.max_duration is not None and seconds > entry.max_duration:
+            raise ValueError(f"shots[{index}].duration: {spec} upscales clips of at most "
+                             f"{entry.max_duration:g} s, not {seconds:g} s; shorten the shot or set "
+                             "defaults.upscaler: local")
+
+
+def upscaling_provider(storyboard: Storyboard, providers: dict[str, VideoProvider]) -> SuperResolution | None:
+    """The loaded block that upscales for this storyboard, or None for local scaling."""
+    chosen = upscaler_of(storyboard)
+    if chosen is None:
+        return None
+    block = providers[chosen[0]]
+    if not isinstance(block, SuperResolution):
+        raise GenerationError(f"defaults.upscaler: the {chosen[0]} block cannot upscale; use local")
+    return block
+
+
+def needs_upscale(plan: ShotPlan, providers: dict[str, VideoProvider], delivery: str) -> bool:
+    """Whether any model the shot may use renders its takes below the delivery's short side."""
+    choices = plan.choices + ([plan.fallback] if plan.fallback else [])
+    sizes = [providers[c.provider].render_size(plan.request(0, None, c)) for c in choices]
+    return any(min(size) < RESOLUTIONS[delivery] for size in sizes)
+
+
+def estimate_upscale_credits(storyboard: Storyboard, plans: list[ShotPlan],
+                             providers: dict[str, VideoProvider]) -> float:
+    """Credits the provider upscaler would cost for every shot that needs it (0 when local)."""
+    upscaler = upscaling_provider(storyboard, providers)
+    if upscaler is None:
+        return 0.0
+    model, delivery = upscaler_of(storyboard)[1], storyboard.defaults.delivery
+    return round(sum(upscaler.estimate_upscale_credits(model, delivery, plan.duration)
+                     for plan in plans if needs_upscale(plan, providers, delivery)), 4)
+
+
+@task(name="upscale-take", task_run_name="upscale-{shot_id}", cache_key_fn=content_key("shot_id", "dest"),
+      persist_result=True, retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5,
+      retry_condition_fn=retry_unless_final)
+def upscale_take(provider: SuperResolution, request: UpscaleRequest, shot_id: str, dest: Path) -> GenerationResult:
+    """Upscale a chosen take into `dest` with a provider's model; the same take and settings
+    anywhere are served from the cache. It holds a slot of the provider's concurrency limit."""
+    with provider_slot(limit_name(provider)):
+        return provider.upscale(request, dest)
