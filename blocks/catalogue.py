@@ -133,6 +133,8 @@ class UpscalerEntry(Strict):
     checked: str = Field(description="Date the facts were checked (YYYY-MM-DD).")
     resolutions: dict[str, UpscaleTarget] = Field(description="Delivery resolution ('1080p') to its target.")
     max_input_mb: float = Field(gt=0, description="Largest input the API takes inline (as a data URI), in MB.")
+    max_upload_mb: float | None = Field(None, gt=0, description="Largest input the API takes through its upload "
+                                                                "endpoint, in MB; None when it has none.")
     max_duration: float | None = Field(None, gt=0, description="Longest clip it takes in seconds; None when "
                                                                "no limit is documented.")
 

@@ -8,7 +8,8 @@ Contract (runwayml SDK 5.24.0 and shared/reference/providers.md §1; ✅ SDK or 
   failureCode) | CANCELLED; `DELETE /v1/tasks/{id}` cancels. Every call sends
   `Authorization: Bearer key_...` and `X-Runway-Version: 2024-11-06`.
 - ✅ `ratio` is a pixel size ("1280:720"): it is the catalogue's size for the shot's aspect ratio
-  and resolution. `duration` is an int. `promptImage` is a data URI (inline, no upload step).
+  and resolution. `duration` is an int. `promptImage` is a data URI, or for a PNG/JPEG over the
+  data-URI limit a runway:// upload of the file as it is (blocks/runway_upload.py).
 - ✅ THROTTLED means over the key's concurrency: the task waits its turn, and that wait does not
   count against `generation_timeout`. 429 means the daily generation cap (rolling 24 h).
 - ✅ failureCode SAFETY.* and INPUT_PREPROCESSING.SAFETY.* are moderation (do not retry);
@@ -19,7 +20,8 @@ Contract (runwayml SDK 5.24.0 and shared/reference/providers.md §1; ✅ SDK or 
 - ✅ `POST /v1/video_upscale` {model: magnific_video_upscaler_creative, videoUri, resolution
   720p|1k|2k|4k, fpsBoost, creativity, flavor, sharpen, smartGrain} → {id, estimatedCost}, then
   polled like a generation (SDK types/video_upscale_create_params.py). Videos go inline as data
-  URIs of at most 16 MB (docs.dev.runwayml.com/assets/inputs); the price is unpublished (❓).
+  URIs of at most 16 MB (docs.dev.runwayml.com/assets/inputs), larger ones as uploads; the price
+  is unpublished (❓).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from blocks.catalogue import ModelEntry, UpscalerEntry, load_catalogue
 from blocks.media import file_digest
 from blocks.providers import GenerationRequest, GenerationResult
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
+from blocks.runway_upload import upload
 from blocks.upscaling import UpscaleRequest
 
 log = logging.getLogger("takeflow.providers")
@@ -125,12 +128,21 @@ class RunwayProvider(RemoteVideoProvider):
         if request.prompt.strip():
             body["promptText"] = request.prompt
         if request.reference_image is not None:
-            body["promptImage"] = data_uri(request.reference_image, MAX_IMAGE_BYTES)
+            body["promptImage"] = self._image_uri(request.reference_image)
         if entry.seed:  # ❓ the range is undocumented: folded into 32 bits, the usual seed size
             body["seed"] = request.seed % 2**32
         if entry.audio == "optional":  # sent either way: whether it is on changes the price
             body["audio"] = request.audio
         return body
+
+    def _image_uri(self, path: Path) -> str:
+        """A PNG or JPEG too large to go inline is uploaded as it is rather than re-encoded smaller;
+        other images go inline as JPEG."""
+        with path.open("rb") as handle:
+            png_or_jpeg = handle.read(4).startswith((b"\x89PNG", b"\xff\xd8\xff"))
+        if png_or_jpeg and path.stat().st_size > MAX_IMAGE_BYTES:
+            return upload(self, path)
+        return data_uri(path, MAX_IMAGE_BYTES)
 
     def _check(self, request: GenerationRequest, entry: ModelEntry, resolution: str) -> None:
         def refuse(message: str) -> None:
@@ -177,13 +189,17 @@ class RunwayProvider(RemoteVideoProvider):
                 f"{request.model} upscales clips of at most {entry.max_duration:g} s, not "
                 f"{request.duration:g} s; upscale it locally instead"))
         size = request.source.stat().st_size
-        # a data URI is its header plus the base64 of the bytes: 4 characters for every 3 bytes
-        inline = len(_video_uri_header(request.source)) + 4 * math.ceil(size / 3)
-        if inline > entry.max_input_mb * 2**20:
+        if _inline(request.source, entry):
+            return entry
+        if entry.max_upload_mb is None:
             raise ProviderError(self.name, "invalid_input", (
                 f"{request.source.name} is {size / 2**20:.1f} MB; {request.model} takes at most "
                 f"{entry.max_input_mb:g} MB as a data URI (about {entry.max_input_mb * 3 / 4:g} MB of video); "
                 "upscale it locally instead"))
+        if size > entry.max_upload_mb * 2**20:
+            raise ProviderError(self.name, "invalid_input", (
+                f"{request.source.name} is {size / 2**20:.1f} MB; {request.model} takes at most "
+                f"{entry.max_upload_mb:g} MB (as an upload); upscale it locally instead"))
         return entry
 
     def upscale(self, request: UpscaleRequest, dest: Path) -> GenerationResult:
@@ -194,7 +210,8 @@ class RunwayProvider(RemoteVideoProvider):
         key = json.dumps({**body, "source": file_digest(request.source), "duration": request.duration})
 
         def create() -> str:
-            uri = _video_uri_header(request.source) + base64.b64encode(request.source.read_bytes()).decode()
+            uri = (_video_uri_header(request.source) + base64.b64encode(request.source.read_bytes()).decode()
+                   if _inline(request.source, entry) else upload(self, request.source))
             return self._create("/v1/video_upscale", {**body, "videoUri": uri})
 
         state = self.run_task(key, create, dest)
@@ -267,6 +284,11 @@ class RunwayProvider(RemoteVideoProvider):
         text = " ".join(str(text or response.reason_phrase or "no message").split())[:300]
         secret = self.api_key.get_secret_value() if self.api_key else ""
         return text.replace(secret, "***") if secret else text
+
+
+def _inline(path: Path, entry: UpscalerEntry) -> bool:
+    """Whether the clip fits the upscaler's data-URI limit: header plus 4 base64 characters per 3 bytes."""
+    return len(_video_uri_header(path)) + 4 * math.ceil(path.stat().st_size / 3) <= entry.max_input_mb * 2**20
 
 
 def _video_uri_header(path: Path) -> str:

@@ -51,7 +51,7 @@ from blocks.providers import frame_size
 FaultKind = Literal["rate_limit", "server", "drop", "reject", "fail", "corrupt", "truncate", "slow", "expire"]
 Failure = Literal["moderation", "moderation_output", "invalid_input", "internal", "insufficient_credits",
                   "bad_output"]
-Endpoint = Literal["create", "poll", "download", "any"]
+Endpoint = Literal["create", "poll", "download", "upload", "storage", "any"]
 RANDOM_FAULTS: tuple[FaultKind, ...] = ("rate_limit", "rate_limit", "server", "drop")
 
 
@@ -136,6 +136,7 @@ class ProviderSimulator:
 
     name = "provider"
     routes: list[tuple[str, re.Pattern, str, str]] = []
+    keyless_endpoints: tuple[str, ...] = ("download",)  # signed URLs: no API key expected
 
     def __init__(self, *, latency: float = 2.0, queue_latency: float = 0.0, concurrency: int | None = None,
                  fault_rate: float = 0.0, seed: int = 0, url_ttl: float = 3600.0, render_height: int = 144,
@@ -345,7 +346,7 @@ class ProviderSimulator:
                 return self.error(404, "not_found", f"no route {request.method} {request.path}")
         with self.lock:
             self.requests.append((request.method, request.path, request.endpoint))
-        if request.endpoint != "download" and not self.authorised(request):
+        if request.endpoint not in self.keyless_endpoints and not self.authorised(request):
             return self.auth_error(request)
         fault = self._take_fault(request.endpoint, kinds=None if request.endpoint != "create" else
                                  ("rate_limit", "server", "drop", "reject"))

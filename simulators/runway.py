@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -31,6 +31,7 @@ import numpy as np
 from blocks.catalogue import load_catalogue
 from simulators.base import Fault, ProviderSimulator, Request, Response, SimTask, collect_routes, route
 from simulators.runway_upscale import VideoUpscaleRoutes
+from simulators.runway_uploads import UploadRoutes
 
 VERSION = "2024-11-06"
 STATUS = {"queued": "PENDING", "throttled": "THROTTLED", "running": "RUNNING", "succeeded": "SUCCEEDED",
@@ -108,12 +109,14 @@ class Invalid(Exception):
 
 
 @collect_routes
-class RunwaySimulator(VideoUpscaleRoutes, ProviderSimulator):
-    """Runway's task API on loopback, video upscale included (simulators/runway_upscale.py).
+class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, ProviderSimulator):
+    """Runway's task API on loopback, with ephemeral uploads (simulators/runway_uploads.py) and
+    video upscale (simulators/runway_upscale.py).
     `model_latency` gives some models their own run time; `extra_keys` are further accepted API
     keys, each with its own concurrency budget."""
 
     name = "runway"
+    keyless_endpoints = ("download", "storage")
 
     def __init__(self, *, model_latency: dict[str, float] | None = None, extra_keys: tuple[str, ...] = (),
                  **kwargs: Any):
@@ -241,7 +244,7 @@ class RunwaySimulator(VideoUpscaleRoutes, ProviderSimulator):
             raise Invalid("seed: expected an integer from 0 to 4294967295.")
         if not isinstance(body.get("audio", False), bool):
             raise Invalid("audio: expected a boolean.")
-        image = _image(body.get("promptImage")) if endpoint == "i2v" else None
+        image = _image(body.get("promptImage"), self.resolve_upload) if endpoint == "i2v" else None
         ratio = body.get("ratio")
         if ratio is None and endpoint in spec.ratio_on:
             raise Invalid("ratio: Required.")
@@ -321,24 +324,30 @@ def _header(request: Request, name: str) -> str:
     return next((value for key, value in request.headers.items() if key.lower() == name.lower()), "")
 
 
-def _image(value: Any) -> bytes | None:
-    """The bytes of a promptImage (a string or [{uri, position}]); None for URLs (not fetched)."""
+def _image(value: Any, resolve: Callable[[str, str], bytes]) -> bytes | None:
+    """The bytes of a promptImage (a string or [{uri, position}]): a data URI, or a runway://
+    upload resolved with `resolve`; None for HTTPS URLs (not fetched)."""
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         value = next((v.get("uri") for v in value if v.get("position", "first") == "first"), None)
     if not isinstance(value, str) or not value:
         raise Invalid("promptImage: Required: an HTTPS URL, a runway:// upload URI or a data URI.")
-    if value.startswith("runway://") or value.startswith("https://") and not value.split("/")[2].replace(
-            ".", "").replace(":", "").isdigit():
+    if value.startswith("https://") and not value.split("/")[2].replace(".", "").replace(":", "").isdigit():
         return None
-    head, _, data = value.partition(",")
-    if not (head.startswith("data:image/") and head.endswith(";base64")):
-        raise Invalid("promptImage: use an HTTPS URL on a domain, a runway:// URI or a base64 data URI.")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise Invalid("promptImage: the data URI is not valid base64.") from None
-    if len(raw) > MAX_IMAGE_BYTES:
-        raise Invalid("promptImage: data URIs may be at most 5MB; use an upload instead.")
+    if value.startswith("runway://"):
+        try:
+            raw = resolve("promptImage", value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+    else:
+        head, _, data = value.partition(",")
+        if not (head.startswith("data:image/") and head.endswith(";base64")):
+            raise Invalid("promptImage: use an HTTPS URL on a domain, a runway:// URI or a base64 data URI.")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise Invalid("promptImage: the data URI is not valid base64.") from None
+        if len(raw) > MAX_IMAGE_BYTES:
+            raise Invalid("promptImage: data URIs may be at most 5MB; use an upload instead.")
     if cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) is None:
         raise Invalid("promptImage: the image could not be decoded.")
     return raw

@@ -6,8 +6,9 @@
   are checked as the SDK's params type states them (ints 0-100, flavor vivid|natural, resolution
   720p|1k|2k|4k, default 2k); unknown fields are refused.
 - videoUri: a `data:video/...;base64,` URI of at most 16 MB (docs.dev.runwayml.com/assets/inputs)
-  holding a decodable video. The real API also fetches HTTPS URLs and runway:// uploads; the
-  simulator fetches nothing, so it answers those with a 400 that says so.
+  or a runway:// upload (simulators/runway_uploads.py), holding a decodable video. The real API
+  also fetches HTTPS URLs; the simulator fetches nothing, so it answers those with a 400 that
+  says so.
 - The output is the input itself scaled up with ffmpeg until its short side is the target
   (1k = 1080 px, 2k = 1440, 4k = 2160: ❓ Runway does not say), aspect kept, sound copied,
   so callers get real media at the larger size. The charge is the catalogue's price per second.
@@ -19,7 +20,7 @@ import base64
 import binascii
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ffmpeg
 
@@ -50,7 +51,7 @@ class VideoUpscaleRoutes:
         except ValueError:
             return Response(400, {"error": "Invalid JSON body."})
         try:
-            resolution, video = _checked(body)
+            resolution, video = _checked(body, self.resolve_upload)
             source = self.media / f"upscale-in-{uuid.uuid4().hex[:12]}.mp4"
             source.write_bytes(video)
             try:
@@ -65,8 +66,9 @@ class VideoUpscaleRoutes:
         return self.accepted(request, task, _price(resolution, info.duration))
 
 
-def _checked(body: Any) -> tuple[str, bytes]:
-    """(resolution, video bytes) of a valid body; raises Refused otherwise."""
+def _checked(body: Any, resolve: Callable[[str, str], bytes]) -> tuple[str, bytes]:
+    """(resolution, video bytes) of a valid body, a runway:// upload resolved with `resolve`;
+    raises Refused otherwise."""
     if not isinstance(body, dict):
         raise Refused("The request body must be a JSON object.")
     if body.get("model") != MODEL:
@@ -88,8 +90,13 @@ def _checked(body: Any) -> tuple[str, bytes]:
     uri = body.get("videoUri")
     if not isinstance(uri, str) or not uri:
         raise Refused("videoUri: Required: an HTTPS URL, a runway:// upload URI or a data URI.")
-    if uri.startswith(("https://", "runway://")):
-        raise Refused("videoUri: this simulator fetches nothing; send the video as a data URI.")
+    if uri.startswith("runway://"):
+        try:
+            return resolution, resolve("videoUri", uri)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+    if uri.startswith("https://"):
+        raise Refused("videoUri: this simulator fetches nothing; send the video as a data URI or upload.")
     head, _, data = uri.partition(",")
     if not (head.startswith("data:video/") and head.endswith(";base64")):
         raise Refused("videoUri: use an HTTPS URL on a domain, a runway:// URI or a base64 data URI.")

@@ -98,7 +98,7 @@ def test_a_failed_upscale_task_is_classified_and_forgotten(sim, runway, clip, tm
     assert not (tmp_path / "up.mp4.task.json").exists()  # a retry starts afresh
 
 
-def test_a_video_too_large_to_send_inline_is_refused_before_anything_is_sent(sim, runway, tmp_path):
+def test_a_video_too_large_to_send_inline_goes_as_an_upload(sim, runway, tmp_path):
     """Noise does not compress: 48 frames of it at 640x360, lossless, is over 12 MB (16 MB inline)."""
     big = tmp_path / "big.mp4"
     noise = np.random.default_rng(5).integers(0, 256, (48, 360, 640, 3), dtype=np.uint8)
@@ -106,18 +106,29 @@ def test_a_video_too_large_to_send_inline_is_refused_before_anything_is_sent(sim
         for frame in noise:
             writer.write(frame)
     assert big.stat().st_size > 12 * 2**20
-    requests = len(sim.requests)
-    with pytest.raises(ProviderError) as caught:
-        runway.upscale(request_for(big, duration=2.0), tmp_path / "up.mp4")
-    assert caught.value.kind == "invalid_input" and not caught.value.transient
-    assert "big.mp4 is" in str(caught.value) and "16 MB as a data URI" in str(caught.value)
-    assert "upscale it locally instead" in str(caught.value)
-    assert len(sim.requests) == requests and not (tmp_path / "up.mp4.task.json").exists()
-    # and the simulator refuses what the adapter would not send, as the API does
+    uploads, stored = sim.count("upload"), sim.count("storage")
+    result = runway.upscale(request_for(big, resolution="720p", duration=2.0), tmp_path / "up.mp4")
+    assert (probe(result.path).width, probe(result.path).height) == (1280, 720)
+    assert sim.count("upload") == uploads + 1 and sim.count("storage") == stored + 1
+    assert big.read_bytes() in (data for data, _ in sim.uploads.values())  # the file as it is
+    # and the simulator refuses inline what the adapter does not send inline, as the API does
     uri = "data:video/mp4;base64," + base64.b64encode(big.read_bytes()).decode()
     answer = httpx.post(f"{sim.url}/v1/video_upscale", json={"model": MODEL, "videoUri": uri},
                         headers=headers(sim))
     assert answer.status_code == 400 and "at most 16MB" in answer.json()["error"]
+
+
+def test_a_video_over_the_upload_limit_is_refused_before_anything_is_sent(sim, runway, tmp_path):
+    huge = tmp_path / "huge.mp4"
+    with huge.open("wb") as handle:  # sparse: the size is checked before a byte is read
+        handle.truncate(201 * 2**20)
+    requests = len(sim.requests)
+    with pytest.raises(ProviderError) as caught:
+        runway.upscale(request_for(huge, duration=2.0), tmp_path / "up.mp4")
+    assert caught.value.kind == "invalid_input" and not caught.value.transient
+    assert "huge.mp4 is 201.0 MB" in str(caught.value) and "at most 200 MB (as an upload)" in str(caught.value)
+    assert "upscale it locally instead" in str(caught.value)
+    assert len(sim.requests) == requests and not (tmp_path / "up.mp4.task.json").exists()
 
 
 @pytest.mark.parametrize("change, words", [

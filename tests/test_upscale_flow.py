@@ -82,6 +82,7 @@ def test_a_take_too_large_for_the_upscaler_is_refused_before_the_upscale_is_paid
     """A catalogue of the team's own (TAKEFLOW_CATALOGUE) with a tighter input limit."""
     catalogue = yaml.safe_load(DEFAULT_PATH.read_text())
     catalogue["upscalers"][0]["max_input_mb"] = 0.001  # 1 KB: any real take is larger
+    catalogue["upscalers"][0]["max_upload_mb"] = 0.001
     own = tmp_path / "catalogue.yaml"
     own.write_text(yaml.safe_dump(catalogue))
     monkeypatch.setenv("TAKEFLOW_CATALOGUE", str(own))
