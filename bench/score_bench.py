@@ -7,8 +7,9 @@ decoded with `iter_frames` at full size and at the analysis size, and measured b
 with a full Expectation (camera, brush region, reference, motion amount); the three are timed in
 five interleaved rounds and the medians reported (on a shared machine the ratio is what counts).
 Peak memory is measured for 5, 10 and 20 s takes, each in a fresh Python process: the
-tracemalloc peak of Python allocations (numpy arrays included) and how far the process's peak
-RSS (OpenCV's and ffmpeg's own buffers included) rises during `measure_take`.
+tracemalloc peak of Python allocations (numpy arrays included), how far the process's peak
+RSS (OpenCV's own buffers included) rises during `measure_take`, and the peak RSS of the largest
+child process it ran (the ffmpeg that decodes the take).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ RUNS = 5
 # Writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0),
 # so imports and the interpreter's start-up do not hide what measure_take itself adds.
 _MEMORY_PROBE = """
-import json, sys, tracemalloc
+import json, resource, sys, tracemalloc
 from tasks.metrics import Expectation, measure_take
 
 def kib(field):
@@ -56,7 +57,8 @@ result = measure_take(sys.argv[1], expected)
 peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
 print(json.dumps({"fails": result.hard_fails, "tracemalloc_peak": peak,
-                  "rss_growth_kib": kib("VmHWM:") - before}))
+                  "rss_growth_kib": kib("VmHWM:") - before,
+                  "child_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """
 
 
@@ -118,8 +120,8 @@ def bench_speed(take: Path, expected: Expectation) -> None:
 
 def bench_memory(folder: Path, reference: Path) -> None:
     print("### Peak memory of measure_take (fresh process per take)\n")
-    print("| take | frames | tracemalloc peak (Python + numpy) | peak RSS growth |")
-    print("|---|---|---|---|")
+    print("| take | frames | tracemalloc peak (Python + numpy) | peak RSS growth | decoder process peak RSS |")
+    print("|---|---|---|---|---|")
     for seconds in (5, 10, 20):
         take = render_take(folder / f"take-{seconds}s.mp4", seconds, reference)
         expected = expectation(seconds, reference)
@@ -128,7 +130,7 @@ def bench_memory(folder: Path, reference: Path) -> None:
         peak = json.loads(done.stdout.strip().splitlines()[-1])
         assert not peak["fails"], peak
         print(f"| {seconds} s | {seconds * FPS} | {peak['tracemalloc_peak'] / 2**20:.1f} MiB | "
-              f"{peak['rss_growth_kib'] / 1024:.1f} MiB |")
+              f"{peak['rss_growth_kib'] / 1024:.1f} MiB | {peak['child_rss_kib'] / 1024:.1f} MiB |")
 
 
 def main() -> None:

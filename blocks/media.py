@@ -7,11 +7,13 @@ container with OpenCV (exact frame count and size) and `ffmpeg -i` (codec, pixel
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,26 +90,82 @@ def audio_duration(path: str | Path) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def iter_frames(path: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
-    """Yield the frames of a video as BGR uint8 arrays, one at a time (never the whole clip).
+def _shrunk(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) with the longer side at most `max_side`, the aspect kept."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(2, round(width * scale)), max(2, round(height * scale))
+
+
+def iter_frames(path: str | Path, max_side: int | None = None, gray: bool = False) -> Iterator[np.ndarray]:
+    """The frames of a video as BGR uint8 arrays, one at a time (never the whole clip).
 
     With `max_side`, frames are shrunk (area interpolation) so their longer side is at most that.
+    With `gray`, they are grey (luma) arrays, decoded, shrunk and greyed by an ffmpeg process on
+    another core (far cheaper than a full-size colour decode shrunk and greyed here), which starts
+    at once, so that it decodes while the caller gets ready.
     """
+    if not gray:
+        return _bgr_frames(path, max_side)
+    frames = _gray_frames(Path(path), max_side)
+    next(frames)  # runs up to ffmpeg's start
+    return frames
+
+
+def _capture(path: str | Path) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise MediaError(f"{Path(path).name}: not a readable video")
+    return cap
+
+
+def _bgr_frames(path: str | Path, max_side: int | None) -> Iterator[np.ndarray]:
+    cap = _capture(path)
     try:
         while True:
             ok, frame = cap.read()
             if not ok:
                 return
             if max_side and max(frame.shape[:2]) > max_side:
-                scale = max_side / max(frame.shape[:2])
-                size = (max(2, round(frame.shape[1] * scale)), max(2, round(frame.shape[0] * scale)))
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+                frame = cv2.resize(frame, _shrunk(frame.shape[1], frame.shape[0], max_side),
+                                   interpolation=cv2.INTER_AREA)
             yield frame
     finally:
         cap.release()
+
+
+def _gray_frames(path: Path, max_side: int | None) -> Iterator[np.ndarray | None]:
+    """None once ffmpeg has started, then the grey frames. Like OpenCV, ffmpeg stops at the first
+    frame it cannot decode; MediaError when it fails before giving any frame."""
+    cap = _capture(path)
+    width, height = _shrunk(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                            max_side)
+    cap.release()
+    # One decoding and one filter thread: the caller measures on the other core meanwhile.
+    # passthrough: every decoded frame once, none duplicated or dropped.
+    command = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-threads", "1", "-filter_threads",
+               "1", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
+               "-vf", f"scale={width}:{height}:flags=area,format=gray", "-f", "rawvideo", "pipe:"]
+    given = 0
+    # stderr goes to a file: a broken stream can log more than a pipe holds, blocking ffmpeg.
+    with tempfile.TemporaryFile() as log:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as proc:
+            with contextlib.suppress(OSError):  # a 1 MiB pipe lets ffmpeg decode a few frames ahead
+                fcntl.fcntl(proc.stdout, fcntl.F_SETPIPE_SZ, 1 << 20)
+            try:
+                yield None
+                # A new array per frame: callers keep earlier frames.
+                while proc.stdout.readinto(frame := np.empty((height, width), np.uint8)) == frame.nbytes:
+                    given += 1
+                    yield frame
+            except BaseException:  # the caller stopped early (GeneratorExit), or reading failed
+                proc.kill()
+                raise
+        if proc.returncode and not given:
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-2:]
+            raise MediaError(f"{path.name}: ffmpeg failed: {' | '.join(tail)}")
 
 
 @contextlib.contextmanager

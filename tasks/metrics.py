@@ -1,9 +1,10 @@
 """Technical QC and weight-free quality metrics of one take, measured in a single decode pass.
 
-Every frame is decoded once (at the detail size) and handed, as a shared `Frame`, to each
-`FrameMetric` in turn; optical flow is computed at most once per sampled pair of frames and shared
-too. A new metric is one more class in `frame_metrics()`, never a second decode. Metrics report
-raw values (higher is better, or purely informative) and may raise hard QC fails.
+Every frame is decoded once, grey at the detail size, by an ffmpeg process that works on another
+core while the metrics run, and handed as a shared `Frame` to each `FrameMetric` in turn; optical
+flow is computed at most once per sampled pair of frames and shared too. A new metric is one more
+class in `frame_metrics()`, never a second decode. Metrics report raw values (higher is better, or
+purely informative) and may raise hard QC fails.
 
 - tasks/metrics_temporal.py: the shared frame stream and flow; flicker, smoothness, brightness
 - tasks/metrics_image.py: sharpness, noise, exposure, consistency; the picture QC gates
@@ -14,12 +15,12 @@ Formulas and thresholds follow /work/shared/reference/scoring.md §1.1, §4 and 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import subprocess
 from pathlib import Path
-from queue import Full, Queue
-from threading import Event, Thread
+from threading import Lock
 from typing import Iterator, Protocol
 
 import cv2
@@ -71,8 +72,6 @@ METRICS: dict[str, str] = {
 }
 
 DETAIL_MAX_SIDE = 640  # frames are decoded at most this long; image quality is measured here
-PREFETCH_FRAMES = 4  # decoded frames waiting for the metrics at most (bounded memory)
-_END = object()  # marks the end of the decoded frames
 FPS_TOLERANCE = 0.01  # 23.976 and 24 must differ; probe() rounds to 3 decimals
 # Inputs refused before decoding: nothing a video model returns is this big, and decoding it
 # would take minutes or exhaust memory.
@@ -184,59 +183,46 @@ def _refusal(info: VideoInfo) -> str | None:
 
 def analysis_side(width: int, height: int) -> int:
     """Longest side to decode at: at most DETAIL_MAX_SIDE, by a whole factor where the size
-    allows, because OpenCV's area shrink is several times faster at whole factors."""
+    allows, because an area shrink is a plain box average, and cheapest, at whole factors."""
     longest = max(width, height)
     return math.ceil(longest / math.ceil(longest / DETAIL_MAX_SIDE))
 
 
-def _read_ahead(frames: Iterator[np.ndarray], depth: int = PREFETCH_FRAMES) -> Iterator[np.ndarray]:
-    """The same frames, decoded on a helper thread up to `depth` frames ahead, so that decoding
-    (which releases the GIL) overlaps with measuring. The helper's exceptions reach the caller;
-    when the caller stops early the helper stops too and closes `frames`, releasing the decoder."""
-    ready: Queue = Queue(maxsize=depth)
-    stop = Event()
+# On frames this small OpenCV's worker threads make the metrics no faster (measured) but burn
+# about half again as much CPU, on the core the decoding ffmpeg needs, so scoring keeps OpenCV on
+# one thread (same numbers). The setting is process-wide: the first of concurrent scorings sets
+# it, the last restores it.
+_ONE_THREAD = Lock()
+_scoring, _threads_before = 0, 0
 
-    def offer(item: object) -> bool:
-        """Hand an item over; False once the caller has stopped listening."""
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.05)
-                return True
-            except Full:
-                continue
-        return False
 
-    def decode() -> None:
-        try:
-            if all(offer(frame) for frame in frames):
-                offer(_END)
-        except BaseException as exc:  # re-raised by the caller
-            offer(exc)
-        finally:
-            frames.close()
-
-    helper = Thread(target=decode, name="take-decoder", daemon=True)
-    helper.start()
+@contextlib.contextmanager
+def _opencv_on_one_thread() -> Iterator[None]:
+    global _scoring, _threads_before
+    with _ONE_THREAD:
+        if not _scoring:
+            _threads_before = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _scoring += 1
     try:
-        while (item := ready.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield
     finally:
-        stop.set()
-        helper.join()
+        with _ONE_THREAD:
+            _scoring -= 1
+            if not _scoring:
+                cv2.setNumThreads(_threads_before)
 
 
-def _decode_into(path: Path, info: VideoInfo, metrics: list[FrameMetric]) -> int:
-    """Decode the take once, feeding every frame to every metric; return the frame count."""
-    stream = FrameStream(info.fps)
+def _decode_into(frames: Iterator[np.ndarray], fps: float, metrics: list[FrameMetric]) -> int:
+    """Feed every decoded (grey) frame to every metric; return the frame count."""
+    stream = FrameStream(fps)
     count = 0
-    decoded = iter_frames(path, max_side=analysis_side(info.width, info.height))
-    for index, bgr in enumerate(_read_ahead(decoded)):
-        frame = stream.frame(index, bgr)
-        for metric in metrics:
-            metric.update(frame)
-        count += 1
+    with _opencv_on_one_thread():
+        for index, detail_gray in enumerate(frames):
+            frame = stream.frame(index, detail_gray)
+            for metric in metrics:
+                metric.update(frame)
+            count += 1
     return count
 
 
@@ -276,8 +262,12 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
         info = probe(path)
         if refusal := _refusal(info):
             return _rejected(refusal)
-        metrics = frame_metrics(expected, info.fps, info.frames)
-        decoded = _decode_into(path, info, metrics)
+        # The decoder starts first and gets its first frames ready while the metrics are set up;
+        # closing() stops it should anything fail before it is done.
+        with contextlib.closing(iter_frames(path, max_side=analysis_side(info.width, info.height),
+                                            gray=True)) as frames:
+            metrics = frame_metrics(expected, info.fps, info.frames)
+            decoded = _decode_into(frames, info.fps, metrics)
     except _UNREADABLE as exc:
         return _unreadable(path, exc)
 
