@@ -150,14 +150,13 @@ class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, ProviderSimulator):
     @route("POST", r"/v1/(text|image)_to_video", "create")
     def create(self, request: Request, source: str) -> Response:
         endpoint = "t2v" if source == "text" else "i2v"
-        refused = self._version(request)
+        body, refused = self.json_body(request)
         if refused:
             return refused
         try:
-            body = request.json()
             model, ratio, duration, image = self.validate(body, endpoint)
-        except (ValueError, Invalid) as exc:
-            return Response(400, {"error": str(exc) if isinstance(exc, Invalid) else "Invalid JSON body."})
+        except Invalid as exc:
+            return Response(400, {"error": str(exc)})
         width, height = (int(x) for x in ratio.split(":"))
         task = self.new_task(model, body, size=(width, height), duration=duration, fps=24,
                              prompt=body.get("promptText") or "", seed=body.get("seed", 0), image=image)
@@ -205,6 +204,16 @@ class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, ProviderSimulator):
             return None
         what = "is required" if not version else f"'{version}' is not a supported version"
         return Response(400, {"error": f"The X-Runway-Version header {what}. Use {VERSION}."})
+
+    def json_body(self, request: Request) -> tuple[Any, Response | None]:
+        """The JSON body of a versioned API call, or the 400 the API answers instead."""
+        refused = self._version(request)
+        if refused:
+            return None, refused
+        try:
+            return request.json(), None
+        except ValueError:
+            return None, Response(400, {"error": "Invalid JSON body."})
 
     def _task(self, request: Request, task_id: str) -> tuple[SimTask | None, Response | None]:
         refused = self._version(request)

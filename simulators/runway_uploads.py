@@ -49,13 +49,9 @@ class UploadRoutes:
 
     @route("POST", r"/v1/uploads", "upload")
     def create_upload(self, request: Request) -> Response:
-        refused = self._version(request)
+        body, refused = self.json_body(request)
         if refused:
             return refused
-        try:
-            body = request.json()
-        except ValueError:
-            return Response(400, {"error": "Invalid JSON body."})
         if not isinstance(body, dict):
             return Response(400, {"error": "The request body must be a JSON object."})
         unknown = set(body) - FIELDS

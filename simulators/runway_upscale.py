@@ -43,13 +43,9 @@ class VideoUpscaleRoutes:
 
     @route("POST", r"/v1/video_upscale", "create")
     def video_upscale(self, request: Request) -> Response:
-        refused = self._version(request)
+        body, refused = self.json_body(request)
         if refused:
             return refused
-        try:
-            body = request.json()
-        except ValueError:
-            return Response(400, {"error": "Invalid JSON body."})
         try:
             resolution, video = _checked(body, self.resolve_upload)
             source = self.media / f"upscale-in-{uuid.uuid4().hex[:12]}.mp4"
