@@ -48,7 +48,7 @@ class _Pool:
 
     api_url: str
     name: str
-    credentials: dict
+    credentials: dict = field(repr=False)  # the Prefect API key, if any: never printed
     cond: threading.Condition = field(default_factory=threading.Condition)
     idle: list[UUID] = field(default_factory=list)        # most recently freed last
     freed_at: dict[UUID, float] = field(default_factory=dict)
@@ -149,12 +149,16 @@ def _request_slot(client: SyncPrefectClient, name: str) -> httpx.Response:
     """
     body = {"names": [name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_SECONDS}
     http = client._client
+    response = None
     for attempt in range(QUICK_TRIES):
-        response = httpx.Client.send(http, http.build_request("POST", _INCREMENT, json=body))
+        try:
+            response = httpx.Client.send(http, http.build_request("POST", _INCREMENT, json=body))
+        except httpx.TransportError:
+            break  # Prefect's client knows which of these to retry
         if response.status_code != 503:
             break
         time.sleep(random.uniform(0.02, 0.06) * (attempt + 1))
-    if response.status_code in (200, 423):
+    if response is not None and response.status_code in (200, 423):
         response.raise_for_status()
         return response
     return client.request("POST", _INCREMENT, json=body)  # e.g. a server with CSRF protection
