@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def takeflow_home(tmp_path_factory):
+    """Shared takeflow state (ledger, journal, paid outputs) in a folder of this test session,
+    never the user's ~/.takeflow. Tests that need a state of their own set TAKEFLOW_HOME again."""
+    home = tmp_path_factory.mktemp("takeflow-home")
+    os.environ["TAKEFLOW_HOME"] = str(home)
+    os.environ.pop("TAKEFLOW_STATE_URL", None)
+    yield home
 
 
 @pytest.fixture(scope="session")
