@@ -48,7 +48,7 @@ metadata = sa.MetaData()
 budgets_table = sa.Table(
     "ledger_budgets", metadata,
     sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("limit_units", sa.BigInteger, nullable=False),
+    sa.Column("limit_units", sa.BigInteger, nullable=True),  # NULL: no cap, spend is only recorded
     sa.Column("period", sa.String(16), nullable=True),
     sa.Column("description", sa.Text, nullable=False, default=""),
     sa.Column("updated_at", sa.Float, nullable=False),
@@ -103,7 +103,7 @@ class OverBudget(Exception):
 @dataclass(frozen=True)
 class BudgetStatus:
     name: str
-    limit: float
+    limit: float | None
     period: str | None
     period_key: str
     spent: float
@@ -112,8 +112,8 @@ class BudgetStatus:
     updated_at: float
 
     @property
-    def left(self) -> float:
-        return round(self.limit - self.spent - self.reserved, 4)
+    def left(self) -> float | None:
+        return None if self.limit is None else round(self.limit - self.spent - self.reserved, 4)
 
 
 @dataclass(frozen=True)
@@ -230,10 +230,10 @@ class Ledger:
 
     # ---- budgets ----------------------------------------------------------------------------
 
-    def create_budget(self, name: str, limit: float, period: str | None = None, description: str = "",
+    def create_budget(self, name: str, limit: float | None, period: str | None = None, description: str = "",
                       exist_ok: bool = False) -> BudgetStatus:
         check_name(name)
-        units, period = to_units(limit, "limit"), _check_period(period)
+        units, period = _limit_units(limit), _check_period(period)
         with self.engine.begin() as db:
             row = db.execute(sa.select(budgets_table.c.name).where(budgets_table.c.name == name)).first()
             if row is not None and not exist_ok:
@@ -243,11 +243,11 @@ class Ledger:
                                                          description=description, updated_at=time.time()))
         return self.status(name)
 
-    def set_budget(self, name: str, limit: float | None = None, period: str | None | Literal["keep"] = "keep",
-                   description: str | None = None) -> BudgetStatus:
+    def set_budget(self, name: str, limit: float | None | Literal["keep"] = "keep",
+                   period: str | None | Literal["keep"] = "keep", description: str | None = None) -> BudgetStatus:
         values: dict = {"updated_at": time.time()}
-        if limit is not None:
-            values["limit_units"] = to_units(limit, "limit")
+        if limit != "keep":
+            values["limit_units"] = _limit_units(limit)
         if period != "keep":
             values["period"] = _check_period(period)
         if description is not None:
@@ -258,13 +258,13 @@ class Ledger:
                 raise self._unknown(db, name)
         return self.status(name)
 
-    def ensure_budget(self, name: str, limit: float, period: str | None = None) -> BudgetStatus:
+    def ensure_budget(self, name: str, limit: float | None, period: str | None = None) -> BudgetStatus:
         """Create the budget, or set its limit and period when they changed."""
         try:
             current = self.status(name)
         except BudgetError:
             return self.create_budget(name, limit, period, exist_ok=True)
-        if to_units(limit, "limit") != to_units(current.limit) or current.period != period:
+        if _limit_units(limit) != _limit_units(current.limit) or current.period != period:
             return self.set_budget(name, limit, period)
         return current
 
@@ -277,7 +277,8 @@ class Ledger:
             key = period_key(row.period, now)
             totals = db.execute(sa.select(totals_table).where(
                 totals_table.c.budget == name, totals_table.c.period == key)).first()
-        return BudgetStatus(name, _credits(row.limit_units), row.period, key,
+        limit = None if row.limit_units is None else _credits(row.limit_units)
+        return BudgetStatus(name, limit, row.period, key,
                             _credits(totals.spent_units if totals else 0),
                             _credits(totals.reserved_units if totals else 0), row.description, row.updated_at)
 
@@ -308,7 +309,8 @@ class Ledger:
             orphan = self._orphan(db, budget, key, now)
             totals = self._totals(db, budget, period)
             held = orphan.units if orphan is not None and orphan.period == period else 0
-            if totals.spent_units + totals.reserved_units - held + units > row.limit_units:
+            if row.limit_units is not None and \
+                    totals.spent_units + totals.reserved_units - held + units > row.limit_units:
                 left = row.limit_units - totals.spent_units - totals.reserved_units
                 raise OverBudget(budget, credits, _credits(max(0, left)), label)
             if orphan is not None:  # taken over: its old hold is replaced by this one
@@ -394,8 +396,9 @@ class Ledger:
             entries_table.c.budget == budget, entries_table.c.key == key,
             entries_table.c.status.in_(("reserved", "expired"))).order_by(entries_table.c.created_at)).all()
         for row in rows:
-            if row.status == "expired" or row.expires_at < now or (
-                    row.owner != self.owner and not _owner_alive(row.owner)):
+            mine = row.owner == self.owner
+            if row.status == "expired" or row.expires_at < now or (mine and row.id not in self._held) or (
+                    not mine and not _owner_alive(row.owner)):
                 if row.status == "expired":  # back to reserved: its charge is redone on settle
                     db.execute(entries_table.update().where(entries_table.c.id == row.id)
                                .values(status="reserved", settled_at=None))
@@ -412,6 +415,11 @@ class Ledger:
                 self._renewer = threading.Thread(target=_renew, args=(weakref.ref(self),),
                                                  name="ledger-lease", daemon=True)
                 self._renewer.start()
+
+    def abandon(self, entry_id: str) -> None:
+        """Stop holding a reservation without settling it: the next reservation of the same work
+        (a retry, a rerun) takes it over; if none comes, its lease lapses and it expires."""
+        self._drop(entry_id)
 
     def _drop(self, entry_id: str) -> None:
         with self._lock:
@@ -488,6 +496,10 @@ class Ledger:
         known = f"; budgets: {', '.join(names)}" if names else ""
         return BudgetError(f"unknown budget '{name}'; create it with takeflow budget create {name} "
                            f"--limit CREDITS{known}")
+
+
+def _limit_units(limit: float | None) -> int | None:
+    return None if limit is None else to_units(limit, "limit")
 
 
 def _check_period(period: str | None) -> str | None:

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from blocks.providers import GenerationError
 from blocks.registry import load_provider
-from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, providers_used, takes_for
-from tasks.prompts import expand_prompt
+from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
 from tasks.storyboard import Storyboard, StoryboardError, load_storyboard
 from tasks.srt import read_srt
-from tasks.super_resolution import estimate_upscale_credits, upscaler_of
+from tasks.super_resolution import upscaler_of
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--out", default="out", help="output folder (default: out)")
     produce.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
     produce.add_argument("--budget", type=_credits, help="credit budget, overriding the storyboard")
+    produce.add_argument("--budget-name", metavar="NAME", help="named ledger budget to draw on (takeflow budget)")
+    produce.add_argument("--policy", choices=("stop", "pause", "fit"), help="when the estimate is over what the "
+                         "budget has left: stop, pause for a decision in the UI, or fit the plan")
     produce.add_argument("--storage", metavar="BLOCK", help="saved storage block that receives the "
                          "deliverables and reads s3:// inputs, e.g. takeflow-s3-storage/media")
     produce.add_argument("-v", "--verbose", action="store_true", help="show Prefect's run logs")
@@ -38,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI")
     validate.add_argument("--storage", metavar="BLOCK", help="saved storage block that reads an s3:// storyboard")
     validate.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
+    estimate = commands.add_parser("estimate", help="print what a storyboard will cost, shot by shot and take "
+                                   "by take, against its budget; spends nothing")
+    estimate.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI")
+    estimate.add_argument("--storage", metavar="BLOCK", help="saved storage block that reads an s3:// storyboard")
+    estimate.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
+    estimate.add_argument("--budget", type=_credits, help="credit budget, overriding the storyboard")
+    estimate.add_argument("--budget-name", metavar="NAME", help="named ledger budget to check against")
+    from flows.budget_cli import add_budget_commands
+    add_budget_commands(commands)
     models = commands.add_parser("models", help="list the models in the catalogue, what they can do and cost")
     models.add_argument("--provider", help="only this provider's models")
     simulate = commands.add_parser("simulate", help="run local provider simulators and point the saved "
@@ -58,19 +69,21 @@ def _positive_int(text: str) -> int:
 
 
 def _credits(text: str) -> float:
+    from blocks.ledger import BudgetError, parse_credits
+
     try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be a number of credits, 0 or more")
-    return value
+        return parse_credits(text)
+    except BudgetError:
+        raise argparse.ArgumentTypeError("must be a finite number of credits, 0 or more") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "models":
         return _models(args.provider)
+    if args.command == "budget":
+        from flows.budget_cli import run_budget_command
+        return run_budget_command(args)
     if args.command == "simulate":
         from simulators.serve import serve
         _quiet_prefect_console(verbose=False)
@@ -82,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "validate":
         return _validate(storyboard, args.takes)
+    if args.command == "estimate":
+        from flows.budget_cli import print_estimate
+        return print_estimate(storyboard, args.takes, args.budget, args.budget_name, _providers)
     return _produce(storyboard, args)
 
 
@@ -127,20 +143,20 @@ def _read_storyboard(source: str, storage_name: str | None) -> Storyboard:
         return load_storyboard(local, base_dir=source.rsplit("/", 1)[0])
 
 
-def plan_storyboard(storyboard: Storyboard, takes: int | None) -> list[ShotPlan]:
-    """Expand and plan every shot without running anything."""
-    return [plan_shot(storyboard, i, expand_prompt.fn(shot, shot_id, storyboard.title,
-                                                       takes_for(storyboard, i, takes)))
-            for i, (shot, shot_id) in enumerate(zip(storyboard.shots, storyboard.shot_ids()))]
-
-
-def _validate(storyboard: Storyboard, takes: int | None) -> int:
-    plans = plan_storyboard(storyboard, takes)
+def _providers(storyboard: Storyboard, plans: list[ShotPlan]) -> dict:
     # Saved provider blocks (with their prices) are only read when a server is configured.
     saved = bool(os.environ.get("PREFECT_API_URL"))
     upscaler = upscaler_of(storyboard)
     names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])})
-    providers = {name: load_provider(name, saved=saved) for name in names}
+    return {name: load_provider(name, saved=saved) for name in names}
+
+
+def _validate(storyboard: Storyboard, takes: int | None) -> int:
+    from tasks.estimate import PriceMissing, estimate_run
+
+    plans = plan_storyboard(storyboard, takes)
+    providers = _providers(storyboard, plans)
+    upscaler = upscaler_of(storyboard)
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
     print(f"{storyboard.title}: {len(plans)} shots, {storyboard.total_duration():.2f} s, "
           f"delivered at {width}x{height} {storyboard.defaults.fps} fps")
@@ -154,9 +170,9 @@ def _validate(storyboard: Storyboard, takes: int | None) -> int:
         for issue in plan.prompts.lint:
             print(f"  lint {issue.part}: {issue.problem}; {issue.suggestion}")
     try:
-        upscaling = estimate_upscale_credits(storyboard, plans, providers)
-        estimate = round(estimate_credits(plans, providers) + upscaling, 4)
-    except GenerationError as exc:
+        quote = estimate_run(storyboard, plans, providers)
+        upscaling, estimate = quote.upscaling, quote.total
+    except (GenerationError, PriceMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     budget = storyboard.defaults.budget
@@ -195,8 +211,15 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
     from flows.produce import RunOptions, produce
     from flows.progress import terminal_display
 
+    from flows.budget_cli import precheck
+
+    problem = precheck(storyboard, args.budget, args.budget_name, _providers)
+    if problem:
+        print(f"error: {problem} (nothing was spent)", file=sys.stderr)
+        return 2
     _quiet_prefect_console(args.verbose)
-    options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget, storage=args.storage)
+    options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget, storage=args.storage,
+                         budget_name=args.budget_name, policy=args.policy)
     # A local run has no worker watching for crashed runs, so heartbeats would only slow the exit.
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), terminal_display():
         state = produce(storyboard=storyboard, options=options, return_state=True)
@@ -208,8 +231,9 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
     folder = Path(args.out) / storyboard.project_slug
     print(f"final video: {folder / 'final.mp4'}  ({report.duration:.2f} s, "
           f"{report.width}x{report.height}, {report.fps} fps)")
-    print(f"takes: {report.generated} generated, {report.cached} from cache; "
-          f"credits spent: {report.credits_spent:g} (estimate {report.estimate:g})")
+    print(f"takes: {report.generated} generated, {report.cached} from cache; credits: "
+          f"{report.credits_this_run:g} this run, {report.credits_spent:g} on this storyboard in all "
+          f"(estimate {report.estimate:g}; budget {report.budget_name})")
     for shot in report.shots:
         print(f"  {shot.shot_id}: {shot.reason}")
     print(f"report: {folder / 'report.json'}")

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from blocks.budget import sync_budget
+from blocks.ledger import BudgetError, Ledger, ledger_for
 from blocks.media import place
 from blocks.providers import GenerationError, VideoProvider
 from blocks.registry import load_provider
@@ -28,16 +33,20 @@ from blocks.storage import Storage
 from flows.deliver import cached_file, deliver, load_captions, local_input, publish
 from flows.upscaling import UpscaleStopped, upscale_chosen
 from tasks.deliver import load_storage
+from tasks.estimate import Estimate, PriceMissing, estimate_run
+from tasks.gate import BudgetDecision, fit_plans, fits, over_message, resolve_draw
 from tasks.learned import default_registry, split_available
-from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, providers_used, takes_for
+from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
 from tasks.prompts import expand_prompt
-from tasks.report import ProductionReport, ShotRecord, write_report
-from tasks.storyboard import Storyboard
-from tasks.super_resolution import estimate_upscale_credits, upscaler_of
+from tasks.report import ProductionReport, ShotRecord, publish_history, settle_report, write_report
+from tasks.spend import BudgetDraw
+from tasks.storyboard import Storyboard, slug
+from tasks.super_resolution import upscaler_of
 
 # Takes run in threads; providers are remote APIs waiting on the network (previz shares the CPU).
 MAX_PARALLEL_TASKS = 8
 STAGE_WEIGHTS = {"generate": 6, "score": 2, "assemble": 2}
+PAUSE_TIMEOUT = 4 * 3600  # seconds a paused budget gate waits for a decision
 
 
 class RunOptions(BaseModel):
@@ -45,7 +54,15 @@ class RunOptions(BaseModel):
 
     out_dir: str = Field("out", description="Folder receiving <project>/final.mp4, takes/ and report.json.")
     takes: int | None = Field(None, ge=1, le=16, description="Takes per shot; overrides the storyboard.")
-    budget: float | None = Field(None, ge=0, description="Credit budget; overrides the storyboard's.")
+    budget: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                 description="Credit budget of this storyboard over all its runs; overrides "
+                                             "the storyboard's.")
+    budget_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+                                    description="Named ledger budget to draw on (shared with other runs); "
+                                                "overrides the storyboard's budget and budget_name.")
+    policy: Literal["stop", "pause", "fit"] | None = Field(
+        None, description="What to do when the estimate is over what the budget has left; overrides "
+                          "defaults.budget_policy.")
     storage: str | None = Field(None, description="Saved storage block ('<type-slug>/<name>', e.g. "
                                 "'takeflow-s3-storage/media') that receives the deliverables and "
                                 "reads s3:// inputs.")
@@ -63,28 +80,32 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    plans = [plan_shot(storyboard, i, expand_prompt(shot, shot_id, storyboard.title,
-                                                     takes_for(storyboard, i, options.takes)))
-             for i, (shot, shot_id) in enumerate(zip(storyboard.shots, storyboard.shot_ids()))]
+    plans = plan_storyboard(storyboard, options.takes, expand=expand_prompt)
     for plan in plans:
         for issue in plan.prompts.lint:
             logger.warning(f"{plan.shot_id} prompt, {issue.part}: {issue.problem}; {issue.suggestion}")
     upscaler = upscaler_of(storyboard)
     names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])})
     providers = {name: load_provider(name) for name in names}
-    try:  # a provider that cannot work (no key, retired) stops the run before anything is spent
+    ledger = ledger_for()
+
+    def price(candidate: list[ShotPlan]) -> Estimate:
+        return estimate_run(storyboard, candidate, providers, paid=ledger.paid_keys)
+
+    try:  # a provider that cannot work (no key, retired) or an unknown budget stops the run before any spend
         for provider in providers.values():
             provider.preflight()
-        upscaling = estimate_upscale_credits(storyboard, plans, providers)
-        estimate = round(estimate_credits(plans, providers) + upscaling, 4)
-    except GenerationError as exc:
+        draw, status = resolve_draw(storyboard, ledger, options.budget, options.budget_name, str(flow_run.id),
+                                    sync=sync_budget)
+        estimate = price(plans)
+    except (GenerationError, BudgetError, PriceMissing) as exc:
         return Failed(name="InvalidInput", message=f"{exc} (nothing was spent)")
-    budget = options.budget if options.budget is not None else storyboard.defaults.budget
-    if budget is not None and estimate > budget:
-        return Failed(name="BudgetExceeded", message=(
-            f"estimated cost {estimate:g} credits" + (f" ({upscaling:g} of them upscaling)" if upscaling else "")
-            + f" is over the budget of {budget:g}; raise the budget, use fewer takes or shorten shots"
-            + (" or set defaults.upscaler: local" if upscaling else "") + " (nothing was spent)"))
+    _publish_estimate(storyboard, estimate, status)
+    gated = _gate(storyboard, plans, providers, price, estimate, status, ledger, draw,
+                  options.policy or storyboard.defaults.budget_policy)
+    if isinstance(gated, State):
+        return gated
+    plans, estimate, changes = gated
     storage = load_storage(options.storage) if options.storage else None
     ensure_limits(providers)
     sound = storyboard.sound
@@ -103,45 +124,48 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     clock = time.perf_counter()
     registry, notices = default_registry()
     ready, skipped = split_available(registry.scorers())
-    shots = _shot_takes(plans, providers, folder, budget, estimate, tuple(s.name for s in ready), storage)
+    shots = _shot_takes(plans, folder, ledger.status(draw.budget).left, estimate,
+                        tuple(s.name for s in ready), storage)
     jobs = [job for shot in shots.values() if not shot.plan.continues_from for job in first_jobs(shot)]
+    within = True
     while jobs:  # each round: generate and score, choose, add takes where none is good enough,
-        run_round(jobs, shots, providers, folder, progress)  # then start shots continuing others
+        within = run_round(jobs, shots, providers, folder, progress, draw)  # then start continuing shots
         touched, jobs = dict.fromkeys(job.plan.shot_id for job in jobs), []
         for shot_id in touched:
-            shot = shots[shot_id]
-            choose(shot)
-            jobs += next_jobs(shot, storyboard.title, providers)
-        jobs += continuation_jobs(shots, folder)
+            choose(shots[shot_id])
+            if within:
+                jobs += next_jobs(shots[shot_id], storyboard.title, providers)
+        if within:
+            jobs += continuation_jobs(shots, folder)
     records = [_shot_record(shot, folder) for shot in shots.values()]
     timings["generate+score"] = time.perf_counter() - clock
 
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
     report = ProductionReport(
         title=storyboard.title, status="complete", width=width, height=height, fps=storyboard.defaults.fps,
-        duration=storyboard.total_duration(), estimate=estimate, budget=budget,
-        credits_spent=round(sum(s.credits_spent for s in records), 4),
+        duration=storyboard.total_duration(), estimate=estimate.total, estimate_to_pay=estimate.needed,
+        budget=status.limit, budget_name=draw.budget, plan_changes=changes, credits_spent=0.0,
         generated=sum(not t.from_cache for s in records for t in s.takes if t.file),
         cached=sum(t.from_cache for s in records for t in s.takes), timings=timings, shots=records,
         notices=notices + skipped)
+    stopped = None if within else _budget_stop(ledger, draw)
 
     missing = [s for s in records if s.chosen is None]
     if missing:  # every take stays in takes/; an edit with a hole in it is not cut
         report.status = "; ".join(f"{s.shot_id}: {s.reason}" for s in missing)
-        report.timings = timings
-        write_report(report, folder)
-        return Failed(name="NoAcceptableTake", message=(
+        return _finish(report, folder, ledger, draw, stopped, "NoAcceptableTake", (
             f"{report.status}. Every take is kept in {folder / 'takes'}; adjust the prompt, "
             "lower the quality bar or allow more takes, and rerun"))
 
     clock = time.perf_counter()
     try:
-        takes = upscale_chosen(storyboard, plans, records, providers, folder, budget, progress)
+        takes = upscale_chosen(storyboard, plans, records, providers, folder, None if stopped else draw, progress)
     except UpscaleStopped as exc:
-        report.status = str(exc)
-        write_report(report, folder)
-        return Failed(name=exc.state, message=str(exc))
-    report.credits_spent = round(sum(s.credits_spent for s in records), 4)
+        if exc.state != "BudgetExceeded":
+            report.status = str(exc)
+            return _finish(report, folder, ledger, draw, stopped, exc.state, str(exc))
+        stopped = stopped or str(exc)  # the assembly scales the takes itself: what was paid is delivered
+        takes = upscale_chosen(storyboard, plans, records, providers, folder, None, progress, paid=False)
     if upscaler:
         timings["upscale"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -149,37 +173,113 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     timings["assemble"] = time.perf_counter() - clock
     report.final, report.poster, report.timings = next(iter(files)), "poster.jpg", timings
     report.deliverables = sorted(files)
+    if stopped:
+        report.status = stopped
+    settle_report(report, ledger, draw)
     files["report.json"] = write_report(report, folder)
     if storage is not None:
         report.published = publish(storage, files, records, folder, storyboard.project_slug, str(flow_run.id))
         write_report(report, folder)
+    publish_history(ledger, draw.budget)
+    if stopped:
+        return Failed(name="BudgetExceeded", message=f"{stopped}; {_spend_line(report)}")
     logger.info(f"{report.final}: {report.generated} takes generated, {report.cached} from cache")
     return report
 
 
-def _shot_takes(plans: list[ShotPlan], providers: dict[str, VideoProvider], folder: Path,
-                budget: float | None, estimate: float, learned: tuple[str, ...],
-                storage: Storage | None) -> dict[str, ShotTakes]:
-    """Each shot's reference image (remote ones fetched) and its share of the budget."""
+def _gate(storyboard: Storyboard, plans: list[ShotPlan], providers: dict[str, VideoProvider], price,
+          estimate: Estimate, status, ledger: Ledger, draw: BudgetDraw, policy: str):
+    """The plan to run, its estimate and what was changed to fit; or the state the run ends in."""
+    if fits(estimate, status):
+        return plans, estimate, []
+    logger, message = get_run_logger(), over_message(estimate, status)
+    if policy == "pause":
+        logger.warning(f"{message}: paused for a decision (resume the run in the Prefect UI)")
+        decision = pause_flow_run(wait_for_input=BudgetDecision.with_initial_data(
+            description=_pause_markdown(storyboard, estimate, status), action="cancel"), timeout=PAUSE_TIMEOUT)
+        if decision.action == "cancel":
+            return Cancelled(message=f"{message}; cancelled at the budget gate (nothing was spent)")
+        if decision.action == "approve":
+            if decision.new_limit is not None:
+                ledger.set_budget(draw.budget, decision.new_limit)
+            logger.warning(f"approved: runs until budget '{draw.budget}' is spent")
+            return plans, estimate, ["approved at the budget gate"
+                                     + (f" with the limit raised to {decision.new_limit:g}" if decision.new_limit
+                                        is not None else "")]
+        policy = "fit"
+    if policy == "fit":
+        fitted, changes = fit_plans(storyboard, plans, providers, price, status.left)
+        fitted_estimate = price(fitted)
+        if fits(fitted_estimate, status):
+            for change in changes:
+                logger.warning(f"fitted to the budget: {change}")
+            _publish_estimate(storyboard, fitted_estimate, status)
+            return fitted, fitted_estimate, changes
+        message += f"; even shrunk to fit it needs {fitted_estimate.needed:g}"
+    upscaling = f" ({estimate.upscaling:g} of them upscaling)" if estimate.upscaling else ""
+    return Failed(name="BudgetExceeded", message=(
+        f"{message.replace(' credits but', f' credits{upscaling} but', 1)}; raise the limit (takeflow budget set "
+        f"{draw.budget} --limit CREDITS), use fewer takes or shorter shots"
+        + (", set defaults.upscaler: local" if upscaling else "")
+        + ", or set defaults.budget_policy: fit (nothing was spent)"))
+
+
+def _pause_markdown(storyboard: Storyboard, estimate: Estimate, status) -> str:
+    return (f"## Budget gate: {storyboard.title}\n\n{over_message(estimate, status)}.\n\n"
+            + estimate.markdown(status.left, status.name)
+            + "\n\n**approve** runs anyway and stops when the budget is spent (or raise the limit), "
+              "**reduce** shrinks the plan to fit, **cancel** spends nothing.")
+
+
+def _publish_estimate(storyboard: Storyboard, estimate: Estimate, status) -> None:
+    key = slug(f"{storyboard.project_slug}-estimate", 100)
+    create_table_artifact(estimate.rows(), key=key, description=(
+        f"{storyboard.title}: estimate {estimate.total:g} credits, {estimate.needed:g} to pay; "
+        + (f"budget '{status.name}' has {status.left:g} left" if status.left is not None
+           else f"budget '{status.name}' has no cap")))
+
+
+def _budget_stop(ledger: Ledger, draw: BudgetDraw) -> str:
+    status = ledger.status(draw.budget)
+    return (f"budget '{draw.budget}' is spent ({status.spent:g} of {status.limit:g} credits): nothing more was "
+            "submitted; what was paid for was scored and, where every shot had a take, assembled")
+
+
+def _spend_line(report: ProductionReport) -> str:
+    return (f"{report.credits_this_run:g} credits spent by this run, {report.credits_spent:g} on this storyboard "
+            f"in all; estimate {report.estimate:g}; see report.json")
+
+
+def _finish(report: ProductionReport, folder: Path, ledger: Ledger, draw: BudgetDraw, stopped: str | None,
+            state: str, message: str) -> State:
+    """Write the report of a run that stops before its edit; the budget's stop wins the state."""
+    if stopped:
+        report.status = f"{stopped}; {report.status}"
+    settle_report(report, ledger, draw)
+    write_report(report, folder)
+    publish_history(ledger, draw.budget)
+    if stopped:
+        return Failed(name="BudgetExceeded", message=f"{stopped}; {_spend_line(report)}")
+    return Failed(name=state, message=message)
+
+
+def _shot_takes(plans: list[ShotPlan], folder: Path, left: float | None, estimate: Estimate,
+                learned: tuple[str, ...], storage: Storage | None) -> dict[str, ShotTakes]:
+    """Each shot's reference image (remote ones fetched) and its share of what the budget has left."""
     shots = {}
     for plan in plans:
         reference = plan.reference_image
         reference = local_input(reference, plan.shot_id, folder / "references", storage, "image")
         share = None
-        if budget is not None and estimate > 0:
-            own = estimate_credits([plan], providers)
-            share = budget * own / estimate
-        shots[plan.shot_id] = ShotTakes(plan, reference, share=share,
-                                        learned=learned)
+        if left is not None and estimate.needed > 0:
+            share = max(0.0, left) * estimate.shot_total(plan.shot_id) / estimate.total
+        shots[plan.shot_id] = ShotTakes(plan, reference, share=share, learned=learned)
     return shots
 
 
 def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
-    plan, selection = shot.plan, shot.selection
+    plan, selection, chosen = shot.plan, shot.selection, shot.chosen
     takes = [shot.records[n] for n in sorted(shot.records)]
-    chosen = None
-    if selection is not None and selection.acceptable and selection.index is not None:
-        chosen = sorted(shot.metrics)[selection.index]
     if not takes:
         reason = shot.history[-1] if shot.history else "not generated"
     elif selection and shot.metrics:

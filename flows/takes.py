@@ -1,6 +1,8 @@
 """Takes of the produce flow: generate them in rounds, score them, choose, and add takes where
 no take is good enough (new seeds first, then the shot's fallback model) within the shot's share
-of the budget."""
+of the budget. A shot that drafts first explores its takes on the draft model, then renders only
+the winner on its own model at full length (same prompt, seed and reference): that render is the
+shot's take."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 from prefect.futures import as_completed
 
+from blocks.ledger import OverBudget
 from blocks.media import place, read_image, save_last_frame
 from blocks.providers import VideoProvider
 from flows.progress import RunProgress
@@ -19,6 +22,7 @@ from tasks.plan import ModelChoice, ShotPlan, frame_regions
 from tasks.prompts import take_seeds
 from tasks.report import TakeRecord
 from tasks.score import DEFECT_GAP, Selection, score_take, select_best
+from tasks.spend import BudgetDraw, work_key
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class TakeJob:
     take: int
     seed: int
     choice: ModelChoice
+    final: bool = False  # the full-length render of a draft winner
 
 
 @dataclass
@@ -39,6 +44,8 @@ class ShotTakes:
     metrics: dict[int, TakeMetrics] = field(default_factory=dict)
     history: list[str] = field(default_factory=list)
     selection: Selection | None = None
+    chosen: int | None = None  # the take number chosen for the edit
+    draft_winner: int | None = None  # the draft whose seed the final render uses
     learned: tuple[str, ...] = ()  # learned scorers whose weights are present
     pending: bool = False  # more takes were just requested for this shot
     share: float | None = None  # credits this shot may spend, None without a budget
@@ -47,13 +54,13 @@ class ShotTakes:
     def spent(self) -> float:
         return sum(r.credits for r in self.records.values() if not r.from_cache)
 
-    def expectation(self, provider: VideoProvider, choice: ModelChoice) -> Expectation:
+    def expectation(self, provider: VideoProvider, choice: ModelChoice, final: bool = False) -> Expectation:
         plan = self.plan
-        request = plan.request(0, self.reference, choice)
+        request = plan.request(0, self.reference, choice, final=final)
         width, height = provider.render_size(request)
         size = read_image(self.reference).shape[1::-1] if self.reference else None
         return Expectation(
-            width=width, height=height, fps=provider.render_fps(request), duration=plan.duration,
+            width=width, height=height, fps=provider.render_fps(request), duration=request.duration,
             still_allowed=plan.motion_amount == 0 or plan.prompts.prompt.asks_for_still_camera(),
             camera=plan.prompts.prompt.camera, motion_amount=plan.motion_amount,
             regions=frame_regions(plan.motion_regions, size, plan.aspect_ratio),
@@ -75,10 +82,10 @@ def continuation_jobs(shots: dict[str, ShotTakes], folder: Path) -> list[TakeJob
             continue  # not a continuing shot, or already started or given up
         if previous.selection is None or previous.pending:
             continue  # the previous shot is still being generated or resampled
-        if not previous.selection.acceptable:
+        if previous.chosen is None:
             shot.history.append(f"not generated: {previous.plan.shot_id} has no acceptable take to continue from")
             continue
-        take = sorted(previous.metrics)[previous.selection.index]
+        take = previous.chosen
         frame = folder / "references" / f"{shot.plan.shot_id}-from-{previous.plan.shot_id}-take{take}.png"
         shot.reference = save_last_frame(folder / previous.records[take].file, frame)
         shot.history.append(f"continues {previous.plan.shot_id} from the last frame of its take {take}")
@@ -87,26 +94,27 @@ def continuation_jobs(shots: dict[str, ShotTakes], folder: Path) -> list[TakeJob
 
 
 def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[str, VideoProvider],
-              folder: Path, progress: RunProgress) -> None:
-    """Generate `jobs` in parallel, then score every new take; results land in `shots`."""
+              folder: Path, progress: RunProgress, spend: BudgetDraw | None = None) -> bool:
+    """Generate `jobs` in parallel, then score every new take; results land in `shots`. False
+    when a take could not reserve its price: the budget is spent and nothing more is submitted."""
     futures = {}
     for job in jobs:
         shot, provider = shots[job.plan.shot_id], providers[job.choice.provider]
-        request = job.plan.request(job.seed, shot.reference, job.choice)
+        request = job.plan.request(job.seed, shot.reference, job.choice, final=job.final)
         dest = folder / "takes" / f"{job.plan.shot_id}-take{job.take}-{work_name(provider, request)}.mp4"
-        futures[generate_take.submit(provider, request, job.plan.shot_id, job.take, dest)] = (job, request, dest)
+        futures[generate_take.submit(provider, request, job.plan.shot_id, job.take, dest, spend)] = (job, request, dest)
     progress.start("generate", len(jobs))
     for future in as_completed(list(futures)):
         job, request, dest = futures[future]
         shots[job.plan.shot_id].records[job.take] = _take_record(future, providers[job.choice.provider],
-                                                                 job, request, dest)
+                                                                 job, request, dest, spend)
         progress.advance("generate", f"{job.plan.shot_id} take {job.take}")
     scoring = {}
     for job in jobs:
         shot = shots[job.plan.shot_id]
         record = shot.records[job.take]
         if record.file:
-            expected = shot.expectation(providers[job.choice.provider], job.choice)
+            expected = shot.expectation(providers[job.choice.provider], job.choice, job.final)
             scoring[job.plan.shot_id, job.take] = score_take.submit(
                 folder / record.file, expected, shot.learned, job.plan.prompts.prompt.text())
     progress.start("score", len(scoring))
@@ -116,31 +124,44 @@ def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[
         shot.records[take] = shot.records[take].model_copy(update={
             "passed": metrics.passed, "hard_fails": metrics.hard_fails, "metrics": metrics.metrics})
         progress.advance("score", f"{shot_id} take {take}")
+    return not any(shots[j.plan.shot_id].records[j.take].over_budget for j in jobs)
 
 
-def _take_record(future, provider: VideoProvider, job: TakeJob, request, dest: Path) -> TakeRecord:
+def _take_record(future, provider: VideoProvider, job: TakeJob, request, dest: Path,
+                 spend: BudgetDraw | None) -> TakeRecord:
+    stage = "final" if job.final else "draft" if job.plan.draft else "take"
+    base = dict(take=job.take, seed=job.seed, model=job.choice.model, provider=job.choice.provider, stage=stage,
+                estimate=provider.estimate_credits(request),
+                key=work_key("generate-take", provider=provider, request=request))
     try:
         result = future.result()
+        from_cache = future.state.name == "Cached"
+        if not result.path.is_file():  # the cached take was deleted since: generate it again
+            result = generate_take.with_options(refresh_cache=True)(provider, request, job.plan.shot_id,
+                                                                    job.take, dest, spend)
+            from_cache = False
     except Exception as exc:  # a failed take is reported, never fatal for the shot's other takes
-        return TakeRecord(take=job.take, seed=job.seed, model=job.choice.model, provider=job.choice.provider,
-                          error=str(exc).splitlines()[0][:300])
-    from_cache = future.state.name == "Cached"
-    if not result.path.is_file():  # the cached take was deleted since: generate it again
-        result = generate_take.with_options(refresh_cache=True)(provider, request, job.plan.shot_id, job.take, dest)
-        from_cache = False
+        return TakeRecord(**base, error=str(exc).splitlines()[0][:300], over_budget=isinstance(exc, OverBudget))
     place(result.path, dest)
-    return TakeRecord(take=job.take, seed=job.seed, model=job.choice.model, provider=job.choice.provider, file=str(dest.relative_to(dest.parents[1])),
+    return TakeRecord(**base, file=str(dest.relative_to(dest.parents[1])),
                       from_cache=from_cache, credits=result.credits, seconds=round(result.seconds, 3))
 
 
 def choose(shot: ShotTakes) -> Selection:
-    """Rank the shot's scored takes and apply its quality bar."""
-    numbers = sorted(shot.metrics)
+    """Rank the shot's scored takes and apply its quality bar. A drafting shot ranks its drafts
+    (the winner is rendered next); once that render exists, it is the shot's take if it passes."""
+    finals = [n for n in sorted(shot.metrics) if shot.records[n].stage == "final"]
+    numbers = finals[-1:] or sorted(shot.metrics)
     shot.selection = select_best([shot.metrics[n] for n in numbers], numbers=numbers,
                                  min_quality=shot.plan.quality_bar, camera=shot.plan.prompts.prompt.camera,
                                  defect_gaps=DEFECT_GAP)
     for number, total, quality in zip(numbers, shot.selection.totals, shot.selection.quality):
         shot.records[number].score, shot.records[number].quality = total, quality
+    winner = numbers[shot.selection.index] if shot.selection.acceptable and shot.selection.index is not None else None
+    if shot.plan.draft and not finals:
+        shot.draft_winner, shot.chosen = winner, None
+    else:
+        shot.chosen = winner
     return shot.selection
 
 
@@ -148,9 +169,24 @@ def next_jobs(shot: ShotTakes, title: str, providers: dict[str, VideoProvider]) 
     """More takes for a shot with no acceptable take: new seeds, then the fallback model; none
     when the shot is fine, out of extra takes, or out of its share of the budget."""
     shot.pending = False
-    if shot.selection is not None and shot.selection.acceptable:
-        return []
     plan, count = shot.plan, max(shot.records, default=0)
+    if shot.chosen is not None:
+        return []
+    if any(r.stage == "final" for r in shot.records.values()):
+        shot.history.append("the final render of the winning draft missed the bar; every take is kept")
+        return []
+    if shot.draft_winner is not None:  # draft-then-final: render the winner on the shot's model
+        winner, final = shot.records[shot.draft_winner], plan.choices[0]
+        job = TakeJob(plan, count + 1, winner.seed, final, final=True)
+        cost = providers[final.provider].estimate_credits(plan.request(winner.seed, shot.reference, final, final=True))
+        if shot.share is not None and shot.spent + cost > shot.share + 1e-9:
+            shot.history.append(f"stopped: the final render ({cost:g} credits) would pass the shot's share "
+                                f"of the budget ({shot.share:g} credits, {shot.spent:g} spent)")
+            return []
+        shot.history.append(f"draft take {shot.draft_winner} won: rendered on {final.label} at "
+                            f"{plan.duration:g} s as take {count + 1}")
+        shot.pending = True
+        return [job]
     extra = count - plan.takes
     fallback = plan.fallback
     fallback_used = fallback and any((r.provider, r.model) == (fallback.provider, fallback.model)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import get_run_logger
 
+from blocks.ledger import ledger_for
 from blocks.media import place, probe
 from blocks.providers import GenerationError, VideoProvider
 from blocks.upscaling import UpscaleRequest
@@ -17,6 +18,7 @@ from tasks.caching import work_name
 from tasks.plan import ShotPlan
 from tasks.report import ShotRecord, UpscaleRecord
 from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard
+from tasks.spend import BudgetDraw, work_key
 from tasks.super_resolution import upscale_take, upscaler_of, upscaling_provider
 
 
@@ -29,13 +31,14 @@ class UpscaleStopped(Exception):
 
 
 def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecord],
-                   providers: dict[str, VideoProvider], folder: Path, budget: float | None,
-                   progress: RunProgress) -> list[Path]:
+                   providers: dict[str, VideoProvider], folder: Path, spend: BudgetDraw | None,
+                   progress: RunProgress, paid: bool = True) -> list[Path]:
     """The clip to assemble for each shot: its chosen take, or that take upscaled by the
-    storyboard's provider upscaler when it is smaller than the delivery size."""
+    storyboard's provider upscaler when it is smaller than the delivery size (not when `paid` is
+    False: the assembly then scales every take itself)."""
     takes = [folder / next(t for t in shot.takes if t.take == shot.chosen).file for shot in shots]
     upscaler = upscaling_provider(storyboard, providers)
-    if upscaler is None:
+    if upscaler is None or not paid:
         return takes
     provider, model = upscaler_of(storyboard)
     delivery = storyboard.defaults.delivery
@@ -52,36 +55,46 @@ def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[Sh
                 f"{plans[index].shot_id}: {exc}; set defaults.upscaler: local to scale it in the assembly "
                 "(nothing was spent on upscaling; every take is kept)")) from None
         jobs[index] = request
-    cost = sum(upscaler.estimate_upscale_credits(model, delivery, r.duration) for r in jobs.values())
-    spent = sum(shot.credits_spent for shot in shots)
-    if budget is not None and spent + cost > budget + 1e-9:
+    keys = {i: work_key("upscale-take", provider=upscaler, request=r) for i, r in jobs.items()}
+    ledger = ledger_for(spend.state_url) if spend else None
+    done = ledger.paid_keys(list(keys.values())) if ledger else {}
+    cost = sum(upscaler.estimate_upscale_credits(model, delivery, r.duration)
+               for i, r in jobs.items() if keys[i] not in done)
+    left = ledger.status(spend.budget).left if ledger else None
+    if left is not None and cost > left + 1e-9:
         raise UpscaleStopped("BudgetExceeded", (
-            f"upscaling {len(jobs)} takes ({cost:g} credits) after {spent:g} spent on takes would pass the "
-            f"budget of {budget:g}; raise the budget or set defaults.upscaler: local (nothing was spent on "
-            "upscaling; every take is kept)"))
+            f"upscaling {len(jobs)} takes ({cost:g} credits) would pass budget '{spent_name(spend)}', which has "
+            f"{left:g} left; raise its limit or set defaults.upscaler: local (nothing was spent on upscaling; "
+            "every take is kept)"))
     progress.start("upscale", len(jobs))
     futures = {}
     for index, request in jobs.items():
         shot_id = plans[index].shot_id
         dest = folder / "work" / f"{shot_id}-upscaled-{work_name(upscaler, request)}.mp4"
-        futures[index] = (upscale_take.submit(upscaler, request, shot_id, dest), request, dest)
+        futures[index] = (upscale_take.submit(upscaler, request, shot_id, dest, spend), request, dest)
     for index, (future, request, dest) in futures.items():
         shot = shots[index]
-        shot.upscale, clip = _finished(future, upscaler, request, shot.shot_id, dest, provider, model)
+        shot.upscale, clip = _finished(future, upscaler, request, shot.shot_id, dest, provider, model, spend)
+        shot.upscale.key = keys[index]
+        shot.upscale.estimate = upscaler.estimate_upscale_credits(model, delivery, request.duration)
         if clip is not None:
             takes[index] = clip
         progress.advance("upscale", shot.shot_id)
     return takes
 
 
+def spent_name(spend: BudgetDraw | None) -> str:
+    return spend.budget if spend else ""
+
+
 def _finished(future, upscaler, request: UpscaleRequest, shot_id: str, dest: Path, provider: str,
-              model: str) -> tuple[UpscaleRecord, Path | None]:
+              model: str, spend: BudgetDraw | None) -> tuple[UpscaleRecord, Path | None]:
     """The record of one upscale and the clip it made (None when it failed)."""
     try:
         result = future.result()
         from_cache = future.state.name == "Cached"
         if not Path(result.path).is_file():  # the cached clip was deleted since: upscale again
-            result = upscale_take.with_options(refresh_cache=True)(upscaler, request, shot_id, dest)
+            result = upscale_take.with_options(refresh_cache=True)(upscaler, request, shot_id, dest, spend)
             from_cache = False
     except Exception as exc:  # a failed upscale never costs the edit: the assembly scales the take
         error = str(exc).splitlines()[0][:300]

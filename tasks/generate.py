@@ -13,8 +13,10 @@ from prefect import get_client, task
 
 from blocks.media import MediaError, atomic_path, audio_duration, read_image
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
+from blocks.ledger import OverBudget
 from tasks.caching import content_key
 from tasks.provider_slots import provider_slot
+from tasks.spend import BudgetDraw, paying, work_key
 
 MAX_INPUT_BYTES = 200 * 1024 * 1024
 
@@ -23,6 +25,8 @@ def retry_unless_final(task, task_run, state) -> bool:
     """Retry transient failures only: a refused prompt or bad input fails the same way again."""
     try:
         state.result()
+    except OverBudget:  # the budget is spent: trying again cannot fit either
+        return False
     except GenerationError as exc:
         return exc.transient
     except Exception:
@@ -46,18 +50,26 @@ def ensure_limits(providers: dict[str, VideoProvider]) -> None:
 
 
 @task(name="generate-take", task_run_name="generate-{shot_id}-take-{take}",
-      cache_key_fn=content_key("shot_id", "take", "dest"), persist_result=True,
+      cache_key_fn=content_key("shot_id", "take", "dest", "spend"), persist_result=True,
       retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5,
       retry_condition_fn=retry_unless_final)
 def generate_take(provider: VideoProvider, request: GenerationRequest, shot_id: str, take: int,
-                  dest: Path) -> GenerationResult:
+                  dest: Path, spend: BudgetDraw | None = None) -> GenerationResult:
     """Generate one take into `dest`; an identical request anywhere is served from the cache.
 
-    The take holds one slot of its provider's concurrency limit while it runs, so a wide fan-out
-    waits here instead of tripping the provider's own limits.
+    With `spend`, its price is reserved on the run's budget before anything is sent (OverBudget
+    when it does not fit) and settled to what the provider charged. The take holds one slot of
+    its provider's concurrency limit while it runs, so a wide fan-out waits here instead of
+    tripping the provider's own limits.
     """
-    with provider_slot(limit_name(provider)):
-        return provider.generate(request, dest)
+    key = work_key("generate-take", provider=provider, request=request)
+    with paying(spend, provider.provider_name, key, provider.estimate_credits(request),
+                f"{shot_id} take {take} {provider.provider_name}/{request.model}") as hold:
+        with provider_slot(limit_name(provider)):
+            result = provider.generate(request, dest)
+        if hold is not None:
+            hold.commit(result.credits)
+    return result
 
 
 @task(name="fetch-input", task_run_name="fetch-{name}", retries=2,

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.media import cover_box
 from blocks.providers import AspectRatio, GenerationRequest, MotionRegion, VideoProvider, frame_size
-from tasks.prompts import ShotPrompts
+from tasks.prompts import ShotPrompts, expand_prompt
 from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard, Transition
 
 
@@ -33,6 +33,9 @@ class ShotPlan(BaseModel):
     shot_id: str = Field(description="Shot name used in files and run names.")
     choices: list[ModelChoice] = Field(description="Models the takes cycle through (usually one).")
     fallback: ModelChoice | None = Field(description="Stronger model tried when no take passes.")
+    draft: ModelChoice | None = Field(None, description="Draft-then-final: the model takes are explored on; "
+                                      "the winner is then rendered on `choices[0]` at full length.")
+    draft_duration: float | None = Field(None, description="Length of the draft takes in seconds.")
     audio: bool = Field(False, description="Ask the model for sound.")
     quality_bar: float = Field(description="Minimum absolute quality a take needs.")
     extra_takes: int = Field(description="Most takes added when no take passes.")
@@ -59,13 +62,21 @@ class ShotPlan(BaseModel):
         return self.choices[0].model
 
     def choice_for(self, take: int) -> ModelChoice:
-        """The model of take `take` (from 1): takes cycle through the shot's models."""
-        return self.choices[(take - 1) % len(self.choices)]
+        """The model of take `take` (from 1): the draft model when drafting, else the shot's models
+        in turn."""
+        return self.draft or self.choices[(take - 1) % len(self.choices)]
 
-    def request(self, seed: int, reference: Path | None, choice: ModelChoice | None = None) -> GenerationRequest:
-        choice = choice or self.choices[0]
+    def duration_for(self, choice: ModelChoice) -> float:
+        """Length of a take on `choice`: drafts may be shorter than the shot."""
+        return self.draft_duration or self.duration if self.draft and choice == self.draft else self.duration
+
+    def request(self, seed: int, reference: Path | None, choice: ModelChoice | None = None,
+                final: bool = False) -> GenerationRequest:
+        """The request for a take on `choice`; `final` is the full-length render of a draft winner."""
+        choice = choice or self.choice_for(1)
+        duration = self.duration if final else self.duration_for(choice)
         return GenerationRequest(
-            prompt=self.prompts.prompt.text(), model=choice.model, seed=seed, duration=self.duration,
+            prompt=self.prompts.prompt.text(), model=choice.model, seed=seed, duration=duration,
             fps=self.fps, aspect_ratio=self.aspect_ratio, motion_amount=self.motion_amount,
             reference_image=reference, motion_regions=self.motion_regions, resolution=choice.resolution,
             audio=self.audio)
@@ -80,11 +91,13 @@ def plan_shot(storyboard: Storyboard, index: int, prompts: ShotPrompts) -> ShotP
     shot, defaults = storyboard.shots[index], storyboard.defaults
     duration = storyboard.duration_of(index)
     choices, fallback = storyboard.models_of(index)
+    draft = storyboard.draft_of(index)
     w, h = (int(x) for x in defaults.aspect_ratio.split(":"))
     return ShotPlan(
         index=index, shot_id=storyboard.shot_ids()[index],
         choices=[ModelChoice(**vars(c)) for c in choices],
         fallback=ModelChoice(**vars(fallback)) if fallback else None,
+        draft=ModelChoice(**vars(draft[0])) if draft else None, draft_duration=draft[1] if draft else None,
         audio=shot.audio if shot.audio is not None else defaults.audio, quality_bar=defaults.quality_bar,
         extra_takes=defaults.extra_takes,
         duration=duration, fps=defaults.fps, aspect_ratio=defaults.aspect_ratio,
@@ -98,18 +111,17 @@ def plan_shot(storyboard: Storyboard, index: int, prompts: ShotPrompts) -> ShotP
         prompts=prompts)
 
 
-def estimate_credits(plans: list[ShotPlan], providers: dict[str, VideoProvider]) -> float:
-    """Credits the run would cost if every take were generated (cached takes cost nothing)."""
-    total = 0.0
-    for plan in plans:
-        for take, seed in enumerate(plan.prompts.seeds, 1):
-            choice = plan.choice_for(take)
-            total += providers[choice.provider].estimate_credits(plan.request(seed, None, choice))
-    return round(total, 4)
-
-
 def providers_used(plans: list[ShotPlan]) -> list[str]:
-    return sorted({c.provider for p in plans for c in p.choices + ([p.fallback] if p.fallback else [])})
+    return sorted({c.provider for p in plans
+                   for c in p.choices + [m for m in (p.fallback, p.draft) if m is not None]})
+
+
+def plan_storyboard(storyboard: Storyboard, takes: int | None, expand=None) -> list[ShotPlan]:
+    """Expand and plan every shot; the CLI and the flow share it (the flow passes the
+    `expand_prompt` task so each expansion shows as a task run)."""
+    expand = expand or expand_prompt.fn
+    return [plan_shot(storyboard, i, expand(shot, shot_id, storyboard.title, takes_for(storyboard, i, takes)))
+            for i, (shot, shot_id) in enumerate(zip(storyboard.shots, storyboard.shot_ids()))]
 
 
 def delivery_size(aspect_ratio: AspectRatio, delivery: str) -> tuple[int, int]:

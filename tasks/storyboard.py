@@ -7,6 +7,7 @@ storyboard file's folder. Every problem is reported as one line naming the field
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 import re
 import json
 import math
@@ -19,10 +20,11 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from blocks.catalogue import load_catalogue
 from blocks.media import MediaError, audio_duration, read_image
 from blocks.providers import AspectRatio
 from blocks.registry import PROVIDERS
-from tasks.routing import AUTO, Choice, resolve
+from tasks.routing import AUTO, Choice, problems, resolve, shot_needs
 from tasks.srt import SubtitleError, fit_to_edit, read_srt
 from tasks.super_resolution import check_upscaler
 
@@ -131,6 +133,15 @@ class TitleCard(_Strict):
     position: Literal["top", "center", "bottom"] = Field("bottom", description="Where on the frame.")
 
 
+class Draft(_Strict):
+    """Draft-then-final: explore the takes on a cheap model or at a shorter length, then render only
+    the winner on the shot's own model at full length, with the same prompt, seed and reference."""
+
+    model: str | None = Field(None, description="Draft model: a model of the shot's provider or "
+                              "'provider/model'; default the shot's own model.")
+    duration: float | None = Field(None, gt=0, le=60, description="Draft length in seconds; default the shot's.")
+
+
 class Defaults(_Strict):
     """Settings every shot inherits unless it overrides them."""
 
@@ -152,7 +163,15 @@ class Defaults(_Strict):
     upscaler: str = Field("local", description="How takes reach the delivery size: local (Lanczos and "
                           "sharpening in the assembly, free) or a provider's super-resolution model, priced "
                           "like a take, e.g. runway/magnific_video_upscaler_creative.")
-    budget: float | None = Field(None, ge=0, description="Credit budget for the whole run; none means no cap.")
+    budget: float | None = Field(None, ge=0, allow_inf_nan=False, description="Credits this storyboard may "
+                                 "spend over all its runs (ledger budget project-<title>); none means no cap.")
+    budget_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Named ledger "
+                                    "budget the run draws on, shared by every run naming it (takeflow budget "
+                                    "create NAME --limit CREDITS); wins over `budget`.")
+    budget_policy: Literal["stop", "pause", "fit"] = Field(
+        "stop", description="When the estimate is over what the budget has left: stop before spending, pause "
+                            "for a decision in the Prefect UI, or fit the plan (fewer takes, cheaper model).")
+    draft: Draft | None = Field(None, description="Draft-then-final for every shot (see Draft).")
     motion_amount: float = Field(0.5, ge=0, le=1, description="Camera motion, 0 still to 1 strong.")
     transition: Transition = Field(Transition(), description="Default join between shots.")
     quality_bar: float = Field(0.5, ge=0, le=1, description="Minimum absolute quality (0–1) a take needs "
@@ -195,6 +214,7 @@ class Shot(_Strict):
     takes: int | None = Field(None, ge=1, le=16, description="Overrides defaults.takes.")
     motion_amount: float | None = Field(None, ge=0, le=1, description="Overrides defaults.motion_amount.")
     transition: Transition | None = Field(None, description="Join to the next shot; overrides defaults.transition.")
+    draft: Draft | None = Field(None, description="Draft-then-final for this shot; overrides defaults.draft.")
 
     @model_validator(mode="after")
     def _has_content(self) -> "Shot":
@@ -240,6 +260,7 @@ class Storyboard(_Strict):
     def _check_sequence(self) -> "Storyboard":
         for index in range(len(self.shots)):
             self.models_of(index)
+            self.draft_of(index)
         if self.shots[0].continues:
             raise ValueError("shots[0].continues: the first shot has no previous shot to continue; remove it")
         ids = self.shot_ids()
@@ -283,6 +304,30 @@ class Storyboard(_Strict):
             specs.append(("fallback_model", spec))
         choices = [_check_model(self, index, field, spec) for field, spec in specs]
         return (choices[:-1], choices[-1]) if shot.fallback_model else (choices, None)
+
+    def draft_of(self, index: int) -> tuple[Choice, float] | None:
+        """The checked draft model and length of a shot that drafts first, else None."""
+        draft = self.shots[index].draft or self.defaults.draft
+        if draft is None:
+            return None
+        final = self.models_of(index)[0][0]
+        where = f"shots[{index}].draft" if self.shots[index].draft else "defaults.draft"
+        seconds = draft.duration or self.duration_of(index)
+        if seconds > self.duration_of(index):
+            raise ValueError(f"{where}.duration: {seconds:g} s is longer than the shot ({self.duration_of(index):g} s); "
+                             "a draft is as long as the shot or shorter")
+        provider, _, model = (draft.model or f"{final.provider}/{final.model}").rpartition("/")
+        provider = provider or final.provider
+        if provider not in PROVIDERS:
+            raise ValueError(f"{where}.model: unknown provider '{provider}'; available: {', '.join(sorted(PROVIDERS))}")
+        try:
+            entry = load_catalogue().model(provider, model)
+        except KeyError as exc:
+            raise ValueError(f"{where}.model: {exc.args[0]}") from None
+        found = problems(entry, replace(shot_needs(self, index), duration=seconds, resolution=None))
+        if found:
+            raise ValueError(f"{where}: {found[0]}")
+        return Choice(provider, model, None), seconds
 
     def duration_of(self, index: int) -> float:
         return self.shots[index].duration or self.defaults.duration

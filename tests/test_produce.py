@@ -136,7 +136,8 @@ def test_budget_gate_stops_before_any_take(prefect_server, tmp_path):
     finally:
         PrevizProvider(render_height=144).save("previz", overwrite=True)
     assert state.is_failed() and state.name == "BudgetExceeded"
-    assert "estimated cost 70 credits is over the budget of 50" in state.message
+    assert "the plan needs 70 credits but budget 'project-test-reel' has 50 left" in state.message
+    assert "nothing was spent" in state.message
     assert not (tmp_path / "test-reel").exists()
 
 

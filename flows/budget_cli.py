@@ -1,0 +1,146 @@
+"""`takeflow budget create|show|set|history` and `takeflow estimate`: the ledger from the terminal.
+
+They read and write the shared state database directly (TAKEFLOW_STATE_URL, default
+$TAKEFLOW_HOME/state.db) and start no Prefect server. With PREFECT_API_URL set, `create` and
+`set` also save the budget's block, so the Prefect UI shows the new limit at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from blocks.ledger import BudgetError, BudgetStatus, ledger_for, parse_credits
+
+
+def add_budget_commands(commands) -> None:
+    budget = commands.add_parser("budget", help="named credit budgets shared by runs: create, show, set, history")
+    actions = budget.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a budget")
+    create.add_argument("name", help="lowercase letters, digits and dashes, e.g. team-monthly")
+    create.add_argument("--limit", required=True, help="credits runs may spend (per period); 'none' for no cap")
+    create.add_argument("--period", default="none", help="daily, weekly, monthly or none (default)")
+    create.add_argument("--description", default="", help="what the budget is for")
+    show = actions.add_parser("show", help="limit, spent, reserved and left of one budget, or of all")
+    show.add_argument("name", nargs="?")
+    change = actions.add_parser("set", help="change a budget's limit or period")
+    change.add_argument("name")
+    change.add_argument("--limit", help="new limit in credits, or 'none' for no cap")
+    change.add_argument("--period", help="daily, weekly, monthly or none")
+    history = actions.add_parser("history", help="a budget's reservations, charges and releases")
+    history.add_argument("name")
+    history.add_argument("--last", type=int, default=50, help="how many entries (default 50)")
+
+
+def run_budget_command(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except BudgetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _limit(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else parse_credits(text, "--limit")
+
+
+def _run(args: argparse.Namespace) -> int:
+    ledger = ledger_for()
+    if args.action == "create":
+        status = ledger.create_budget(args.name, _limit(args.limit), args.period, args.description)
+        _save_block(ledger, args.name)
+        print(_describe(status))
+    elif args.action == "set":
+        if args.limit is None and args.period is None:
+            raise BudgetError("budget set: give --limit CREDITS and/or --period PERIOD")
+        status = ledger.set_budget(args.name, _limit(args.limit) if args.limit is not None else "keep",
+                                   args.period if args.period is not None else "keep")
+        _save_block(ledger, args.name)
+        print(_describe(status))
+    elif args.action == "show":
+        budgets = [ledger.status(args.name)] if args.name else ledger.budgets()
+        if not budgets:
+            print("no budgets yet; create one with takeflow budget create NAME --limit CREDITS")
+        for status in budgets:
+            print(_describe(status))
+    else:
+        from tasks.report import history_rows
+
+        rows = history_rows(ledger, ledger.status(args.name).name, args.last)
+        print(f"{'when (UTC)':19}  {'status':9} {'credits':>9} {'estimate':>9}  {'what':44} {'project':20} note")
+        for row in rows:
+            print(f"{row['when']:19}  {row['status']:9} {row['credits']:>9g} {row['estimate']:>9g}  "
+                  f"{row['what'][:44]:44} {row['project'][:20]:20} {row['note']}")
+        print(_describe(ledger.status(args.name)))
+    return 0
+
+
+def _describe(status: BudgetStatus) -> str:
+    cap = f"limit {status.limit:g}" if status.limit is not None else "no cap"
+    period = f" per {status.period.removesuffix('ly').replace('dai', 'day')} ({status.period_key})" if status.period else ""
+    left = f", {status.left:g} left" if status.left is not None else ""
+    return f"{status.name}: {cap}{period}; {status.spent:g} spent, {status.reserved:g} reserved{left}"
+
+
+def _save_block(ledger, name: str) -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        return
+    from blocks.budget import sync_budget
+
+    sync_budget(ledger, name)
+
+
+def precheck(storyboard, budget: float | None, budget_name: str | None, providers_of) -> str | None:
+    """The one-line problem that would stop a produce before any spend (unknown budget, a model
+    without a price), found without starting Prefect; None when there is none."""
+    from tasks.estimate import PriceMissing, estimate_run
+    from tasks.plan import plan_storyboard
+
+    name = budget_name or (None if budget is not None else storyboard.defaults.budget_name)
+    try:
+        if name:
+            ledger_for().status(name)
+        plans = plan_storyboard(storyboard, None)
+        estimate_run(storyboard, plans, providers_of(storyboard, plans))
+    except (BudgetError, PriceMissing) as exc:
+        return str(exc)
+    return None
+
+
+def print_estimate(storyboard, takes: int | None, budget: float | None, budget_name: str | None,
+                   providers_of) -> int:
+    """`takeflow estimate`: the per-shot, per-take table and the budget it draws on; 3 when over."""
+    from blocks.providers import GenerationError
+    from tasks.estimate import PriceMissing, estimate_run
+    from tasks.gate import fits, over_message, project_budget
+    from tasks.plan import plan_storyboard
+
+    ledger = ledger_for()
+    plans = plan_storyboard(storyboard, takes)
+    try:
+        estimate = estimate_run(storyboard, plans, providers_of(storyboard, plans), paid=ledger.paid_keys)
+        name = budget_name or (None if budget is not None else storyboard.defaults.budget_name)
+        status = ledger.status(name) if name else _project_status(ledger, project_budget(storyboard.project_slug),
+                                                                  budget if budget is not None
+                                                                  else storyboard.defaults.budget)
+    except (GenerationError, PriceMissing, BudgetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{storyboard.title}: {len(plans)} shots\n")
+    print(estimate.text())
+    print(f"\n{_describe(status)}")
+    if not fits(estimate, status):
+        print(f"error: {over_message(estimate, status)}; raise the limit, use fewer takes, or set "
+              "defaults.budget_policy: fit", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _project_status(ledger, name: str, limit: float | None) -> BudgetStatus:
+    """A storyboard's own budget as a run would set it, without writing it."""
+    try:
+        current = ledger.status(name)
+    except BudgetError:
+        return BudgetStatus(name, limit, None, "all", 0.0, 0.0, "", 0.0)
+    return BudgetStatus(name, limit, None, current.period_key, current.spent, current.reserved, "", 0.0)

@@ -1,0 +1,98 @@
+"""Paying for a provider call through the ledger: reserve its quoted price first, then commit what
+the provider charged or release what it did not.
+
+Which failures a provider bills (anchors-2026-12 §4, providers.md): a task that succeeded is billed
+even when its download then fails; Veo does not bill a video its safety filter blocked, Kling,
+Seedance, LTX and fal bill only successful tasks; Runway documents no refund for API tasks that
+fail, so a Runway (or Sora) task that ends failed or is cancelled at its deadline is counted as
+charged until the provider says otherwise. A create whose outcome is unknown is counted as charged.
+Where the provider client knows the exact charge it sets `credits` on the error, and that wins.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from prefect.context import TaskRunContext
+from prefect.utilities.hashing import hash_objects
+from pydantic import BaseModel, ConfigDict, Field
+
+from blocks.ledger import Hold, OverBudget, holding, ledger_for
+from tasks.caching import PIPELINE_VERSION, content_identity
+
+# providers that bill a task which ended failed (or was cancelled at its deadline) after creation
+BILLS_FAILED_TASKS = frozenset({"runway", "sora"})
+
+
+class BudgetDraw(BaseModel):
+    """Which budget a run's paid calls draw on; passed to the paying tasks (not part of their cache key)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    budget: str = Field(description="Ledger budget name.")
+    state_url: str | None = Field(None, description="Ledger database URL; None for TAKEFLOW_STATE_URL / the default.")
+    project: str = Field("", description="Storyboard the spend is for (its slug).")
+    run_id: str = Field("", description="Flow run that spends.")
+
+
+def work_key(task_name: str, **parameters) -> str:
+    """The content key of a paid call: the same key the task's cache uses (see tasks.caching)."""
+    return hash_objects(task_name, PIPELINE_VERSION, content_identity(parameters))
+
+
+def charged_for_failure(provider: str, exc: BaseException, estimate: float) -> float:
+    """Credits a failed call cost: the provider's own figure where the client has one, else the
+    estimate when the provider bills this kind of failure, else 0."""
+    credits = getattr(exc, "credits", None)
+    if credits is not None:
+        return max(0.0, float(credits))
+    kind = getattr(exc, "kind", None)
+    if kind == "unknown_outcome" or kind == "bad_output":  # maybe created / succeeded, then lost
+        return estimate
+    created = type(exc).__name__ == "TaskEnded" or kind == "timeout"
+    return estimate if created and provider in BILLS_FAILED_TASKS else 0.0
+
+
+def retry_follows(exc: BaseException) -> bool:
+    """Whether Prefect will run this task again after `exc` (a transient error with retries left)."""
+    context = TaskRunContext.get()
+    if context is None or not getattr(exc, "transient", False) or type(exc).__name__ == "TaskEnded":
+        return False
+    return context.task_run.run_count <= context.task.retries
+
+
+@contextmanager
+def paying(draw: BudgetDraw | None, provider: str, key: str, estimate: float, label: str) -> Iterator[Hold | None]:
+    """Reserve `estimate` on the run's budget around a paid call; OverBudget when it does not fit.
+
+    The body calls `hold.commit(credits)` on success. On failure the hold is committed at what
+    the provider bills for it, or released; before a retry of a transient failure it is left
+    for the retry to take over, so a resumed provider task is not held twice.
+    """
+    if draw is None or estimate <= 0:
+        yield None
+        return
+    ledger = ledger_for(draw.state_url)
+    entry = ledger.reserve(draw.budget, estimate, key=key, label=label, project=draw.project, run_id=draw.run_id)
+    with holding(ledger, entry, estimate) as hold:
+        try:
+            yield hold
+        except BaseException as exc:
+            if hold.settled:
+                raise
+            if not isinstance(exc, Exception) or retry_follows(exc):
+                ledger.abandon(entry)  # interrupted (a create may be in flight) or retried: taken over next
+                raise
+            charge = charged_for_failure(provider, exc, estimate)
+            note = f"failed: {str(exc).splitlines()[0][:200]}" if str(exc) else f"failed: {type(exc).__name__}"
+            if charge > 0:
+                hold.commit(charge, note + " (billed by the provider)")
+            else:
+                hold.release(note)
+            raise
+        if not hold.settled:
+            hold.commit(estimate, "settled at the estimate")
+
+
+__all__ = ["BudgetDraw", "OverBudget", "charged_for_failure", "paying", "work_key"]
