@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect.blocks.core import Block
+from prefect.exceptions import ObjectAlreadyExists
 from pydantic import Field
 
 from blocks.ledger import BudgetError, BudgetStatus, Ledger
@@ -55,6 +56,10 @@ def sync_budget(ledger: Ledger, name: str) -> BudgetStatus:
         status = ledger.set_budget(name, block.limit, block.period)
     if block is None or (block.limit, block.period, block.ledger_updated) != (
             status.limit, status.period, status.updated_at):
-        Budget(limit=status.limit, period=status.period, description=status.description,
-               ledger_updated=status.updated_at).save(name, overwrite=True)
+        block = Budget(limit=status.limit, period=status.period, description=status.description,
+                       ledger_updated=status.updated_at)
+        try:
+            block.save(name, overwrite=True)
+        except ObjectAlreadyExists:  # another run saved it (or its block type) at the same moment
+            block.save(name, overwrite=True)
     return status

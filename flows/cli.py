@@ -21,8 +21,15 @@ from tasks.srt import read_srt
 from tasks.super_resolution import upscaler_of
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line naming the argument and the fix, not a usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="takeflow", description="Storyboard in, finished video out.")
+    parser = _OneLineParser(prog="takeflow", description="Storyboard in, finished video out.")
     commands = parser.add_subparsers(dest="command", required=True)
     produce = commands.add_parser("produce", help="generate, score, upscale and assemble a storyboard")
     produce.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI read "
