@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
+class NoPostgres(RuntimeError):
+    pass
+
+
+@contextmanager
+def postgres_cluster():
+    """A fresh cluster for the block's duration; its SQLAlchemy URL (psycopg 3)."""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed; apt-get install postgresql")
+        raise NoPostgres("PostgreSQL binaries (initdb, pg_ctl) are not installed; apt-get install postgresql")
     root = Path(tempfile.mkdtemp(prefix="takeflow-pg-"))
     data, port = root / "data", _free_port()
     prefix: list[str] = []
@@ -47,18 +53,26 @@ def postgres_url():
         user = "postgres" if _has_user("postgres") else "nobody"
         shutil.chown(root, user)
         prefix = ["runuser", "-u", user, "--"]
-    subprocess.run(prefix + [initdb, "-D", str(data), "-U", "takeflow", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
-    subprocess.run(prefix + [pg_ctl, "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start"],
-                   check=True, capture_output=True)
-    url = f"postgresql+psycopg://takeflow@127.0.0.1:{port}/postgres"
     try:
+        subprocess.run(prefix + [initdb, "-D", str(data), "-U", "takeflow", "--auth=trust", "-E", "UTF8"],
+                       check=True, capture_output=True)
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
+        subprocess.run(prefix + [pg_ctl, "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start"],
+                       check=True, capture_output=True)
         _wait(port)
-        yield url
+        yield f"postgresql+psycopg://takeflow@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    try:
+        with postgres_cluster() as url:
+            yield url
+    except NoPostgres as exc:
+        pytest.skip(str(exc))
 
 
 def _has_user(name: str) -> bool:
