@@ -282,6 +282,8 @@ def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
     takes = [shot.records[n] for n in sorted(shot.records)]
     if not takes:
         reason = shot.history[-1] if shot.history else "not generated"
+    elif chosen is None and shot.draft_winner is not None and shot.history:  # its final render was not made
+        reason = f"draft take {shot.draft_winner} won, but {shot.history[-1]}"
     elif selection and shot.metrics:
         reason = selection.reason
     else:

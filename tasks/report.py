@@ -198,6 +198,11 @@ def summary_markdown(report: ProductionReport) -> str:
                                      f"upscaled by {s.upscale.provider}/{s.upscale.model} "
                                      f"({'cached' if s.upscale.from_cache else f'{s.upscale.credits:g} credits'})")
               for s in report.shots if s.upscale]
+    lines += [f"- budget gate: {change}" for change in report.plan_changes]
+    if report.draft_saving:
+        saving = report.draft_saving
+        lines += [f"- draft-then-final: {saving['draft_then_final']:g} credits against {saving['all_premium']:g} "
+                  f"all-premium ({saving['saved_percent']:g} % saved)"]
     if report.final:
         lines += ["", f"Final video: `{report.final}`"]
     return "\n".join(lines)
