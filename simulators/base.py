@@ -158,6 +158,9 @@ class ProviderSimulator:
         self.creates = 0
         self.peak_active = 0  # most tasks in flight at once, as the provider would count them
         self.requests: list[tuple[str, str, str]] = []  # (method, path, endpoint) of every request
+        # called with (request, "before" | "after") around every routed request; crash tests kill
+        # the client from here, e.g. after a create is recorded but before its answer is sent
+        self.hook: Callable[[Request, str], None] | None = None
         self.lock = threading.RLock()
         self.renderer = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{self.name}-render")
         self.media = Path(tempfile.mkdtemp(prefix=f"takeflow-sim-{self.name}-"))
@@ -396,9 +399,15 @@ class ProviderSimulator:
             response = self._apply(fault, request)
             if response is not None:
                 return response
+        if self.hook is not None:
+            self.hook(request, "before")
         if attr is None:
-            return self.serve_file(request, match.group(1))
-        return getattr(self, attr)(request, *match.groups())
+            response = self.serve_file(request, match.group(1))
+        else:
+            response = getattr(self, attr)(request, *match.groups())
+        if self.hook is not None:
+            self.hook(request, "after")
+        return response
 
     def _apply(self, fault: Fault, request: Request) -> Response | None:
         if fault.kind == "drop":

@@ -139,11 +139,11 @@ class _Pool:
                     _quietly(client.release_concurrency_slots_with_lease, lease)
                     slot_holders.released(lease)
 
-    def reclaim(self, client: SyncPrefectClient) -> int:
+    def reclaim(self, client: SyncPrefectClient, force: bool = False) -> int:
         """Return the slots of dead holders of this limit (at most every RECLAIM_EVERY seconds)."""
         now = time.monotonic()
         with self.cond:
-            if now - self.reclaimed_at < RECLAIM_EVERY:
+            if now - self.reclaimed_at < RECLAIM_EVERY and not force:
                 return 0
             self.reclaimed_at = now
         leases = slot_holders.orphaned(self.api_url, self.name) + slot_holders.expired_on_embedded_server()
@@ -256,6 +256,15 @@ def provider_slot(name: str) -> Iterator[UUID]:
                 pool.idle.append(lease)
                 pool.freed_at[lease] = time.monotonic()
                 pool.cond.notify()
+
+
+def reclaim_dead_holders(client: SyncPrefectClient, names: list[str]) -> int:
+    """At a run's start: return the slots of `names` that runs which died still hold on the server,
+    so nothing (this run, another run, the UI) sees them taken. Returns how many came back."""
+    count = 0
+    for name in names:
+        count += _pool(client, name).reclaim(client, force=True)
+    return count
 
 
 def flow_runs_holding_slots() -> list[UUID]:
