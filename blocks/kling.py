@@ -211,12 +211,26 @@ class KlingProvider(RemoteVideoProvider):
             request.prompt, request.motion_amount)
         return kind, {**body, "camera_control": control} if control else body
 
+    @staticmethod
+    def external_ids(body: dict[str, Any], seed: int) -> list[str]:
+        # Kling has no seed field, so the seed joins the hash: each take of a shot is its own task
+        digest = hashlib.sha256(json.dumps([body, seed], sort_keys=True).encode()).hexdigest()[:32]
+        return [f"takeflow-{digest}" + (f"-r{attempt}" if attempt else "") for attempt in range(10)]
+
+    def lookup(self, request: GenerationRequest) -> str | None:
+        """A create whose answer was lost (its run died) is found by its external_task_id."""
+        kind, body = self.build(request)
+        for external in self.external_ids(body, request.seed):
+            found = self._lookup(kind, external)
+            if found is None:
+                return None  # this id was never used: neither is any later one
+            if found.status != "failed":
+                return found.id
+        return None
+
     def submit(self, request: GenerationRequest) -> str:
         kind, body = self.build(request)
-        # Kling has no seed field, so the seed joins the hash: each take of a shot is its own task
-        digest = hashlib.sha256(json.dumps([body, request.seed], sort_keys=True).encode()).hexdigest()[:32]
-        for attempt in range(10):
-            external = f"takeflow-{digest}" + (f"-r{attempt}" if attempt else "")
+        for external in self.external_ids(body, request.seed):
             try:
                 return self._create(kind, {**body, "external_task_id": external}, external)
             except ProviderError as exc:

@@ -29,8 +29,9 @@ from pydantic import Field
 from blocks.catalogue import load_catalogue
 from blocks.media import atomic_path
 from blocks.providers import GenerationRequest, GenerationResult
+from blocks.outputs import output_path
 from blocks.remote import (RETRYABLE_STATUS, ProviderError, RemoteVideoProvider, TaskState, data_uri,
-                           retry_after, verify_video)
+                           request_key, retry_after, verify_video)
 
 log = logging.getLogger("takeflow.providers")
 
@@ -107,11 +108,17 @@ class LtxProvider(RemoteVideoProvider):
     def generate(self, request: GenerationRequest, dest: Path) -> GenerationResult:
         started = time.perf_counter()
         path, body = self.body(request)
-        request_id = self.create_video(path, body, dest)
-        log.info("%s: %s made %s (request %s)", self.name, request.model, dest.name, request_id or "?")
+        key = request_key(request)
+        out = output_path(self.work_key(key))
+
+        def create() -> str:  # the create is the whole job: its answer streams into the store
+            request_id = self.create_video(path, body, out)
+            log.info("%s: %s made %s (request %s)", self.name, request.model, dest.name, request_id or "?")
+            return f"sync:{request_id or '?'}"
+
+        credits = self.run_task(key, create, dest, lambda state: self.estimate_credits(request))
         return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
-                                credits=round(self.estimate_credits(request), 4),
-                                seconds=time.perf_counter() - started)
+                                credits=round(credits, 4), seconds=time.perf_counter() - started)
 
     def create_video(self, path: str, body: dict[str, Any], dest: Path) -> str | None:
         """POST the create and stream its MP4 answer to `dest` (size-capped, verified as video).
@@ -172,6 +179,15 @@ class LtxProvider(RemoteVideoProvider):
 
     def poll(self, task_id: str) -> TaskState:
         raise NotImplementedError("LTX has no tasks to poll; use generate()")
+
+    def wait(self, task_id: str) -> TaskState:
+        return TaskState(id=task_id, status="succeeded")  # the create returned with the video
+
+    def fetch(self, task_id: str, state: TaskState, dest: Path) -> None:
+        if not dest.is_file():  # a stored output deleted since: LTX cannot serve it again
+            raise ProviderError(self.name, "bad_output", (
+                f"the stored video of request {task_id.removeprefix('sync:')} is gone and LTX keeps no "
+                "copy; the take will be generated (and charged) again"))
 
     # ---- errors -----------------------------------------------------------------------------
 

@@ -11,14 +11,18 @@ this module decides what is retried and when:
   paying twice (adapters with a client-side task id look it up instead).
 - Polling starts fast and backs off to `poll_interval`; the generation deadline counts only
   time the provider spends running the task, not time queued or throttled behind other work.
-- The task id is journalled next to the destination the moment the create returns, so a retry
-  of the take after a crash resumes the same provider task instead of creating a new one.
+- Never paid twice (blocks/journal.py): the intent is journalled, keyed by the work's content,
+  before the create is sent, and the task id the moment it returns, in the state database every
+  run shares; the output goes to the store of paid outputs (blocks/outputs.py) after it decodes to
+  the end. A rerun anywhere reuses the stored output, resumes the task, waits for a create another
+  run has in flight, or (a create whose answer was lost) looks the task up where the API can.
 """
 
 from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import json
 import logging
 import random
@@ -31,9 +35,12 @@ import cv2
 import httpx
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
+from blocks import journal
 from blocks.catalogue import load_catalogue
-from blocks.media import MediaError, atomic_path, probe, read_image
+from blocks.media import atomic_path, file_digest, place, read_image
+from blocks.outputs import intact, output_path
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
+from blocks.verify import decode_check
 
 Status = Literal["queued", "throttled", "running", "succeeded", "failed", "cancelled"]
 ErrorKind = Literal["transient", "rate_limited", "invalid_input", "moderation", "insufficient_credits",
@@ -53,10 +60,13 @@ class ProviderError(GenerationError):
     def __init__(self, provider: str, kind: ErrorKind, message: str, retry_after: float | None = None):
         super().__init__(f"{provider}: {message}", transient=kind in ("transient", "rate_limited"))
         self.provider, self.kind, self.retry_after = provider, kind, retry_after
+        # What the provider charged for this failure (a billed moderation refusal, a paid task
+        # whose output cannot be fetched): the ledger commits it; 0 means nothing was charged.
+        self.credits = 0.0
 
     def __reduce__(self):
         return type(self), (self.provider, self.kind, str(self).removeprefix(f"{self.provider}: "),
-                            self.retry_after)
+                            self.retry_after), {"credits": self.credits}
 
 
 class DamagedOutput(ProviderError):
@@ -132,6 +142,13 @@ class RemoteVideoProvider(VideoProvider):
         """Credits a finished task cost: the provider's report where it gives one."""
         return self.estimate_credits(request)
 
+    def failure_credits(self, state: TaskState) -> float:
+        """Credits the provider charged for a task that ended without output: what it reports
+        (Runway bills input-moderation refusals), else nothing (the others do not bill failures)."""
+        if not state.cost:
+            return 0.0
+        return round(state.cost * load_catalogue().providers[self.name].credits_per_unit, 4)
+
     # ---- shared machinery ------------------------------------------------------------------
 
     def preflight(self) -> None:
@@ -199,32 +216,96 @@ class RemoteVideoProvider(VideoProvider):
 
     def generate(self, request: GenerationRequest, dest: Path) -> GenerationResult:
         started = time.perf_counter()
-        state = self.run_task(request.model_dump_json(), lambda: self.submit(request), dest)
+        credits = self.run_task(request_key(request), lambda: self.submit(request), dest,
+                                lambda state: self.credits_for(request, state), lambda: self.lookup(request))
         return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
-                                credits=round(self.credits_for(request, state), 4),
-                                seconds=time.perf_counter() - started)
+                                credits=round(credits, 4), seconds=time.perf_counter() - started)
 
-    def run_task(self, key: str, create: Callable[[], str], dest: Path) -> TaskState:
-        """Create a provider task whose output becomes `dest` (or resume the one journalled for the
-        same `key`), wait for it to end and download its output; return its final state."""
-        journal = dest.with_name(dest.name + ".task.json")
-        task_id = _read_journal(journal, key)
-        if task_id is None:
-            task_id = create()
-            journal.parent.mkdir(parents=True, exist_ok=True)
-            journal.write_text(json.dumps({"provider": self.name, "task": task_id, "request": key}))
-            log.info("%s: created task %s for %s", self.name, task_id, dest.name)
-        else:
-            log.info("%s: resuming task %s for %s", self.name, task_id, dest.name)
+    def lookup(self, request: GenerationRequest) -> str | None:
+        """Find the task a create for `request` may have made (the create's answer was lost): its id,
+        or None when the provider certainly has none. APIs with no way to tell raise unknown_outcome."""
+        return self._no_lookup()
+
+    def work_key(self, key: str) -> str:
+        """The journal's and the output store's key: the provider's settings and the request's content."""
+        return hashlib.sha256(json.dumps([self.name, self.cache_identity(), key], sort_keys=True,
+                                         default=str).encode()).hexdigest()[:40]
+
+    def run_task(self, key: str, create: Callable[[], str], dest: Path,
+                 credits_of: Callable[[TaskState], float], lookup: Callable[[], str | None] | None = None) -> float:
+        """Make the output of `key` exist at `dest` with at most one paid provider task, whatever
+        process died when: reuse a stored output, resume a journalled task, wait for another run's
+        create in flight, or journal the intent and create. Returns the credits this call reports:
+        the task's cost for the one call that finished its entry, 0 for every other."""
+        work = self.work_key(key)
+        out = output_path(work)
+        while True:
+            entry, mine = journal.claim(work, self.name)
+            if entry.state == "done":
+                if intact(out, entry.size):
+                    log.info("%s: %s is already paid for and stored; reusing it", self.name, dest.name)
+                    place(out, dest)
+                    return 0.0
+                journal.reopen(work)  # the stored copy is gone: fetch it again from its task
+                continue
+            if mine:
+                task_id = self._journalled_create(work, create)
+                log.info("%s: created task %s for %s", self.name, task_id, dest.name)
+                break
+            if entry.task_id:
+                task_id = entry.task_id
+                log.info("%s: resuming task %s for %s", self.name, entry.task_id, dest.name)
+                break
+            if entry.state == "intent" and journal.alive(entry.owner, entry.claimed_at, self.create_window()):
+                time.sleep(random.uniform(0.2, 0.5))  # another run is sending this create: wait for it
+                continue
+            found = (lookup or self._no_lookup)()  # the create's sender died, or its answer was lost
+            if found is not None:
+                log.info("%s: found task %s, created by an earlier run, for %s", self.name, found, dest.name)
+                journal.created(work, found)
+                continue
+            journal.claim(work, self.name, take_over=entry.state)  # it never reached the provider
         try:
             state = self.wait(task_id)
-            self.fetch(task_id, state, dest)
         except ProviderError as exc:
-            if not exc.transient or isinstance(exc, TaskEnded):  # the task is over; a retry starts afresh
-                journal.unlink(missing_ok=True)
+            if not exc.transient or isinstance(exc, TaskEnded):  # over: the next attempt creates afresh
+                exc.credits = getattr(exc, "credits", 0.0) if journal.forget(work) else 0.0
             raise
-        journal.unlink(missing_ok=True)
-        return state
+        try:
+            self.fetch(task_id, state, out)
+        except ProviderError as exc:
+            if not exc.transient:  # paid for, but its output cannot be had: a retry pays again
+                exc.credits = credits_of(state) if journal.forget(work) else 0.0
+            raise
+        credits = credits_of(state)
+        finished = journal.finish(work, out, credits)
+        place(out, dest)
+        return credits if finished else 0.0
+
+    def create_window(self) -> float:
+        """Longest a create can take with its retries: past it, another host's intent is orphaned."""
+        return (self.max_retries + 1) * (self.request_timeout + self.connect_timeout + MAX_RETRY_AFTER)
+
+    def _no_lookup(self) -> str | None:
+        raise ProviderError(self.name, "unknown_outcome", (
+            "a create for this work was sent by a run that stopped before its answer came, and this API "
+            "cannot find a task by anything but the id it never returned; check the provider's dashboard, "
+            "then `python -m blocks.journal forget KEY` (KEY from `python -m blocks.journal`) to create it again"))
+
+    def _journalled_create(self, work: str, create: Callable[[], str]) -> str:
+        try:
+            task_id = create()
+        except ProviderError as exc:
+            if exc.kind == "unknown_outcome":
+                journal.unknown(work)
+            else:  # refused before any task existed
+                journal.forget(work)
+            raise
+        except Exception:
+            journal.unknown(work)  # cannot tell whether it was sent
+            raise
+        journal.created(work, task_id)
+        return task_id
 
     def wait(self, task_id: str) -> TaskState:
         """Poll until the task ends; cancel it if it runs past the generation deadline."""
@@ -238,8 +319,10 @@ class RemoteVideoProvider(VideoProvider):
                 return state
             if state.status in ("failed", "cancelled"):
                 kind = state.error_kind or ("cancelled" if state.status == "cancelled" else "transient")
-                raise TaskEnded(self.name, kind, f"task {task_id} {state.status}: "
-                                                     f"{state.error or 'no reason given'}")
+                ended = TaskEnded(self.name, kind, f"task {task_id} {state.status}: "
+                                                   f"{state.error or 'no reason given'}")
+                ended.credits = self.failure_credits(state)
+                raise ended
             if state.status == "running":
                 running += pause
             else:
@@ -350,13 +433,10 @@ def data_uri(path: Path, max_bytes: int = 5 * 2**20) -> str:
 
 
 def verify_video(provider: str, path: Path) -> None:
-    """A take counts only if it decodes as video: corrupt or truncated output is refused."""
-    try:
-        info = probe(path)
-    except MediaError as exc:
-        raise DamagedOutput(provider, "bad_output", f"the output is not a playable video ({exc})") from None
-    if info.frames < 2:
-        raise DamagedOutput(provider, "bad_output", "the output has fewer than two frames")
+    """A take counts only if it decodes to the end: corrupt or truncated output is refused."""
+    check = decode_check(path)
+    if check.problem:
+        raise DamagedOutput(provider, "bad_output", f"the output is not a whole video: {check.problem}")
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -377,9 +457,9 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _read_journal(journal: Path, key: str) -> str | None:
-    try:
-        entry = json.loads(journal.read_text())
-    except (OSError, ValueError):
-        return None
-    return entry.get("task") if entry.get("request") == key else None
+def request_key(request: GenerationRequest) -> str:
+    """A request by content: the reference image by its bytes' hash, not its path."""
+    data = request.model_dump(mode="json")
+    if request.reference_image is not None:
+        data["reference_image"] = file_digest(request.reference_image)
+    return json.dumps(data, sort_keys=True)

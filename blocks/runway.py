@@ -214,9 +214,9 @@ class RunwayProvider(RemoteVideoProvider):
                    if _inline(request.source, entry) else upload(self, request.source))
             return self._create("/v1/video_upscale", {**body, "videoUri": uri})
 
-        state = self.run_task(key, create, dest)
-        credits = (state.cost * load_catalogue().providers[self.name].credits_per_unit if state.cost is not None
-                   else self.estimate_upscale_credits(request.model, request.resolution, request.duration))
+        credits = self.run_task(key, create, dest, lambda state: (
+            state.cost * load_catalogue().providers[self.name].credits_per_unit if state.cost is not None
+            else self.estimate_upscale_credits(request.model, request.resolution, request.duration)))
         return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
                                 credits=round(credits, 4), seconds=time.perf_counter() - started)
 

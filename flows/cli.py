@@ -217,6 +217,7 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
 
     from flows.produce import RunOptions, produce
     from flows.progress import terminal_display
+    from flows.run_guard import guard_run
 
     from flows.budget_cli import precheck
 
@@ -228,7 +229,7 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
     options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget, storage=args.storage,
                          budget_name=args.budget_name, policy=args.policy)
     # A local run has no worker watching for crashed runs, so heartbeats would only slow the exit.
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), terminal_display():
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}), terminal_display(), guard_run():
         state = produce(storyboard=storyboard, options=options, return_state=True)
     if not state.is_completed():
         message = (state.message or state.name).removeprefix("Flow run encountered an exception: ")

@@ -19,6 +19,12 @@ Faults are injected on demand (`inject`) or at random (`fault_rate`, seeded):
 | truncate   | the output download stops halfway                                       |
 | slow       | the output download trickles (`delay` seconds per 64 KB)                |
 | expire     | the output URL is already expired on the next download                  |
+| cut        | the output download serves its first half, with a Content-Length to match |
+
+The simulator also keeps the provider's own books: `record()` (and `GET /_sim/record`, no key
+needed) lists every create, each task's status and what the provider charged for it, in takeflow
+credits (1 = 0.01 USD), billed as the real provider bills (`charge`: by default a succeeded task
+costs its catalogue price and a failed one nothing; Runway bills input-moderation refusals).
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import ffmpeg
 
+from blocks.catalogue import load_catalogue
 from blocks.media import H264_OUTPUT, run_ffmpeg
 from blocks.previz_render import render_previz
 from blocks.providers import frame_size
 
-FaultKind = Literal["rate_limit", "server", "drop", "reject", "fail", "corrupt", "truncate", "slow", "expire"]
+FaultKind = Literal["rate_limit", "server", "drop", "reject", "fail", "corrupt", "truncate", "slow", "expire",
+                    "cut"]
 Failure = Literal["moderation", "moderation_output", "invalid_input", "internal", "insufficient_credits",
                   "bad_output"]
 Endpoint = Literal["create", "poll", "download", "upload", "storage", "any"]
@@ -70,7 +78,7 @@ class Fault:
     def matches(self, endpoint: str) -> bool:
         if self.kind in ("reject", "fail"):
             return endpoint == "create"
-        if self.kind in ("corrupt", "truncate", "slow", "expire"):
+        if self.kind in ("corrupt", "truncate", "slow", "expire", "cut"):
             return endpoint == "download"
         return self.on in ("any", endpoint)
 
@@ -150,6 +158,9 @@ class ProviderSimulator:
         self.creates = 0
         self.peak_active = 0  # most tasks in flight at once, as the provider would count them
         self.requests: list[tuple[str, str, str]] = []  # (method, path, endpoint) of every request
+        # called with (request, "before" | "after") around every routed request; crash tests kill
+        # the client from here, e.g. after a create is recorded but before its answer is sent
+        self.hook: Callable[[Request, str], None] | None = None
         self.lock = threading.RLock()
         self.renderer = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{self.name}-render")
         self.media = Path(tempfile.mkdtemp(prefix=f"takeflow-sim-{self.name}-"))
@@ -213,8 +224,40 @@ class ProviderSimulator:
                  task_id: str | None = None) -> SimTask:
         """Record a create (counted) and start rendering its output in the background."""
         task = self.record_task(model, params, task_id)
+        task.extra.setdefault("price", self.catalogue_price(model, duration, size, params))
         task.video = self.render(size=size, duration=duration, fps=fps, prompt=prompt, seed=seed, image=image)
         return task
+
+    # ---- the provider's books ----------------------------------------------------------------
+
+    def catalogue_price(self, model: str, duration: float, size: tuple[int, int], params: dict[str, Any]) -> float:
+        """What a task costs, in takeflow credits, at the catalogue's price for its output size."""
+        try:
+            entry = load_catalogue().model(self.name, model)
+            per_unit = load_catalogue().providers[self.name].credits_per_unit
+        except KeyError:
+            return 0.0
+        text = f"{size[0]}x{size[1]}"
+        resolution = next((name for name, res in entry.resolutions.items() if text in res.sizes.values()), None)
+        audio = any(bool(params.get(k)) for k in ("audio", "generate_audio", "generateAudio", "sound"))
+        return round(entry.price_per_second(resolution, audio) * duration * per_unit, 4)
+
+    def charge(self, task: SimTask, status: str) -> float:
+        """Credits the provider bills for `task` in `status`: its price once it succeeded, nothing
+        for a failed or cancelled task (Kling, Veo, Seedance, LTX and Sora bill only outputs)."""
+        return float(task.extra.get("price", 0.0)) if status == "succeeded" else 0.0
+
+    def record(self) -> dict[str, Any]:
+        """The provider's own record: creates, every task's status, and the credits it charged."""
+        with self.lock:
+            tasks = list(self.tasks.values())
+        rows = []
+        for task in tasks:
+            status, _ = self.status(task)
+            rows.append({"id": task.id, "model": task.model, "kind": task.kind, "status": status,
+                         "credits": round(self.charge(task, status), 4)})
+        return {"provider": self.name, "creates": self.creates, "tasks": rows,
+                "charged": round(sum(row["credits"] for row in rows), 4)}
 
     def record_task(self, model: str, params: dict[str, Any], task_id: str | None = None) -> SimTask:
         """Count a create and track its task; the caller sets `task.video` to its output's future."""
@@ -342,6 +385,8 @@ class ProviderSimulator:
         else:
             if request.method == "GET" and (m := re.fullmatch(r"/files/([\w.-]+)\.mp4", request.path)):
                 request.endpoint, attr, match = "download", None, m
+            elif request.method == "GET" and request.path.rstrip("/").endswith("/_sim/record"):
+                return Response(200, self.record())  # the simulator's books: not part of the API
             else:
                 return self.error(404, "not_found", f"no route {request.method} {request.path}")
         with self.lock:
@@ -354,9 +399,15 @@ class ProviderSimulator:
             response = self._apply(fault, request)
             if response is not None:
                 return response
+        if self.hook is not None:
+            self.hook(request, "before")
         if attr is None:
-            return self.serve_file(request, match.group(1))
-        return getattr(self, attr)(request, *match.groups())
+            response = self.serve_file(request, match.group(1))
+        else:
+            response = getattr(self, attr)(request, *match.groups())
+        if self.hook is not None:
+            self.hook(request, "after")
+        return response
 
     def _apply(self, fault: Fault, request: Request) -> Response | None:
         if fault.kind == "drop":
@@ -428,6 +479,8 @@ def _handler_for(sim: ProviderSimulator) -> type[BaseHTTPRequestHandler]:
                 data = json.dumps(body).encode()
                 headers.setdefault("Content-Type", "application/json")
             fault = request.headers.get("X-Sim-Fault") if isinstance(request.headers, dict) else None
+            if fault == "cut":  # a file cut short on the CDN: the length header agrees with it
+                data = data[: len(data) // 2]
             if fault == "corrupt":
                 data = bytes(random.Random(len(data)).getrandbits(8) for _ in range(min(len(data), 65536)))
             self.send_response(response.status)

@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from blocks.catalogue import load_catalogue
 from simulators.base import Drop, ProviderSimulator, Request, Response, SimTask, collect_routes, route
 
 SIZES = {720: {"16:9": (1280, 720), "9:16": (720, 1280), "1:1": (960, 960)},
@@ -153,6 +154,8 @@ class KlingSimulator(ProviderSimulator):
             task = self.new_task(body.get("model_name", "kling-v1"), params, size=size or SIZES[short][
                 body.get("aspect_ratio", "16:9")], duration=int(body["duration"]), fps=spec["fps"],
                 prompt=body.get("prompt", ""), image=image, task_id=str(700000000000000000 + self.creates))
+            # billed in units, only for a task that succeeds (final_unit_deduction of a failed one: 0)
+            task.extra["price"] = round(units * load_catalogue().providers["kling"].credits_per_unit, 4)
             if external:
                 self.by_external[external] = task.id
             self.bodies.append(body)

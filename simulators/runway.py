@@ -314,6 +314,9 @@ class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, ProviderSimulator):
     def failure(self, task: SimTask) -> tuple[str, str]:
         return task.extra.get("failure") or FAILURES.get(task.failure or "", FAILURES["internal"])
 
+    def charge(self, task: SimTask, status: str) -> float:
+        return float(self.charged(task, status)) if status in ("succeeded", "failed", "cancelled") else 0.0
+
     def charged(self, task: SimTask, status: str) -> int:
         """cost.credits of a finished task (◐ runwayml/skills: SAFETY.INPUT failures are not refunded)."""
         if status == "cancelled":

@@ -11,6 +11,8 @@ import importlib
 import threading
 from typing import Any
 
+import httpx
+
 from blocks.registry import provider_class
 from simulators.base import ProviderSimulator
 
@@ -28,6 +30,14 @@ SIMULATORS: dict[str, tuple[str, str]] = {
 def start_simulator(name: str, **options: Any) -> ProviderSimulator:
     module, cls = SIMULATORS[name][0].split(":")
     return getattr(importlib.import_module(module), cls)(**options).start()
+
+
+def read_record(url: str) -> dict[str, Any]:
+    """A running simulator's own books (creates, every task's status, credits charged), as served
+    at `<url>/_sim/record` to tests and to `takeflow simulate` users."""
+    response = httpx.get(url.rstrip("/") + "/_sim/record", timeout=10)
+    response.raise_for_status()
+    return response.json()
 
 
 def client_settings(name: str, sim: ProviderSimulator) -> dict[str, Any]:
@@ -50,6 +60,7 @@ def serve(latency: float, fault_rate: float, first_port: int, save: bool) -> int
             if save:
                 block.save(name, overwrite=True)
             print(f"{name:9} simulator at {sims[name].url}" + (f"  (block '{name}' saved)" if save else ""))
+        print("\nwhat each simulator charged: GET <its URL>/_sim/record (creates, tasks, credits)")
         print(f"\nsimulated generations take {latency:g} s"
               + (f"; {fault_rate:.0%} of requests get a transient fault" if fault_rate else "")
               + ".\nIn another terminal: takeflow produce examples/simulated-providers.yaml"

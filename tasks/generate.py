@@ -15,7 +15,7 @@ from blocks.media import MediaError, atomic_path, audio_duration, read_image
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
 from blocks.ledger import OverBudget
 from tasks.caching import content_key
-from tasks.provider_slots import provider_slot
+from tasks.provider_slots import provider_slot, reclaim_dead_holders
 from tasks.spend import BudgetDraw, paying, work_key
 
 MAX_INPUT_BYTES = 200 * 1024 * 1024
@@ -47,6 +47,7 @@ def ensure_limits(providers: dict[str, VideoProvider]) -> None:
     with get_client(sync_client=True) as client:
         for provider in providers.values():
             client.upsert_global_concurrency_limit_by_name(limit_name(provider), provider.max_concurrency)
+        reclaim_dead_holders(client, [limit_name(p) for p in providers.values()])  # runs killed earlier
 
 
 @task(name="generate-take", task_run_name="generate-{shot_id}-take-{take}",

@@ -9,7 +9,19 @@ is locked", and Prefect's client waits 2 s before it retries.
 So a slot a take has finished with stays with this process for `LINGER_SECONDS` and goes to the
 process's next take without a server round trip. The slots are still Prefect leases on the same
 limit, so other runs and processes see them taken; they are renewed while held and returned as
-soon as no take here wants them (or, if the process dies, when the lease runs out).
+soon as no take here wants them.
+
+A process that dies holding slots (SIGKILL, OOM, a lost machine) cannot return them, and on the
+embedded server Prefect does not either: its repossessor, which revokes expired leases, does not
+run in ephemeral servers, and its default lease storage lives in the server's memory, so a new
+run's server knows nothing of the dead run's leases while the database still counts their slots.
+So every lease held is also written to the shared state database (blocks/slot_holders.py) with
+its holder, and a take that finds its limit full first reclaims the leases of dead holders:
+- a holder on this machine whose process is gone: at once (the next run starts promptly);
+- any other holder once its lease has gone LEASE_SECONDS without renewal (60 s);
+and on the embedded server (`flows/run_guard.py` keeps its leases in Prefect's filesystem lease
+storage) leases expired there are revoked the same way, as the repossessor would. On a standalone
+`prefect server start`, the server's repossessor also revokes them (within 60 s + its 15 s loop).
 """
 
 from __future__ import annotations
@@ -27,10 +39,14 @@ from uuid import UUID
 import httpx
 from prefect import get_client
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.context import TaskRunContext
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
 
-LEASE_SECONDS = 300.0     # what Prefect's concurrency() uses; the server's minimum is 60 s
+from blocks import slot_holders
+
+LEASE_SECONDS = 60.0      # the server's minimum: a dead holder's slots come back within a minute
 RENEW_AFTER = LEASE_SECONDS / 3
+RECLAIM_EVERY = 2.0       # seconds between two reclaims of dead holders' slots while a limit is full
 LINGER_SECONDS = 0.5      # how long a finished take's slot waits for this process's next take
 KEEPER_TICK = 0.1
 QUICK_TRIES = 8            # 503s answered by a short sleep before Prefect's slower retries
@@ -54,6 +70,7 @@ class _Pool:
     freed_at: dict[UUID, float] = field(default_factory=dict)
     held: dict[UUID, float] = field(default_factory=dict)  # every lease looked after -> last renewed
     keeper: threading.Thread | None = None
+    reclaimed_at: float = 0.0
 
     def take_idle(self) -> UUID | None:
         if not self.idle:
@@ -85,6 +102,7 @@ class _Pool:
                     due = [lease for lease, at in self.held.items() if now - at >= RENEW_AFTER]
                 for lease in stale:
                     _quietly(client.release_concurrency_slots_with_lease, lease)
+                    slot_holders.released(lease)
                 for lease in due:
                     self.renew(client, lease)
                 with self.cond:
@@ -102,6 +120,7 @@ class _Pool:
             log.warning("the %s slot lease expired on the server; the take keeps running", self.name)
             with self.cond:
                 self.held.pop(lease, None)  # so it is not handed to another take
+            slot_holders.released(lease)
             return
         except httpx.HTTPError as exc:
             log.warning("could not renew the %s slot lease (%s); will try again", self.name, exc)
@@ -109,6 +128,7 @@ class _Pool:
         with self.cond:
             if lease in self.held:
                 self.held[lease] = time.monotonic()
+        slot_holders.renewed(lease, LEASE_SECONDS)
 
     def release_all(self) -> None:
         with self.cond:
@@ -117,9 +137,25 @@ class _Pool:
             with SyncPrefectClient(self.api_url, **self.credentials) as client:
                 for lease in leases:
                     _quietly(client.release_concurrency_slots_with_lease, lease)
+                    slot_holders.released(lease)
+
+    def reclaim(self, client: SyncPrefectClient, force: bool = False) -> int:
+        """Return the slots of dead holders of this limit (at most every RECLAIM_EVERY seconds)."""
+        now = time.monotonic()
+        with self.cond:
+            if now - self.reclaimed_at < RECLAIM_EVERY and not force:
+                return 0
+            self.reclaimed_at = now
+        leases = slot_holders.orphaned(self.api_url, self.name) + slot_holders.expired_on_embedded_server()
+        for lease in leases:
+            _quietly(client.release_concurrency_slots_with_lease, lease)
+        if leases:
+            log.warning("returned %d slot(s) of %s held by runs that died", len(leases), self.name)
+        return len(leases)
 
 
 _pools: dict[tuple[str, str], _Pool] = {}
+_flow_runs: set[UUID] = set()  # flow runs whose takes took slots here, for a clean stop to cancel
 _pools_lock = threading.Lock()
 
 
@@ -178,6 +214,8 @@ def _acquire(client: SyncPrefectClient, pool: _Pool) -> UUID:
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code != 423:
                 raise
+            if pool.reclaim(client):
+                continue  # a dead run's slots came back: ask again at once
             # Full: wait for the server's hint, or less if a take of ours frees a slot first.
             wait = float(exc.response.headers.get("Retry-After", 1)) * random.uniform(1.0, 1.3)
             with pool.cond:
@@ -188,6 +226,7 @@ def _acquire(client: SyncPrefectClient, pool: _Pool) -> UUID:
             raise SlotLimitMissing(f"the concurrency limit {pool.name!r} does not exist or is disabled; run "
                                    "takeflow produce (it creates the limit) or `prefect gcl enable` it")
         lease = UUID(body["lease_id"])
+        slot_holders.acquired(lease, pool.api_url, pool.name, LEASE_SECONDS)
         with pool.cond:
             pool.held[lease] = time.monotonic()
             if pool.keeper is None:
@@ -203,6 +242,9 @@ def provider_slot(name: str) -> Iterator[UUID]:
     Yields the id of the Prefect lease behind the slot.
     """
     client = get_client(sync_client=True)  # inside a task run: the run's own, already open client
+    context = TaskRunContext.get()
+    if context is not None and context.task_run.flow_run_id is not None:
+        _flow_runs.add(context.task_run.flow_run_id)
     with client:
         pool = _pool(client, name)
         lease = _acquire(client, pool)
@@ -216,8 +258,22 @@ def provider_slot(name: str) -> Iterator[UUID]:
                 pool.cond.notify()
 
 
+def reclaim_dead_holders(client: SyncPrefectClient, names: list[str]) -> int:
+    """At a run's start: return the slots of `names` that runs which died still hold on the server,
+    so nothing (this run, another run, the UI) sees them taken. Returns how many came back."""
+    count = 0
+    for name in names:
+        count += _pool(client, name).reclaim(client, force=True)
+    return count
+
+
+def flow_runs_holding_slots() -> list[UUID]:
+    return list(_flow_runs)
+
+
 @atexit.register
-def _return_held_slots() -> None:
+def return_held_slots() -> None:
+    """Give back every slot this process holds (at exit, or when the run is stopped)."""
     for pool in list(_pools.values()):
         try:
             pool.release_all()

@@ -20,6 +20,15 @@ def takeflow_home(tmp_path_factory):
     yield home
 
 
+@pytest.fixture
+def own_takeflow_home(tmp_path_factory, monkeypatch):
+    """A journal and output store of this test's own: for tests that send the same request to a
+    provider twice and expect two creates (with shared state the second reuses the paid output)."""
+    home = tmp_path_factory.mktemp("takeflow-home")
+    monkeypatch.setenv("TAKEFLOW_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
     """A Prefect API server for this test session, with a small saved previz block.

@@ -24,3 +24,10 @@ def transient_faults(expire: bool = True) -> list[Fault]:
 
 def fault_id(fault: Fault) -> str:
     return f"{fault.kind}-{fault.on}-{fault.retry_after}"
+
+
+def open_tasks() -> list:
+    """Journal entries of provider tasks not yet done (a test's own journal: own_takeflow_home)."""
+    from blocks.journal import all_entries
+
+    return [entry for entry in all_entries() if entry.state != "done"]

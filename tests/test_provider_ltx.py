@@ -18,6 +18,8 @@ from blocks.remote import ProviderError
 from simulators.base import Fault
 from simulators.ltx import LtxSimulator
 
+pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
+
 KEY = "key_MARKER_SECRET_ltx_0123456789"
 FAST = "ltx-2-5-fast"  # 2 s clips keep the simulator's renders cheap
 
@@ -106,12 +108,12 @@ def test_concurrency_limit_is_waited_out(sim, tmp_path):
     sim.concurrency = 1
     block, results, errors = provider(sim), [], []
 
-    def take(name):
+    def take(name, seed):  # two different takes (the same one twice would wait for one create)
         try:
-            results.append(block.generate(request(), tmp_path / name))
+            results.append(block.generate(request(seed=seed), tmp_path / name))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
-    threads = [threading.Thread(target=take, args=(f"{i}.mp4",)) for i in range(2)]
+    threads = [threading.Thread(target=take, args=(f"{i}.mp4", i)) for i in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -17,7 +17,9 @@ from blocks.remote import ProviderError
 from blocks.runway import RunwayProvider, failure_kind
 from simulators.base import Fault
 from simulators.runway import SPECS, VERSION, RunwaySimulator
-from tests.provider_faults import fault_id, transient_faults
+from tests.provider_faults import fault_id, transient_faults, open_tasks
+
+pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
 
 MARKER = "key_MARKER_SECRET_" + "c0ffee" * 8
 T2V = GenerationRequest(prompt="a lighthouse on a cliff at dusk, slow push in", model="gen4.5", seed=7,
@@ -78,7 +80,7 @@ def test_text_to_video_round_trip(sim, runway, tmp_path, request_):
     assert sent["duration"] == request_.duration
     assert isinstance(sent["duration"], int) and sent["seed"] == 7 and "promptImage" not in sent
     assert sent.get("audio") is (True if request_.model == "veo3.1" else None)
-    assert not (tmp_path / "take.mp4.task.json").exists()
+    assert not open_tasks()
 
 
 def test_image_to_video_round_trip(sim, runway, tmp_path, reference):
@@ -121,7 +123,7 @@ def test_failed_tasks_are_classified(sim, runway, tmp_path, fault, kind, code):
         runway.generate(T2V, tmp_path / "take.mp4")
     assert caught.value.kind == kind and not caught.value.transient and code in str(caught.value)
     assert sim.creates - creates == 1 and sim.count("create") - requests == 1
-    assert not (tmp_path / "take.mp4.task.json").exists()  # a retry starts afresh
+    assert not open_tasks()  # a retry starts afresh
 
 
 @pytest.mark.parametrize("fault, kind, words", [

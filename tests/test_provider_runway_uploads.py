@@ -15,6 +15,10 @@ from blocks.runway import MAX_IMAGE_BYTES, RunwayProvider
 from simulators.base import Fault
 from simulators.runway import VERSION, RunwaySimulator
 
+from tests.provider_faults import open_tasks
+
+pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
+
 
 @pytest.fixture(scope="module")
 def sim():
@@ -67,7 +71,7 @@ def test_a_failed_storage_post_is_transient_and_nothing_is_created(sim, runway, 
     with pytest.raises(ProviderError) as caught:
         runway.generate(i2v(big_png), tmp_path / "take.mp4")
     assert caught.value.transient and "upload of plate.png failed" in str(caught.value)
-    assert sim.creates == creates and not (tmp_path / "take.mp4.task.json").exists()
+    assert sim.creates == creates and not open_tasks()
     assert sim.api_key not in str(caught.value)
 
 

@@ -6,7 +6,6 @@ the simulator's contract)."""
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 
 import httpx
@@ -21,6 +20,10 @@ from blocks.upscaling import SuperResolution, UpscaleRequest
 from simulators.base import Fault
 from simulators.runway import VERSION, RunwaySimulator
 from simulators.runway_upscale import SHORT_SIDE
+
+from tests.provider_faults import open_tasks
+
+pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
 
 MODEL = "magnific_video_upscaler_creative"
 
@@ -72,7 +75,7 @@ def test_upscale_round_trip(sim, runway, clip, tmp_path, resolution, size, api):
     assert sent.startswith("data:video/mp4;base64,") and base64.b64decode(sent.split(",")[1]) == clip.read_bytes()
     assert result.credits == task.extra["credits"] == 15  # the task's cost: 10 credits/s for 1.5 s
     assert result.credits == runway.estimate_upscale_credits(MODEL, resolution, 1.5)
-    assert not (tmp_path / "up.mp4.task.json").exists()
+    assert not open_tasks()
 
 
 def test_a_retried_upscale_resumes_its_task_instead_of_paying_twice(sim, clip, tmp_path):
@@ -83,11 +86,11 @@ def test_a_retried_upscale_resumes_its_task_instead_of_paying_twice(sim, clip, t
     with pytest.raises(ProviderError) as caught:
         flaky.upscale(request_for(clip), tmp_path / "up.mp4")
     assert caught.value.transient and sim.creates - creates == 1
-    journal = json.loads((tmp_path / "up.mp4.task.json").read_text())
-    assert journal["task"] == list(sim.tasks)[-1]
+    [entry] = open_tasks()  # journalled in the shared state database, not next to the output
+    assert entry.task_id == list(sim.tasks)[-1] and entry.state == "created"
     result = flaky.upscale(request_for(clip), tmp_path / "up.mp4")  # what a task retry does
     assert sim.creates - creates == 1 and probe(result.path).height == 1080
-    assert not (tmp_path / "up.mp4.task.json").exists()
+    assert not open_tasks()
 
 
 def test_a_failed_upscale_task_is_classified_and_forgotten(sim, runway, clip, tmp_path):
@@ -95,7 +98,7 @@ def test_a_failed_upscale_task_is_classified_and_forgotten(sim, runway, clip, tm
     with pytest.raises(ProviderError) as caught:
         runway.upscale(request_for(clip), tmp_path / "up.mp4")
     assert caught.value.kind == "invalid_input" and "ASSET.INVALID" in str(caught.value)
-    assert not (tmp_path / "up.mp4.task.json").exists()  # a retry starts afresh
+    assert not open_tasks()  # a retry starts afresh
 
 
 def test_a_video_too_large_to_send_inline_goes_as_an_upload(sim, runway, tmp_path):
@@ -128,7 +131,7 @@ def test_a_video_over_the_upload_limit_is_refused_before_anything_is_sent(sim, r
     assert caught.value.kind == "invalid_input" and not caught.value.transient
     assert "huge.mp4 is 201.0 MB" in str(caught.value) and "at most 200 MB (as an upload)" in str(caught.value)
     assert "upscale it locally instead" in str(caught.value)
-    assert len(sim.requests) == requests and not (tmp_path / "up.mp4.task.json").exists()
+    assert len(sim.requests) == requests and not open_tasks()
 
 
 @pytest.mark.parametrize("change, words", [

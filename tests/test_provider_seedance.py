@@ -16,7 +16,9 @@ from blocks.remote import ProviderError
 from blocks.seedance import SeedanceProvider
 from simulators.base import Fault
 from simulators.seedance import SeedanceSimulator
-from tests.provider_faults import fault_id, transient_faults
+from tests.provider_faults import fault_id, transient_faults, open_tasks
+
+pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
 
 KEY = "key_MARKER_SECRET_seedance_0123456789"
 FAST = "dreamina-seedance-2-0-fast-260128"
@@ -59,7 +61,7 @@ def test_text_to_video_round_trip(sim, tmp_path):
     assert task.id.startswith("cgt-") and task.params["generate_audio"] is False
     assert (task.params["resolution"], task.params["ratio"], task.params["duration"], task.params["seed"]) \
         == ("480p", "16:9", 4, 7)
-    assert not (tmp_path / "take.mp4.task.json").exists()  # journal cleared after success
+    assert not open_tasks()  # journal cleared after success
 
 
 def test_image_to_video_round_trip(sim, tmp_path):
@@ -118,7 +120,7 @@ def test_moderation_after_submit_fails_the_task(sim, tmp_path):
     assert caught.value.kind == "moderation" and not caught.value.transient
     assert "OutputVideoSensitiveContentDetected" in str(caught.value)
     assert sim.creates == 1 and sim.count("download") == 0
-    assert not (tmp_path / "take.mp4.task.json").exists()
+    assert not open_tasks()
 
 
 def test_requests_the_model_cannot_make_are_refused_before_spending(sim, tmp_path):

@@ -18,7 +18,9 @@ from blocks.sora import SoraProvider
 from simulators.base import Fault
 from simulators.sora import SoraSimulator
 from tests.conftest import EXAMPLES
-from tests.provider_faults import fault_id, transient_faults
+from tests.provider_faults import fault_id, transient_faults, open_tasks
+
+pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
 
 KEY = "sk-proj-MARKER_SECRET_sora_0123456789"
 REFERENCE = EXAMPLES / "references" / "kite-meadow.jpg"  # 960x540: cover-cropped to the video size
@@ -78,7 +80,7 @@ def test_text_to_video_round_trip(sim, tmp_path):
     assert result.credits == block.estimate_credits(req) == pytest.approx(0.10 * 4 * 100)
     # multipart fields; seconds is the API's string enum, the size comes from the catalogue
     assert sim.forms == [{"prompt": req.prompt, "model": "sora-2", "seconds": "4", "size": "1280x720"}]
-    assert not (tmp_path / "take.mp4.task.json").exists()
+    assert not open_tasks()
 
 
 def test_image_to_video_round_trip_crops_the_reference_to_the_size(sim, tmp_path):
@@ -122,7 +124,7 @@ def test_refusals_are_final_with_one_create(sim, tmp_path, fault, kind):
         provider(sim, max_retries=1).generate(request(), tmp_path / "take.mp4")
     assert caught.value.kind == kind and not caught.value.transient
     assert sim.count("create") == 1
-    assert not (tmp_path / "take.mp4.task.json").exists()
+    assert not open_tasks()
 
 
 def test_simulator_validates_like_the_api(sim):
@@ -169,7 +171,7 @@ def test_key_never_leaks(sim, tmp_path, caplog):
     failures = []
     for bad in (provider(sim, api_key=wrong), provider(sim, api_key=None)):
         with pytest.raises(ProviderError) as caught:
-            bad.generate(request(), tmp_path / "other.mp4")
+            bad.generate(request(seed=8), tmp_path / "other.mp4")  # not the take already paid for
         assert caught.value.kind == "auth" and not caught.value.transient
         failures.append(caught.value)
     # the API's own 401 message shows part of the key ("sk-proj-****...3210"); it is not repeated

@@ -19,7 +19,9 @@ from blocks.veo import VeoProvider
 from simulators.base import Fault
 from simulators.veo import VeoSimulator
 from tests.conftest import EXAMPLES
-from tests.provider_faults import fault_id, transient_faults
+from tests.provider_faults import fault_id, transient_faults, open_tasks
+
+pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
 
 KEY = "AIzaMARKER_SECRET_veo_0123456789"
 FAST = "veo-3.1-fast-generate-preview"
@@ -65,7 +67,7 @@ def test_text_to_video_round_trip(sim, tmp_path):
     # the Gemini API takes no seed and no generateAudio; durationSeconds goes as the SDK's int
     assert body["parameters"] == {"aspectRatio": "16:9", "durationSeconds": 4, "sampleCount": 1,
                                   "resolution": "720p"}
-    assert not (tmp_path / "take.mp4.task.json").exists()
+    assert not open_tasks()
 
 
 def test_image_to_video_round_trip(sim, tmp_path):
@@ -143,7 +145,7 @@ def test_refusals_are_final_with_one_create(sim, tmp_path, fault, kind):
         provider(sim, max_retries=1).generate(request(), tmp_path / "take.mp4")
     assert caught.value.kind == kind and not caught.value.transient
     assert sim.count("create") == 1 and sim.count("media") == 0
-    assert not (tmp_path / "take.mp4.task.json").exists()
+    assert not open_tasks()
 
 
 def test_blocked_video_names_the_filter_and_is_not_charged(sim, tmp_path):
@@ -214,7 +216,7 @@ def test_key_never_leaks(sim, tmp_path, caplog):
     failures = []
     for bad in (provider(sim, api_key=wrong), provider(sim, api_key=None)):
         with pytest.raises(ProviderError) as caught:
-            bad.generate(request(), tmp_path / "other.mp4")
+            bad.generate(request(seed=8), tmp_path / "other.mp4")  # not the take already paid for
         assert caught.value.kind == "auth" and not caught.value.transient
         failures.append(caught.value)
     assert "Gemini API key" in str(failures[0]) and "no API key" in str(failures[1])
