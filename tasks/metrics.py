@@ -31,6 +31,7 @@ from blocks.media import FFMPEG, MediaError, VideoInfo, iter_frames, probe, read
 from blocks.previz_camera import parse_camera
 from blocks.providers import MotionRegion
 from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity
+from tasks.metrics_defects import BurntInOverlay, Crispness, EdgeBlack, GradualCut, Stillness
 from tasks.metrics_image import (BlackFrames, Consistency, Exposure, FrozenFrames, Letterbox, LowNoise,
                                  SceneCuts, Sharpness)
 from tasks.metrics_temporal import (BrightnessStability, Frame, FrameStream, MotionSmoothness,
@@ -107,6 +108,9 @@ class TakeMetrics(BaseModel):
     hard_fails: list[str]
     metrics: dict[str, float]
     frames: int = Field(description="frames actually decoded")
+    defects: list[str] = Field([], description="Visible generative defects of the take on its own (a "
+                               "burnt-in logo, a fade to black, no motion where the shot asks for it...): "
+                               "not a reason to exclude it, but one to prefer a sibling without them.")
 
 
 class FrameMetric(Protocol):
@@ -120,6 +124,8 @@ class FrameMetric(Protocol):
 
     def hard_fails(self) -> list[str]:
         """Human-readable reasons to reject the take outright; empty when it is fine."""
+
+    # Optional: `defects() -> list[str]`, visible defects that set the take aside (TakeMetrics.defects).
 
 
 def _reference_gray(path: Path | None) -> np.ndarray | None:
@@ -137,12 +143,22 @@ def _reference_gray(path: Path | None) -> np.ndarray | None:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
+def motion_wanted(expected: Expectation) -> bool:
+    """Whether the shot asks for motion: a camera move, a motion brush, or an amount above still."""
+    if expected.still_allowed:
+        return False
+    moving_camera = bool(parse_camera(expected.camera).phrase) and parse_camera(expected.camera).kind != "static"
+    return moving_camera or bool(expected.regions) or (expected.motion_amount or 0) > 0
+
+
 def frame_metrics(expected: Expectation, fps: float, frame_count: int) -> list[FrameMetric]:
     """The metrics that apply to this shot, fresh for one take; add new ones here."""
     metrics: list[FrameMetric] = [
         TemporalFlicker(), BrightnessStability(fps), MotionSmoothness(), Consistency(), Sharpness(),
         LowNoise(), Exposure(), MotionAmount(expected.motion_amount, expected.still_allowed, frame_count),
-        FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps)]
+        FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps),
+        Crispness(), Stillness(fps, motion_wanted(expected)), BurntInOverlay(frame_count), EdgeBlack(fps),
+        GradualCut(fps)]
     move = parse_camera(expected.camera)
     if move.phrase:  # no camera words means no instruction to adhere to
         metrics.append(CameraAdherence(move))
@@ -226,24 +242,11 @@ def _decode_into(frames: Iterator[np.ndarray], fps: float, metrics: list[FrameMe
     return count
 
 
-def _has_only_audio(path: Path) -> bool:
-    """Whether ffmpeg sees audio streams and no video stream in the file."""
-    try:
-        header = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
-                                text=True, timeout=60).stderr
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return (re.search(r"Stream #\S+.*?: Audio:", header) is not None
-            and re.search(r"Stream #\S+.*?: Video:", header) is None)
-
-
 def _rejected(reason: str) -> TakeMetrics:
     return TakeMetrics(passed=False, hard_fails=[reason], metrics={}, frames=0)
 
 
 def _unreadable(path: Path, exc: Exception) -> TakeMetrics:
-    if isinstance(exc, MediaError) and path.is_file() and _has_only_audio(path):
-        return _rejected("no video stream (audio only)")
     # MediaError messages start with the file name; the caller already knows which take it is.
     reason = str(exc).removeprefix(f"{path.name}: ") or type(exc).__name__
     return _rejected(f"unreadable: {reason}")
@@ -265,7 +268,7 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
         # The decoder starts first and gets its first frames ready while the metrics are set up;
         # closing() stops it should anything fail before it is done.
         with contextlib.closing(iter_frames(path, max_side=analysis_side(info.width, info.height),
-                                            gray=True)) as frames:
+                                            gray=True, info=info)) as frames:
             metrics = frame_metrics(expected, info.fps, info.frames)
             decoded = _decode_into(frames, info.fps, metrics)
     except _UNREADABLE as exc:
@@ -277,7 +280,9 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
     elif decoded != info.frames:
         fails.append(f"decoded {decoded} frames, container declares {info.frames}")
     values: dict[str, float] = {}
+    defects: list[str] = []
     for metric in metrics:
         values.update(metric.result())
         fails.extend(metric.hard_fails())
-    return TakeMetrics(passed=not fails, hard_fails=fails, metrics=values, frames=decoded)
+        defects.extend(metric.defects() if hasattr(metric, "defects") else ())
+    return TakeMetrics(passed=not fails, hard_fails=fails, metrics=values, frames=decoded, defects=defects)

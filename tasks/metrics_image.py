@@ -44,7 +44,7 @@ _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 _LOWER_HALF_MEAN = 0.3247
 
 
-def _is_black(gray: np.ndarray) -> bool:
+def is_black(gray: np.ndarray) -> bool:
     return np.count_nonzero(gray <= BLACK_PIXEL_LUMA) >= BLACK_PIXEL_SHARE * gray.size
 
 
@@ -179,6 +179,8 @@ class SceneCuts(Measurement):
         self._structure, self._tones = array("d"), array("d")
 
     def update(self, frame: Frame) -> None:
+        if frame.repeat:  # compare the frames that changed: a repeated frame hides no cut
+            return
         structure = normalised(frame.thumbnail)
         tones = cv2.calcHist([frame.gray], [0], None, [32], [0, 256]).ravel() / frame.gray.size
         if self._previous is not None:
@@ -242,7 +244,7 @@ class BlackFrames:
 
     def update(self, frame: Frame) -> None:
         self._frames += 1
-        if not _is_black(frame.gray):
+        if not is_black(frame.gray):
             return
         if self._runs and self._runs[-1][1] == frame.index - 1:
             self._runs[-1][1] = frame.index
@@ -277,7 +279,7 @@ class Letterbox(Measurement):
         self._size = (1, 1)
 
     def update(self, frame: Frame) -> None:
-        if not frame.detail or _is_black(frame.gray):
+        if not frame.detail or is_black(frame.gray):
             return
         dark = frame.gray <= BLACK_PIXEL_LUMA
         rows = dark.mean(axis=1) >= BLACK_PIXEL_SHARE

@@ -9,6 +9,7 @@ an absolute 0–1 scale so a shot whose best take is still poor can be sent back
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +66,10 @@ DEFECT_GAP: dict[str, float] = {
 DETAIL_CONFOUNDED = ("temporal_flicker", "motion_smoothness", "subject_consistency",
                      "background_consistency", "low_noise")
 CLEARLY_SOFTER = 0.7
+# A take whose crispness (frame-relative Crété-Roffet blur, tasks/metrics_defects.py) trails the
+# shot's crispest take by more than this is visibly softer: set aside (calibrated in
+# bench/corpus_bench.py on real models' takes of one prompt).
+SOFTER_GAP = 0.15
 
 
 class ScoringWeights(BaseModel):
@@ -114,6 +119,15 @@ _NAMED_AT_MOST = 3  # dimensions named in a reason; more would not fit in a repo
 # half a noticeable difference: "steadiest exposure" must not rest on measurement noise.
 _NAMED_FROM_LEAD = 0.5
 REASON_LIMIT = 200
+# How a note says a take trails the winner on a metric.
+_WORSE_ON = {
+    "temporal_flicker": "flickers more", "brightness_stability": "exposure pumps",
+    "motion_smoothness": "jerkier motion", "subject_consistency": "subject drifts or morphs more",
+    "background_consistency": "background shifts more", "sharpness": "softer", "crispness": "blurrier",
+    "low_noise": "noisier", "exposure": "worse exposure", "aesthetic_quality": "less aesthetic",
+    "camera_adherence": "follows the camera instruction less", "brush_adherence": "follows the brush less",
+    "motion_amount_match": "wrong amount of motion", "reference_fidelity": "further from the reference",
+}
 
 
 class Selection(BaseModel):
@@ -129,6 +143,9 @@ class Selection(BaseModel):
     quality: list[float | None]
     acceptable: bool = Field(description="A take passed QC and reached the quality bar.")
     reason: str
+    standing: list[str] = Field([], description="Per take: chosen, ranked, set aside, below the bar or "
+                                "failed QC.")
+    notes: list[str] = Field([], description="Per take, in words: why it was chosen, or why it lost.")
 
 
 def _run_name(parameters: dict[str, Any]) -> str:
@@ -291,22 +308,57 @@ def _rank(metrics: list[TakeMetrics], passing: list[int], weights: dict[str, flo
     return scores, totals, softer
 
 
+def _clearly_softer(metrics: list[TakeMetrics], i: int, j: int) -> bool:
+    """Take j has less than CLEARLY_SOFTER of take i's sharpness."""
+    own, other = _metric_value(metrics[i], "sharpness"), _metric_value(metrics[j], "sharpness")
+    return own is not None and other is not None and other < CLEARLY_SOFTER * own
+
+
 def _defects(metrics: list[TakeMetrics], candidates: list[int], gaps: dict[str, float],
-             weights: dict[str, float]) -> dict[int, str]:
-    """Takes with a visible defect among `candidates` on a weighted metric, each with what it is."""
-    defects: dict[int, str] = {}
+             weights: dict[str, float]) -> dict[int, list[str]]:
+    """Visible defects of each of `candidates`, in words: its own (TakeMetrics.defects), being
+    much softer than the shot's crispest take, and trailing the best take on a weighted metric by
+    more than its gap. On DETAIL_CONFOUNDED metrics the best is taken among the takes that are not
+    clearly softer than the one judged, since blur alone makes a take read steadier."""
+    defects: dict[int, list[str]] = {i: list(metrics[i].defects) for i in candidates}
+    crisp = {i: _metric_value(metrics[i], "crispness") for i in candidates}
+    known = {i: v for i, v in crisp.items() if v is not None}
+    if len(known) >= 2:
+        best = max(known, key=known.get)
+        for i, value in known.items():
+            if known[best] - value > SOFTER_GAP:
+                defects[i].append(f"much softer than take {{{best}}} (crispness {value:.2f} vs {known[best]:.2f})")
     for name, gap in gaps.items():
         if not weights.get(name):
             continue
         values = {i: _metric_value(metrics[i], name) for i in candidates}
-        present = [v for v in values.values() if v is not None]
-        if len(present) < 2:
-            continue
-        best = max(present)
         for i, value in values.items():
-            if value is not None and best - value > gap and i not in defects:
-                defects[i] = f"{name} {value:.3f} vs {best:.3f}"
-    return defects
+            if value is None:
+                continue
+            rivals = [v for j, v in values.items() if v is not None and j != i
+                      and not (name in DETAIL_CONFOUNDED and _clearly_softer(metrics, i, j))]
+            if rivals and max(rivals) - value > gap:
+                defects[i].append(f"{_WORSE_ON.get(name, name)} ({name} {value:.3f} vs {max(rivals):.3f})")
+    return {i: found for i, found in defects.items() if found}
+
+
+def _numbered(text: str, numbers: list[int]) -> str:
+    """Defect texts name rival takes by index as {i}; the report uses take numbers."""
+    return re.sub(r"\{(\d+)\}", lambda m: str(numbers[int(m.group(1))]), text)
+
+
+def _rank_note(i: int, winner: int, scores: dict[str, dict[int, float]], totals: dict[int, float],
+               numbers: list[int], metrics: list[TakeMetrics]) -> str:
+    """Why a ranked take lost to the winner: the metrics where it trails most."""
+    behind = sorted(((scores[name][winner] - scores[name][i], name) for name in scores
+                     if scores[name][winner] - scores[name][i] >= _NAMED_FROM_LEAD), reverse=True)
+    words = []
+    for _, name in behind[:2]:
+        mine, theirs = _metric_value(metrics[i], name), _metric_value(metrics[winner], name)
+        if mine is not None and theirs is not None:
+            words.append(f"{_WORSE_ON.get(name, 'lower ' + name)} ({name} {mine:.3g} vs {theirs:.3g})")
+    detail = ": " + ", ".join(words) if words else ""
+    return f"ranked below take {numbers[winner]} (score {totals[i]:.2f} vs {totals[winner]:.2f}){detail}"
 
 
 def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, float] | None = None,
@@ -321,9 +373,10 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
     credit on DETAIL_CONFOUNDED metrics. Ties go to the first take. Takes whose `quality` is
     below `min_quality` are not acceptable: the best acceptable take wins, and with none the
     index is None. `numbers` are the take numbers the reason uses (default 1, 2, …); `camera` is
-    the shot's camera instruction, quoted when following it set the winner apart. With
-    `defect_gaps` (the product passes DEFECT_GAP), a take trailing the best on a weighted metric
-    by more than its gap is set aside before ranking, unless every take is.
+    the shot's camera instruction, quoted when following it set the winner apart. Takes with a
+    visible defect (`_defects`: their own, much softer than a sibling, or, with `defect_gaps`
+    (the product passes DEFECT_GAP), trailing the best on a weighted metric by more than its
+    gap) are set aside before ranking for the takes with the fewest defects.
     """
     if not 0.0 <= min_quality <= 1.0:
         raise ValueError(f"min_quality must be in [0, 1], got {min_quality}")
@@ -332,18 +385,24 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
     qualities = [quality(take, table) if take.passed else None for take in metrics]
     passing = [i for i, take in enumerate(metrics) if take.passed]
     failures = _failures(metrics, numbers)
+    standing = ["failed QC"] * len(metrics)
+    notes = [f"failed QC: {'; '.join(m.hard_fails)}" if m.hard_fails else "failed QC" for m in metrics]
     if not passing:
         reason = f"no take passed QC: {failures}" if metrics else "no takes to score"
         return Selection(index=None, totals=[None] * len(metrics), quality=qualities,
-                         acceptable=False, reason=_clip(reason))
+                         acceptable=False, reason=_clip(reason), standing=standing, notes=notes)
 
     scores, ranked, softer = _rank(metrics, passing, table)
     totals = [ranked.get(i) for i in range(len(metrics))]
     below = [i for i in passing if qualities[i] is not None and qualities[i] < min_quality]
     acceptable = [i for i in passing if i not in below]
-    defects = _defects(metrics, acceptable, defect_gaps or {}, table)
+    defects = {i: [_numbered(d, numbers) for d in found]
+               for i, found in _defects(metrics, acceptable, defect_gaps or {}, table).items()}
+    for i in below:
+        standing[i], notes[i] = "below the bar", f"quality {_below_bar(qualities[i])} below the bar {min_quality:.2f}"
     if acceptable:
-        preferred = [i for i in acceptable if i not in defects] or acceptable
+        fewest = min(len(defects.get(i, ())) for i in acceptable)
+        preferred = [i for i in acceptable if len(defects.get(i, ())) == fewest]
         if len(preferred) < len(passing):  # rank the contenders among themselves only
             scores, ranked, softer = _rank(metrics, preferred, table)
         winner = max(preferred, key=lambda i: (ranked[i], -i))
@@ -351,12 +410,21 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
                  + _why_winner(winner, preferred, passing, ranked, scores, table, camera, min_quality,
                                set_aside=len(preferred) < len(acceptable))]
         if set_aside := [i for i in acceptable if i not in preferred]:
-            parts.append("set aside: " + ", ".join(f"take {numbers[i]} ({defects[i]})" for i in set_aside))
+            parts.append("set aside: " + ", ".join(f"take {numbers[i]} ({'; '.join(defects[i])})" for i in set_aside))
         if softer := [i for i in softer if i in acceptable and i != winner]:
             parts.append("softer, steadiness not counted: " + ", ".join(f"take {numbers[i]}" for i in softer))
         if below:
             parts.append(f"below the quality bar {min_quality:.2f}: " + ", ".join(
                 f"take {numbers[i]} ({_below_bar(qualities[i])})" for i in below))
+        for i in acceptable:
+            if i == winner:
+                standing[i], notes[i] = "chosen", "chosen: " + parts[0].split(": ", 1)[1]
+            elif i in preferred:
+                standing[i], notes[i] = "ranked", _rank_note(i, winner, scores, ranked, numbers, metrics)
+            else:
+                standing[i], notes[i] = "set aside", "set aside: " + "; ".join(defects[i])
+            if defects.get(i) and standing[i] != "set aside":
+                notes[i] += " (also: " + "; ".join(defects[i]) + ")"
     else:
         winner = None
         best = max(below, key=lambda i: (qualities[i], -i))
@@ -365,4 +433,4 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
     if failures:
         parts.append(f"failed QC: {failures}")
     return Selection(index=winner, totals=totals, quality=qualities, acceptable=winner is not None,
-                     reason=_clip("; ".join(parts)))
+                     reason=_clip("; ".join(parts)), standing=standing, notes=[_clip(n) for n in notes])
