@@ -49,7 +49,7 @@ DEFECT_KINDS: dict[str, re.Pattern] = {
     "overlay": re.compile(r"watermark|logo"),
     "morph": re.compile(r"morph|deform|warp|change[sd]? shape|smear|reshape|flips|identity|glowing patch"),
     "still": re.compile(r"near-static|nearly static|little motion|almost no motion|small motion|barely"
-                        r"|lies still|no karate movement|slow motion|nearly identical"),
+                        r"|lies still|no karate movement|slow motion"),
     "soft": re.compile(r"blur|soft|hazy|low detail|texture garbage"),
     "cut": re.compile(r"scene cut|abrupt jump"),
     "black": re.compile(r"black frames|black final|black bar"),
@@ -129,10 +129,11 @@ def measure(clips: list[Clip], corpus: Path) -> None:
             clip.error = traceback.format_exc(limit=3)
 
 
-def standings(clips: list[Clip]) -> tuple[Selection, list[tuple]]:
+def standings(clips: list[Clip], weights: dict[str, float] | None = None,
+              gaps: dict[str, float] | None = None) -> tuple[Selection, list[tuple]]:
     """The selection over a group and each clip's sort key (higher = preferred)."""
     metrics = [c.metrics for c in clips]
-    selection = select_best(metrics, defect_gaps=DEFECT_GAP)
+    selection = select_best(metrics, weights, defect_gaps=DEFECT_GAP if gaps is None else gaps)
     order = {"chosen": 4, "ranked": 3, "set aside": 2, "below the bar": 1, "failed QC": 0}
     keys = [(order[s], t if t is not None else -1.0) for s, t in zip(selection.standing, selection.totals)]
     return selection, keys
@@ -144,14 +145,19 @@ def pair_score(a: float, b: float, label_a: float, label_b: float) -> float:
     return 1.0 if (a > b) == (label_a > label_b) else 0.0
 
 
-def group_rows(clips: list[Clip]) -> tuple[list[str], dict]:
+def comparison_groups(clips: list[Clip]) -> dict[str, list[Clip]]:
     groups: dict[str, list[Clip]] = {}
     for clip in clips:
         if clip.metrics is not None and clip.group != "single":
             groups.setdefault(clip.group, []).append(clip)
+    return groups
+
+
+def group_rows(clips: list[Clip], weights: dict[str, float] | None = None,
+               gaps: dict[str, float] | None = None) -> tuple[list[str], dict]:
     rows, totals = [], {"pairs": 0, "rank": 0.0, "quality": 0.0, "groups": 0, "best": 0, "last": {}}
-    for name, members in groups.items():
-        selection, keys = standings(members)
+    for name, members in comparison_groups(clips).items():
+        selection, keys = standings(members, weights, gaps)
         labels = [label_value(c) for c in members]
         qualities = [q if q is not None else -1.0 for q in selection.quality]
         pairs = rank = qual = 0.0
@@ -182,10 +188,71 @@ def group_rows(clips: list[Clip]) -> tuple[list[str], dict]:
     return rows, totals
 
 
+WEIGHT_STEPS = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def _accuracy(clips: list[Clip], weights: dict[str, float], gaps: dict[str, float]) -> tuple[float, int]:
+    """(pairwise accuracy of the selector, label-best picks) over `clips`' comparison groups."""
+    _, totals = group_rows(clips, weights, gaps)
+    return totals["rank"] / max(1, totals["pairs"]), totals["best"]
+
+
+def fit_weights(clips: list[Clip], start: dict[str, float], gaps: dict[str, float]) -> dict[str, float]:
+    """Coordinate ascent over WEIGHT_STEPS per metric, three sweeps, on pairwise accuracy (then
+    label-best picks); a step is taken only when it strictly helps, so ties keep the prior."""
+    weights = dict(start)
+    best = _accuracy(clips, weights, gaps)
+    for _ in range(3):
+        improved = False
+        for name in sorted(weights):
+            for step in WEIGHT_STEPS:
+                if step == weights[name]:
+                    continue
+                trial = {**weights, name: step}
+                score = _accuracy(clips, trial, gaps)
+                if score > best:
+                    best, weights, improved = score, trial, True
+        if not improved:
+            break
+    return weights
+
+
+def calibrate(clips: list[Clip]) -> None:
+    """Leave-one-group-out validation of fitted weights: fit on every comparison group but one,
+    measure on the one left out; then the weights fitted on all groups, to compare with the
+    defaults (which is what the product ships: a weight moves only if the folds agree)."""
+    from tasks.score import DEFAULT_WEIGHTS
+    groups = comparison_groups(clips)
+    print("### Leave-one-group-out calibration of the rank weights\n")
+    print("| left out | pairs | default weights | fitted on the other groups | weights changed by the fit |")
+    print("|---|---|---|---|---|")
+    held_default = held_fitted = pairs_total = 0.0
+    for name, members in groups.items():
+        rest = [c for c in clips if c.group != name and c.group in groups]
+        fitted = fit_weights(rest, DEFAULT_WEIGHTS, DEFECT_GAP)
+        _, base = group_rows(members, DEFAULT_WEIGHTS, DEFECT_GAP)
+        _, trial = group_rows(members, fitted, DEFECT_GAP)
+        if not base["pairs"]:
+            continue
+        pairs_total += base["pairs"]
+        held_default += base["rank"]
+        held_fitted += trial["rank"]
+        changed = ", ".join(f"{k} {DEFAULT_WEIGHTS[k]:g}->{v:g}" for k, v in fitted.items() if v != DEFAULT_WEIGHTS[k])
+        print(f"| {name} | {int(base['pairs'])} | {base['rank'] / base['pairs']:.0%} | "
+              f"{trial['rank'] / trial['pairs']:.0%} | {changed or '—'} |")
+    print(f"| **held out, all** | {int(pairs_total)} | **{held_default / pairs_total:.0%}** | "
+          f"**{held_fitted / pairs_total:.0%}** | |\n")
+    everything = fit_weights([c for c in clips if c.group in groups], DEFAULT_WEIGHTS, DEFECT_GAP)
+    print("Fitted on all groups: " + (", ".join(f"{k} {DEFAULT_WEIGHTS[k]:g}->{v:g}" for k, v in everything.items()
+                                               if v != DEFAULT_WEIGHTS[k]) or "no change") + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", help=f"corpus folder (default ${CORPUS_ENV} or ../shared/corpus)")
     parser.add_argument("--dump", help="write every clip's metrics to this JSON file")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="also fit the rank weights with leave-one-group-out validation (slow)")
     args = parser.parse_args()
     corpus = corpus_dir(args.corpus)
     if not (corpus / "manifest.json").is_file():
@@ -203,7 +270,7 @@ def main() -> None:
           f"**{totals['quality'] / pairs:.0%}** | | **{totals['best']} of {totals['groups']}** | |\n")
 
     defective = [c for c in clips if c.kinds and c.metrics is not None]
-    flagged = [c for c in defective if c.metrics.hard_fails or c.metrics.defects
+    flagged = [c for c in defective if c.metrics.hard_fails or c.metrics.defects or c.metrics.flaws
                or totals["last"].get(c.file)]
     by_kind = {}
     for kind in DEFECT_KINDS:
@@ -227,11 +294,13 @@ def main() -> None:
     print(f"\nSeconds per clip: scoring {scored / len(timed):.3f}, plain full-size decode "
           f"{decoded / len(timed):.3f} (total ratio {scored / decoded:.2f}x, median per clip "
           f"{statistics.median(ratios):.2f}x, worst {max(ratios):.2f}x)")
-    print("\nPer clip: file | passed | fails | defects")
+    print("\nPer clip: file | passed | fails | defects | flaws")
     for clip in clips:
         if clip.metrics is not None:
             print(f"- {Path(clip.file).name} | {clip.metrics.passed} | {'; '.join(clip.metrics.hard_fails)} | "
-                  f"{'; '.join(clip.metrics.defects)}")
+                  f"{'; '.join(clip.metrics.defects)} | {'; '.join(clip.metrics.flaws)}")
+    if args.calibrate:
+        calibrate(clips)
     if args.dump:
         Path(args.dump).write_text(json.dumps(
             {c.file: {"group": c.group, "label": c.label, "kinds": sorted(c.kinds), "good": c.good,

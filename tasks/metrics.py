@@ -31,7 +31,8 @@ from blocks.media import FFMPEG, MediaError, VideoInfo, iter_frames, probe, read
 from blocks.previz_camera import parse_camera
 from blocks.providers import MotionRegion
 from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity
-from tasks.metrics_defects import BurntInOverlay, Crispness, EdgeBlack, GradualCut, Stillness
+from tasks.metrics_defects import (BurntInOverlay, Crispness, EdgeBlack, GradualCut, Instability,
+                                   Stillness)
 from tasks.metrics_image import (BlackFrames, Consistency, Exposure, FrozenFrames, Letterbox, LowNoise,
                                  SceneCuts, Sharpness)
 from tasks.metrics_temporal import (BrightnessStability, Frame, FrameStream, MotionSmoothness,
@@ -108,9 +109,12 @@ class TakeMetrics(BaseModel):
     hard_fails: list[str]
     metrics: dict[str, float]
     frames: int = Field(description="frames actually decoded")
-    defects: list[str] = Field([], description="Visible generative defects of the take on its own (a "
-                               "burnt-in logo, a fade to black, no motion where the shot asks for it...): "
-                               "not a reason to exclude it, but one to prefer a sibling without them.")
+    motion_wanted: bool = Field(False, description="The shot asked for motion (camera move, brush or amount).")
+    defects: list[str] = Field([], description="Visible generative defects of the take on its own (no motion "
+                               "where the shot asks for it, a morphing picture, a gradual cut): not a reason "
+                               "to exclude it, but to set it aside for a sibling without them.")
+    flaws: list[str] = Field([], description="Lesser faults an editor can live with or trim (a burnt-in corner "
+                             "logo, a fade to black at an end, a bar on one edge): they cost rank, in words.")
 
 
 class FrameMetric(Protocol):
@@ -125,7 +129,7 @@ class FrameMetric(Protocol):
     def hard_fails(self) -> list[str]:
         """Human-readable reasons to reject the take outright; empty when it is fine."""
 
-    # Optional: `defects() -> list[str]`, visible defects that set the take aside (TakeMetrics.defects).
+    # Optional: `defects()` and `flaws()` -> list[str], in words (TakeMetrics.defects and .flaws).
 
 
 def _reference_gray(path: Path | None) -> np.ndarray | None:
@@ -158,7 +162,7 @@ def frame_metrics(expected: Expectation, fps: float, frame_count: int) -> list[F
         LowNoise(), Exposure(), MotionAmount(expected.motion_amount, expected.still_allowed, frame_count),
         FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps),
         Crispness(), Stillness(fps, motion_wanted(expected)), BurntInOverlay(frame_count), EdgeBlack(fps),
-        GradualCut(fps)]
+        GradualCut(fps), Instability(fps)]
     move = parse_camera(expected.camera)
     if move.phrase:  # no camera words means no instruction to adhere to
         metrics.append(CameraAdherence(move))
@@ -281,8 +285,11 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
         fails.append(f"decoded {decoded} frames, container declares {info.frames}")
     values: dict[str, float] = {}
     defects: list[str] = []
+    flaws: list[str] = []
     for metric in metrics:
         values.update(metric.result())
         fails.extend(metric.hard_fails())
         defects.extend(metric.defects() if hasattr(metric, "defects") else ())
-    return TakeMetrics(passed=not fails, hard_fails=fails, metrics=values, frames=decoded, defects=defects)
+        flaws.extend(metric.flaws() if hasattr(metric, "flaws") else ())
+    return TakeMetrics(passed=not fails, hard_fails=fails, metrics=values, frames=decoded, defects=defects, flaws=flaws,
+                       motion_wanted=motion_wanted(expected))

@@ -24,7 +24,7 @@ import numpy as np
 
 from blocks.media import evenly_spaced
 from tasks.metrics_image import is_black
-from tasks.metrics_temporal import Frame, Measurement, normalised
+from tasks.metrics_temporal import Frame, Measurement, _warp, interior, normalised
 
 # Crété-Roffet blur: the frame is compared with itself re-blurred by a BLUR_TAPS box filter along
 # rows and along columns; a sharp picture loses much of its neighbour differences, a blurred one
@@ -40,17 +40,19 @@ CRISP_LONG_SIDE = 384
 VBENCH_THRESHOLD_PX = 6.0
 VBENCH_PAIR_S = 1 / 8
 DIS_TO_RAFT = 0.5
-STILL_SPEED = 0.02  # frame shares per second of the top-5 % motion: under it a take barely moves
+LIVELY_SPEED = 0.1  # ... and over it a take plainly moves (motion_presence 1)
+STILL_SPEED = 0.045  # frame shares per second of the top-5 % motion: under it a take barely moves
 
 # Burnt-in overlay: pixels whose gradient (Sobel magnitude, grey levels per px at the motion size)
 # stays above OVERLAY_EDGE in every one of OVERLAY_SAMPLES frames spread over the take, where the
 # picture within OVERLAY_SURROUND px changed by at least OVERLAY_CHANGE grey levels meanwhile.
 OVERLAY_SAMPLES = 12
-OVERLAY_EDGE = 60.0
-OVERLAY_CHANGE = 30.0
-OVERLAY_SURROUND = 7
-OVERLAY_MIN_SHARE = 0.0015  # of the frame's pixels: a few letters at 320 px
-OVERLAY_MIN_MOVING = 0.25   # share of the frame that must change for the test to mean anything
+OVERLAY_EDGE = 100.0        # Sobel magnitude (3x3) at the detail size: a crisp letter's edge
+OVERLAY_STILL = 8           # grey levels a pixel may vary by over the samples and still be still
+OVERLAY_CORNER = 0.22       # corners: this share of the width and of the height
+OVERLAY_MIN_SHARE = 0.008
+OVERLAY_RATIO = 4.0
+OVERLAY_MARGIN = 0.002
 
 # Gradual cut: frames GRADUAL_SPAN_S apart differ in structure and tones far beyond the clip's
 # typical change over that span, while no neighbouring pair jumps (that would be a hard cut).
@@ -58,6 +60,13 @@ GRADUAL_SPAN_S = 0.5
 GRADUAL_MIN_STRUCTURE = 0.5
 GRADUAL_MIN_TONES = 0.25
 GRADUAL_TYPICAL_RATIO = 4.0
+
+# Long-range stability compares frames this far apart (VBench-Long judges consistency on 2 s clips).
+LONG_SPAN_S = 1.0
+# Under this warp stability nearly all of the picture changes in ways no motion explains: real
+# models' clean takes, fast ones included, stayed above 0.43 in the corpus, morphing ones went
+# down to -1.4 (bench/corpus_bench.py).
+MORPH_STABILITY = 0.35
 
 
 def blur_effect(gray: np.ndarray) -> float:
@@ -133,8 +142,11 @@ class Stillness(Measurement):
     def result(self) -> dict[str, float]:
         if not self._speeds:
             return {}
-        return {"dynamic_share": self._moving / len(self._speeds),
-                "motion_speed": float(np.median(self._speeds))}
+        speed = float(np.median(self._speeds))
+        values = {"dynamic_share": self._moving / len(self._speeds), "motion_speed": speed}
+        if self._wanted:
+            values["motion_presence"] = min(1.0, speed / LIVELY_SPEED)
+        return values
 
     def dynamic(self) -> bool:
         """VBench's verdict: at least round(4 * pairs / 16) moving pairs (and at least one)."""
@@ -147,60 +159,60 @@ class Stillness(Measurement):
         return [f"almost no motion (speed {values['motion_speed']:.3f} of the frame per second)"]
 
 
-_PLACES = {(0, 0): "top left", (0, 1): "top", (0, 2): "top right", (1, 0): "left", (1, 1): "centre",
-           (1, 2): "right", (2, 0): "bottom left", (2, 1): "bottom", (2, 2): "bottom right"}
+_CORNERS = {"top left": (0, 0), "top right": (0, 1), "bottom left": (1, 0), "bottom right": (1, 1)}
 
 
 class BurntInOverlay(Measurement):
-    """`overlay_share`: the share of the frame covered by edges that hold still in every sampled
-    frame while the picture around them changes: a watermark, logo or caption burnt into the
-    take. Scene edges that hold still do so with their surroundings; moving ones do not hold."""
+    """A logo or text mark burnt into a corner after generation (a provider's or a project's mark):
+    strong edges whose pixels are identical in every sampled frame. `overlay_share` is the share
+    of the most marked corner (OVERLAY_CORNER of the width and height) covered by such still
+    edges. A still scene holds still in every corner alike; a mark makes one corner stand out, so
+    a corner counts as marked when its share is at least OVERLAY_MIN_SHARE and OVERLAY_RATIO
+    times the next corner's. Marks the model itself paints (a learnt stock-photo watermark)
+    wobble like the rest of the picture and are not seen here."""
 
     def __init__(self, frame_count: int) -> None:
         self._wanted = set(evenly_spaced(frame_count, OVERLAY_SAMPLES))
-        self._edge_min: np.ndarray | None = None
+        self._edge_min: np.ndarray | None = None  # weakest gradient seen at each pixel
         self._low: np.ndarray | None = None
         self._high: np.ndarray | None = None
-        self._samples = 0
-        self._mask: np.ndarray | None = None
+        self._shares: dict[str, float] | None = None
 
     def update(self, frame: Frame) -> None:
         if frame.index not in self._wanted:
             return
-        gray = frame.gray
-        smooth = cv2.GaussianBlur(gray, (3, 3), 0).astype(np.float32)
-        edges = cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1)) / 4
+        gray = frame.detail_gray
+        edges = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1))
         if self._edge_min is None:
             self._edge_min, self._low, self._high = edges, gray.copy(), gray.copy()
         else:
             np.minimum(self._edge_min, edges, out=self._edge_min)
             np.minimum(self._low, gray, out=self._low)
             np.maximum(self._high, gray, out=self._high)
-        self._samples += 1
 
-    def _overlay(self) -> np.ndarray | None:
-        if self._mask is None and self._samples >= 4:
-            change = cv2.subtract(self._high, self._low)
-            surround = cv2.dilate(change, np.ones((2 * OVERLAY_SURROUND + 1,) * 2, np.uint8))
-            if np.count_nonzero(change >= OVERLAY_CHANGE) < OVERLAY_MIN_MOVING * change.size:
-                self._mask = np.zeros(change.shape, bool)  # too little changes to tell
-            else:
-                self._mask = (self._edge_min >= OVERLAY_EDGE) & (surround >= OVERLAY_CHANGE)
-        return self._mask
+    def _corner_shares(self) -> dict[str, float]:
+        if self._shares is None and self._edge_min is not None:
+            still = (cv2.subtract(self._high, self._low) <= OVERLAY_STILL) & (self._edge_min >= OVERLAY_EDGE)
+            height, width = still.shape
+            rows, columns = round(height * OVERLAY_CORNER), round(width * OVERLAY_CORNER)
+            self._shares = {}
+            for name, (bottom, right) in _CORNERS.items():
+                band = still[height - rows:] if bottom else still[:rows]
+                self._shares[name] = float((band[:, width - columns:] if right else band[:, :columns]).mean())
+        return self._shares or {}
 
     def result(self) -> dict[str, float]:
-        mask = self._overlay()
-        return {} if mask is None else {"overlay_share": float(mask.mean())}
+        shares = self._corner_shares()
+        return {"overlay_share": max(shares.values())} if shares else {}
 
-    def defects(self) -> list[str]:
-        mask = self._overlay()
-        if mask is None or mask.mean() < OVERLAY_MIN_SHARE:
+    def flaws(self) -> list[str]:
+        shares = sorted(self._corner_shares().items(), key=lambda item: -item[1])
+        if len(shares) < 2:
             return []
-        ys, xs = np.nonzero(mask)
-        height, width = mask.shape
-        place = _PLACES[min(2, int(3 * np.median(ys) / height)), min(2, int(3 * np.median(xs) / width))]
-        return [f"burnt-in logo or text {place} ({mask.mean():.1%} of the frame holds still while the "
-                "picture moves)"]
+        (corner, share), (_, runner_up) = shares[:2]
+        if share < OVERLAY_MIN_SHARE or share < OVERLAY_RATIO * runner_up + OVERLAY_MARGIN:
+            return []
+        return [f"burnt-in logo or text in the {corner} corner ({share:.1%} of it never changes)"]
 
 
 class EdgeBlack(Measurement):
@@ -220,7 +232,7 @@ class EdgeBlack(Measurement):
         self._trailing = self._trailing + 1 if black else 0
         self._frames += 1
 
-    def defects(self) -> list[str]:
+    def flaws(self) -> list[str]:
         if not self._frames or self._leading == self._frames:
             return []  # all black is the black-frame gate's hard fail
         out = []
@@ -264,3 +276,52 @@ class GradualCut(Measurement):
         if not jumps.any():
             return []
         return [f"gradual scene change around {self._at[int(np.argmax(structure * jumps))]:.2f} s"]
+
+
+def warp_residual(before: np.ndarray, after: np.ndarray, flow: np.ndarray) -> float:
+    """How much of `before` the flow to `after` does not explain: mean |before - after warped
+    back| over the interior, relative to the picture's own mean gradient (so busy texture does
+    not read as change). Rigid motion and camera moves warp back almost exactly; a subject that
+    melts, morphs or boils does not."""
+    warped = _warp(after, flow, 1.0)
+    rows, columns = interior(*before.shape)
+    error = cv2.absdiff(before, warped)[rows, columns]
+    gradient = cv2.magnitude(cv2.Sobel(before, cv2.CV_32F, 1, 0), cv2.Sobel(before, cv2.CV_32F, 0, 1))
+    return float(error.mean()) / (float(gradient[rows, columns].mean()) / 4 + 2.0)
+
+
+class Instability(Measurement):
+    """`warp_stability` (neighbouring sampled frames) and `long_stability` (frames LONG_SPAN_S
+    apart): 1 - median `warp_residual`, higher = steadier. Long-range change is what a slow melt
+    or morph adds up to while each step looks smooth."""
+
+    def __init__(self, fps: float) -> None:
+        self._span = max(1, round(fps * LONG_SPAN_S))
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._short, self._long = array("d"), array("d")
+        self._anchor: tuple[int, np.ndarray] | None = None
+
+    def update(self, frame: Frame) -> None:
+        if (pair := frame.pair) is None:
+            if frame.index == 0:
+                self._anchor = (0, frame.gray)
+            return
+        self._short.append(warp_residual(pair.start, pair.end, pair.flow))
+        if self._anchor is not None and frame.index - self._anchor[0] >= self._span:
+            flow = self._dis.calc(self._anchor[1], frame.gray, None)
+            self._long.append(warp_residual(self._anchor[1], frame.gray, flow))
+            self._anchor = (frame.index, frame.gray)
+
+    def defects(self) -> list[str]:
+        stability = self.result().get("warp_stability")
+        if stability is None or stability >= MORPH_STABILITY:
+            return []
+        return [f"picture morphs or boils from frame to frame (warp stability {stability:.2f})"]
+
+    def result(self) -> dict[str, float]:
+        values = {}
+        if self._short:
+            values["warp_stability"] = 1 - float(np.median(self._short))
+        if self._long:
+            values["long_stability"] = 1 - float(np.median(self._long))
+        return values

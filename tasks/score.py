@@ -30,6 +30,11 @@ RANGES: dict[str, tuple[float, float]] = {
     "subject_consistency": (0.1462, 1.0),
     "background_consistency": (0.2615, 1.0),
     "aesthetic_quality": (0.0, 1.0),
+    # Real models' takes in the labelled corpus (bench/corpus_bench.py): the softest and most
+    # boiling clean-looking takes at the bottom, the crispest and steadiest at the top.
+    "crispness": (0.45, 0.75),
+    "warp_stability": (0.3, 0.95),
+    "motion_presence": (0.0, 1.0),
     # Our own 0..1 scores (1 = perfect). Nothing published to calibrate them, so the full scale.
     **{name: (0.0, 1.0) for name in ("brightness_stability", "low_noise", "exposure", "motion_amount_match",
                                      "camera_adherence", "brush_adherence", "reference_fidelity")},
@@ -44,7 +49,8 @@ NOTICEABLE_SPREAD: dict[str, float] = {
     "temporal_flicker": 0.001, "motion_smoothness": 0.001, "brightness_stability": 0.001,
     "subject_consistency": 0.002, "background_consistency": 0.002, "aesthetic_quality": 0.005,
     "low_noise": 0.01, "exposure": 0.01, "motion_amount_match": 0.02, "camera_adherence": 0.02,
-    "brush_adherence": 0.02, "reference_fidelity": 0.02,
+    "brush_adherence": 0.02, "reference_fidelity": 0.02, "crispness": 0.02, "warp_stability": 0.03,
+    "motion_presence": 0.05,
 }
 NOTICEABLE_SHARPNESS_SHARE = 0.05
 
@@ -64,8 +70,11 @@ DEFECT_GAP: dict[str, float] = {
 # steadier and cleaner on them than its sharp twin. A take with less than CLEARLY_SOFTER of
 # another take's sharpness therefore gets no credit on them over that take.
 DETAIL_CONFOUNDED = ("temporal_flicker", "motion_smoothness", "subject_consistency",
-                     "background_consistency", "low_noise")
+                     "background_consistency", "low_noise", "warp_stability", "brightness_stability")
 CLEARLY_SOFTER = 0.7
+CLEARLY_STILLER = 0.5
+# Each flaw (TakeMetrics.flaws: a corner logo, a fade at an end) costs this much of the rank total.
+FLAW_PENALTY = 0.1
 # A take whose crispness (frame-relative Crété-Roffet blur, tasks/metrics_defects.py) trails the
 # shot's crispest take by more than this is visibly softer: set aside (calibrated in
 # bench/corpus_bench.py on real models' takes of one prompt).
@@ -89,6 +98,10 @@ class ScoringWeights(BaseModel):
     subject_consistency: float = Field(1.0, ge=0, description="Temporal: the subject stays itself.")
     background_consistency: float = Field(1.0, ge=0, description="Temporal: the background stays put.")
     sharpness: float = Field(1.0, ge=0, description="Imaging: Laplacian variance, ranked within the shot.")
+    crispness: float = Field(1.0, ge=0, description="Imaging: frame-relative no-reference blur (Crété-Roffet).")
+    warp_stability: float = Field(1.0, ge=0, description="Temporal: change no motion explains (morphing, boiling).")
+    motion_presence: float = Field(0.5, ge=0, description="Dynamic: moves at all, on shots that ask for motion "
+                                   "(VBench weighs dynamic degree 0.5).")
     low_noise: float = Field(0.5, ge=0, description="Aesthetic-ish proxy: little sensor-like noise.")
     exposure: float = Field(0.5, ge=0, description="Aesthetic-ish proxy: well exposed, little clipping.")
     aesthetic_quality: float = Field(0.5, ge=0, description="Learned LAION aesthetic score, when its weights exist.")
@@ -110,7 +123,8 @@ _BEST_ON = {
     "temporal_flicker": "least flicker", "brightness_stability": "steadiest exposure",
     "motion_smoothness": "smoothest motion", "subject_consistency": "most consistent subject",
     "background_consistency": "steadiest background", "sharpness": "sharpest", "low_noise": "least noise",
-    "exposure": "best exposure", "aesthetic_quality": "most aesthetic",
+    "exposure": "best exposure", "aesthetic_quality": "most aesthetic", "crispness": "crispest",
+    "warp_stability": "steadiest picture", "motion_presence": "most lively",
     "brush_adherence": "follows the motion brush", "motion_amount_match": "right amount of motion",
     "reference_fidelity": "closest to the reference",
 }
@@ -126,7 +140,8 @@ _WORSE_ON = {
     "background_consistency": "background shifts more", "sharpness": "softer", "crispness": "blurrier",
     "low_noise": "noisier", "exposure": "worse exposure", "aesthetic_quality": "less aesthetic",
     "camera_adherence": "follows the camera instruction less", "brush_adherence": "follows the brush less",
-    "motion_amount_match": "wrong amount of motion", "reference_fidelity": "further from the reference",
+    "motion_amount_match": "wrong amount of camera motion", "reference_fidelity": "further from the reference",
+    "warp_stability": "picture morphs more", "motion_presence": "moves less",
 }
 
 
@@ -221,18 +236,25 @@ def _noticeable(name: str, values: list[float | None]) -> float:
     return NOTICEABLE_SPREAD.get(name, 0.0)
 
 
+def _clearly_stiller(metrics: list[TakeMetrics], i: int, j: int) -> bool:
+    """Take i moves less than CLEARLY_STILLER of take j's motion, on a shot that asks for motion."""
+    own, other = _metric_value(metrics[i], "motion_speed"), _metric_value(metrics[j], "motion_speed")
+    return (metrics[i].motion_wanted and own is not None and other is not None
+            and own < CLEARLY_STILLER * other)
+
+
 def _discount_softness(scores: dict[str, dict[int, float]], metrics: list[TakeMetrics],
                        passing: list[int]) -> list[int]:
-    """Cap a clearly softer take's DETAIL_CONFOUNDED scores at those of the takes clearly sharper
-    than it (only ones that report the metric), in place; return the takes that lost credit."""
-    sharpness = {i: _metric_value(metrics[i], "sharpness") for i in passing}
+    """Cap a clearly softer or (when the shot asks for motion) clearly stiller take's
+    DETAIL_CONFOUNDED scores at those of the takes clearly sharper or moving more than it (only
+    ones that report the metric), in place; return the takes that lost credit. Blur and
+    stillness both make a take read steadier: neither is a merit."""
     original = {name: dict(scores[name]) for name in DETAIL_CONFOUNDED if name in scores}
     discounted = set()
-    for i, own in sharpness.items():
-        sharper = [j for j, other in sharpness.items()
-                   if own is not None and other is not None and own < CLEARLY_SOFTER * other]
+    for i in passing:
+        better = [j for j in passing if _clearly_softer(metrics, j, i) or _clearly_stiller(metrics, i, j)]
         for name, relative in original.items():
-            caps = [relative[j] for j in sharper if _metric_value(metrics[j], name) is not None]
+            caps = [relative[j] for j in better if _metric_value(metrics[j], name) is not None]
             if caps and max(caps) < scores[name][i]:
                 scores[name][i] = max(caps)
                 discounted.add(i)
@@ -303,8 +325,8 @@ def _rank(metrics: list[TakeMetrics], passing: list[int], weights: dict[str, flo
             scores[name] = dict(zip(passing, relative))
     softer = _discount_softness(scores, metrics, passing)
     weight_sum = sum(weights[name] for name in scores) or 1.0
-    totals = {i: sum(weights[name] * relative[i] for name, relative in scores.items()) / weight_sum
-              for i in passing}
+    totals = {i: max(0.0, sum(weights[name] * relative[i] for name, relative in scores.items()) / weight_sum
+                     - FLAW_PENALTY * len(metrics[i].flaws)) for i in passing}
     return scores, totals, softer
 
 
@@ -336,7 +358,8 @@ def _defects(metrics: list[TakeMetrics], candidates: list[int], gaps: dict[str, 
             if value is None:
                 continue
             rivals = [v for j, v in values.items() if v is not None and j != i
-                      and not (name in DETAIL_CONFOUNDED and _clearly_softer(metrics, i, j))]
+                      and not (name in DETAIL_CONFOUNDED and (_clearly_softer(metrics, i, j)
+                                                              or _clearly_stiller(metrics, j, i)))]
             if rivals and max(rivals) - value > gap:
                 defects[i].append(f"{_WORSE_ON.get(name, name)} ({name} {value:.3f} vs {max(rivals):.3f})")
     return {i: found for i, found in defects.items() if found}
@@ -412,7 +435,7 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
         if set_aside := [i for i in acceptable if i not in preferred]:
             parts.append("set aside: " + ", ".join(f"take {numbers[i]} ({'; '.join(defects[i])})" for i in set_aside))
         if softer := [i for i in softer if i in acceptable and i != winner]:
-            parts.append("softer, steadiness not counted: " + ", ".join(f"take {numbers[i]}" for i in softer))
+            parts.append("softer or stiller, steadiness not counted: " + ", ".join(f"take {numbers[i]}" for i in softer))
         if below:
             parts.append(f"below the quality bar {min_quality:.2f}: " + ", ".join(
                 f"take {numbers[i]} ({_below_bar(qualities[i])})" for i in below))
@@ -425,6 +448,8 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
                 standing[i], notes[i] = "set aside", "set aside: " + "; ".join(defects[i])
             if defects.get(i) and standing[i] != "set aside":
                 notes[i] += " (also: " + "; ".join(defects[i]) + ")"
+            if metrics[i].flaws:
+                notes[i] += " (flaws: " + "; ".join(metrics[i].flaws) + ")"
     else:
         winner = None
         best = max(below, key=lambda i: (qualities[i], -i))
