@@ -41,6 +41,7 @@ VBENCH_THRESHOLD_PX = 6.0
 VBENCH_PAIR_S = 1 / 8
 DIS_TO_RAFT = 0.5
 LIVELY_SPEED = 0.1  # ... and over it a take plainly moves (motion_presence 1)
+DYNAMIC_SHARE = 4 / 16  # VBench: dynamic once round(4 * pairs / 16) pairs move
 STILL_SPEED = 0.045  # frame shares per second of the top-5 % motion: under it a take barely moves
 
 # Burnt-in overlay: pixels whose gradient (Sobel magnitude, grey levels per px at the motion size)
@@ -113,6 +114,12 @@ def _top_mean(values: np.ndarray, share: float = 0.05) -> float:
     return float(np.partition(flat, flat.size - count)[-count:].mean())
 
 
+def barely_moves(values: dict[str, float]) -> bool:
+    """A take's motion (Stillness' values) is not VBench-dynamic and slower than STILL_SPEED."""
+    share, speed = values.get("dynamic_share"), values.get("motion_speed")
+    return share is not None and speed is not None and share < DYNAMIC_SHARE and speed < STILL_SPEED
+
+
 class Stillness(Measurement):
     """`dynamic_share`: the share of sampled pairs VBench's dynamic_degree calls moving;
     `motion_speed`: the median over pairs of the top-5 % flow, in frame shares per second.
@@ -148,13 +155,9 @@ class Stillness(Measurement):
             values["motion_presence"] = min(1.0, speed / LIVELY_SPEED)
         return values
 
-    def dynamic(self) -> bool:
-        """VBench's verdict: at least round(4 * pairs / 16) moving pairs (and at least one)."""
-        return self._moving >= max(1, round(4 * len(self._speeds) / 16))
-
     def defects(self) -> list[str]:
         values = self.result()
-        if not self._wanted or not values or self.dynamic() or values["motion_speed"] >= STILL_SPEED:
+        if not self._wanted or not barely_moves(values):
             return []
         return [f"almost no motion (speed {values['motion_speed']:.3f} of the frame per second)"]
 
