@@ -36,6 +36,10 @@ CLIPPED_LOW, CLIPPED_HIGH = 2, 253
 # Brightness is compared with its own moving average over this span, so a deliberate slow fade or
 # lighting change is not punished, while pumping and flashes faster than ~2 Hz are.
 BRIGHTNESS_WINDOW_S = 0.5
+# Under this temporal flicker a take visibly pumps or boils (real corpus, bench/corpus_bench.py:
+# clean and showcase takes of real models stayed at 0.980 and above, the flickering and
+# morphing ones went down to 0.88). VBench's good models average 0.97-0.995 on its raw formula.
+HEAVY_FLICKER = 0.975
 # Flicker is the change of average brightness in the cells of this grid (columns, rows).
 FLICKER_CELLS = (16, 9)
 # Flow and warps are unreliable where content enters the frame; these borders are left out.
@@ -234,6 +238,12 @@ class TemporalFlicker(Measurement):
         if not self._compared:
             return {}
         return {"temporal_flicker": (255 - self._change_sum / self._compared) / 255}
+
+    def defects(self) -> list[str]:
+        flicker = self.result().get("temporal_flicker")
+        if flicker is None or flicker >= HEAVY_FLICKER:
+            return []
+        return [f"heavy flicker: areas brighten and darken from frame to frame (temporal flicker {flicker:.3f})"]
 
 
 def _misprediction(actual: np.ndarray, predicted: np.ndarray) -> float:
