@@ -200,11 +200,13 @@ def _accuracy(clips: list[Clip], weights: dict[str, float], gaps: dict[str, floa
 def fit_weights(clips: list[Clip], start: dict[str, float], gaps: dict[str, float]) -> dict[str, float]:
     """Coordinate ascent over WEIGHT_STEPS per metric, three sweeps, on pairwise accuracy (then
     label-best picks); a step is taken only when it strictly helps, so ties keep the prior."""
+    from tasks.metrics import METRICS
     weights = dict(start)
     best = _accuracy(clips, weights, gaps)
+    tunable = sorted(name for name in weights if "INFORMATIVE" not in METRICS.get(name, ""))
     for _ in range(3):
         improved = False
-        for name in sorted(weights):
+        for name in tunable:
             for step in WEIGHT_STEPS:
                 if step == weights[name]:
                     continue

@@ -139,8 +139,10 @@ def choose(shot: ShotTakes) -> Selection:
     shot.selection = select_best([shot.metrics[n] for n in numbers], numbers=numbers,
                                  min_quality=shot.plan.quality_bar, camera=shot.plan.prompts.prompt.camera,
                                  defect_gaps=DEFECT_GAP)
-    for number, total, quality in zip(numbers, shot.selection.totals, shot.selection.quality):
+    for number, total, quality, note in zip(numbers, shot.selection.totals, shot.selection.quality,
+                                            shot.selection.notes):
         shot.records[number].score, shot.records[number].quality = total, quality
+        shot.records[number].note = note
     return shot.selection
 
 

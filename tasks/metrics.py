@@ -9,6 +9,8 @@ purely informative) and may raise hard QC fails.
 - tasks/metrics_temporal.py: the shared frame stream and flow; flicker, smoothness, brightness
 - tasks/metrics_image.py: sharpness, noise, exposure, consistency; the picture QC gates
 - tasks/metrics_adherence.py: motion amount, camera move, motion brush, reference image
+- tasks/metrics_defects.py: what real video models get wrong: blur, stillness, morphing, burnt-in
+  marks, fades, gradual cuts
 
 Formulas and thresholds follow /work/shared/reference/scoring.md §1.1, §4 and §8.
 """
@@ -61,14 +63,29 @@ METRICS: dict[str, str] = {
                 "crushed or blown out; 0.9-1",
     "dynamic_degree": "INFORMATIVE: median top-5 % |flow| in px per frame at a 256 px short side; "
                       "0 still, ~2 VBench's 'dynamic', previz moves 0.5-2.5",
-    "motion_amount_match": "1 - |motion level - requested amount|, level = top-5 % travel over the "
-                           "clip / a fifth of the frame; higher = as much motion as asked; 0-1",
+    "motion_amount_match": "1 / (1 + |log2(level / requested)| / 2), level = the camera's global "
+                           "motion path over the clip / a fifth of the frame (1 - level when a still "
+                           "take is asked or allowed); higher = as much camera motion as asked; 0-1",
     "camera_adherence": "cosine of the accumulated global motion with the instructed move (static: "
                         "1 - path / 0.05); higher = follows it; 0 wrong way, 0.9-1 right",
     "brush_adherence": "per brushed region, max(0, cosine) x length ratio of its own motion to its "
                        "vector, averaged; higher = follows the brush; 0 wrong way, 0.35-0.9 right",
     "reference_fidelity": "normalised cross-correlation of the first frame with the cover-cropped "
                           "reference; higher = closer; ~0.3 unrelated, 0.9-1 same picture",
+    "crispness": "1 - Crété-Roffet no-reference blur (2007) of grey detail frames at a 384 px long side "
+                 "(frame-relative); higher = crisper; real models 0.45-0.75",
+    "warp_stability": "1 - median over sampled pairs of |frame - next frame warped back by the flow| / "
+                      "mean gradient, at half the motion size; higher = nothing changes that motion does "
+                      "not explain (morphing, boiling); real clean takes 0.55-0.95",
+    "long_stability": "INFORMATIVE: the same between frames 1 s apart (DIS flow over the second)",
+    "motion_presence": "min(1, motion_speed / 0.1) on shots that ask for motion; higher = moves at all "
+                       "(VBench's dynamic degree, which weighs 0.5); 0-1",
+    "motion_speed": "INFORMATIVE: median over sampled pairs of the top-5 % flow, frame shares per second; "
+                    "under 0.045 (and not VBench-dynamic) a take barely moves",
+    "dynamic_share": "INFORMATIVE: share of sampled pairs VBench's dynamic_degree rule calls moving "
+                     "(DIS threshold at half RAFT's 6 px per 256 px); 0-1",
+    "overlay_share": "INFORMATIVE: share of the most marked corner covered by strong edges that never "
+                     "change (a burnt-in mark); 0-0.07 seen",
     "frozen_share": "INFORMATIVE: share of frames in holds of 0.5 s or more; 0-1",
     "black_share": "INFORMATIVE: share of black frames; 0-1",
 }

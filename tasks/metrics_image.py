@@ -183,8 +183,7 @@ class SceneCuts(Measurement):
     def update(self, frame: Frame) -> None:
         if frame.repeat:  # compare the frames that changed: a repeated frame hides no cut
             return
-        structure = normalised(frame.thumbnail)
-        tones = cv2.calcHist([frame.gray], [0], None, [32], [0, 256]).ravel() / frame.gray.size
+        structure, tones = frame.structure, frame.tones
         if self._previous is not None:
             measurable = structure.any() and self._previous[0].any()
             self._structure.append(1.0 - float(structure @ self._previous[0]) if measurable else np.nan)

@@ -34,7 +34,7 @@ RANGES: dict[str, tuple[float, float]] = {
     # Real models' takes in the labelled corpus (bench/corpus_bench.py): the softest and most
     # boiling clean-looking takes at the bottom, the crispest and steadiest at the top.
     "crispness": (0.45, 0.75),
-    "warp_stability": (0.3, 0.95),
+    "warp_stability": (0.4, 0.95),
     "motion_presence": (0.0, 1.0),
     # Our own 0..1 scores (1 = perfect). Nothing published to calibrate them, so the full scale.
     **{name: (0.0, 1.0) for name in ("brightness_stability", "low_noise", "exposure", "motion_amount_match",
