@@ -1,7 +1,9 @@
 """Media I/O shared by every stage: probing, streaming frames in and out of ffmpeg, hashing.
 
-ffmpeg comes from the imageio-ffmpeg wheel, which ships no ffprobe, so probing reads the
-container with OpenCV (exact frame count and size) and `ffmpeg -i` (codec, pixel format, audio).
+ffmpeg comes from the imageio-ffmpeg wheel, which ships no ffprobe, so probing reads the stream
+header that `ffmpeg -i` prints and counts the video packets with a stream copy (no decode). Frames
+are always decoded by ffmpeg, never by OpenCV, so whatever ffmpeg plays is read: WebM/VP9 or
+Matroska under any extension, GIF, variable frame rate, rotated phone clips, odd sizes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import imageio_ffmpeg
 import numpy as np
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+# The first video stream that is not an attached picture (cover art of an audio file).
+VIDEO_STREAM = "0:V:0"
+PROBE_TIMEOUT_S = 120
 
 
 class MediaError(RuntimeError):
@@ -33,6 +38,11 @@ class MediaError(RuntimeError):
 
 @dataclass(frozen=True)
 class VideoInfo:
+    """What a video file holds, as ffmpeg sees it. `width` and `height` are the displayed size
+    (after the container's rotation, which ffmpeg applies when decoding); `frames` the video
+    packets in the stream, one per frame; `fps` the average frame rate (frames per second of
+    the stream, also for variable frame rate)."""
+
     width: int
     height: int
     fps: float
@@ -40,40 +50,100 @@ class VideoInfo:
     codec: str
     pix_fmt: str
     has_audio: bool
+    rotation: int = 0
+    container: str = ""
 
     @property
     def duration(self) -> float:
         return self.frames / self.fps if self.fps else 0.0
 
 
-_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: Video: (\w+)[^,]*, (\w+)")
+_INPUT_RE = re.compile(r"^Input #0, ([^,\n]+(?:,[^,\n]+)*?), from ", re.M)
+_STREAM_RE = re.compile(r"^\s*Stream #0:\d+\S*: (\w+): (.*)$", re.M)
+_SIZE_RE = re.compile(r"(?:^|, )(\d{1,5})x(\d{1,5})(?=[ ,]|$)")
+_RATE_RE = re.compile(r"(\d+(?:\.\d+)?)(k?) (fps|tbr)\b")
+_ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees")
+_DURATION_RE = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_FRAME_RE = re.compile(r"^frame=(\d+)\s*$", re.M)
+
+
+def _ffmpeg_text(args: list[str], timeout: float = PROBE_TIMEOUT_S) -> tuple[str, str]:
+    """stdout and stderr of one ffmpeg run (its exit status is judged from what it printed)."""
+    done = subprocess.run([FFMPEG, "-hide_banner", "-nostdin", *args], capture_output=True,
+                          text=True, errors="replace", timeout=timeout)
+    return done.stdout, done.stderr
+
+
+def _first_video(header: str) -> tuple[str, str] | None:
+    """(stream line, the lines under it up to the next stream) of the first video stream that is
+    not an attached picture."""
+    streams = list(_STREAM_RE.finditer(header))
+    for n, match in enumerate(streams):
+        if match.group(1) == "Video" and "(attached pic)" not in match.group(2):
+            tail_end = streams[n + 1].start() if n + 1 < len(streams) else len(header)
+            return match.group(2), header[match.end():tail_end]
+    return None
+
+
+def _why_unreadable(stderr: str) -> str:
+    """ffmpeg's own last words on a file it cannot open, without its banner noise."""
+    lines = [line.strip() for line in stderr.splitlines()
+             if line.strip() and not line.startswith(("Input #", "  ")) and "output file" not in line]
+    return " | ".join(lines[-2:]) or "ffmpeg cannot read it"
 
 
 def probe(path: str | Path) -> VideoInfo:
-    """Read size, frame rate, frame count, codec and audio presence of a video file."""
+    """Size, frame rate, frame count, codec, rotation and audio of a video file, from ffmpeg.
+
+    One ffmpeg run prints the header and counts the first video stream's packets by stream copy
+    (no decode: tens of milliseconds). Raises MediaError, with ffmpeg's reason, when the file is
+    missing, empty, not media, has no video stream, or holds no frame.
+    """
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
         raise MediaError(f"{path.name}: missing or empty file")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise MediaError(f"{path.name}: not a readable video")
-        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        cap.release()
-    if width <= 0 or height <= 0 or fps <= 0 or frames <= 0:
-        raise MediaError(f"{path.name}: no video stream")
-    # ffmpeg -i always exits 1 without an output; its stderr is the header dump we want.
-    header = subprocess.run(
-        [FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60
-    ).stderr
-    match = _STREAM_RE.search(header)
-    codec, pix_fmt = (match.group(1), match.group(2)) if match else ("unknown", "unknown")
-    has_audio = re.search(r"Stream #\d+:\d+.*?: Audio:", header) is not None
-    return VideoInfo(width, height, round(fps, 3), frames, codec, pix_fmt, has_audio)
+    progress, header = _ffmpeg_text(["-v", "info", "-nostats", "-i", str(path), "-map", VIDEO_STREAM,
+                                     "-c", "copy", "-f", "null", "-", "-progress", "pipe:1"])
+    if not _INPUT_RE.search(header):
+        raise MediaError(f"{path.name}: not a readable video: {_why_unreadable(header)}")
+    video = _first_video(header)
+    if video is None:
+        audio = re.search(r"Stream #0:\d+\S*: Audio:", header) is not None
+        raise MediaError(f"{path.name}: no video stream" + (" (audio only)" if audio else ""))
+    line, side_data = video
+    size = _SIZE_RE.search(line)
+    if size is None or min(int(size.group(1)), int(size.group(2))) <= 0:
+        raise MediaError(f"{path.name}: video stream has no frame size")
+    width, height = int(size.group(1)), int(size.group(2))
+    rotation = 0
+    if turned := _ROTATION_RE.search(side_data):
+        rotation = round(float(turned.group(1))) % 360
+        if rotation in (90, 270):
+            width, height = height, width
+    counts = _FRAME_RE.findall(progress)
+    frames = int(counts[-1]) if counts else 0
+    rates = {unit: float(value) * (1000 if k else 1) for value, k, unit in _RATE_RE.findall(line)}
+    duration = _DURATION_RE.search(header)
+    seconds = (int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3])) if duration else 0.0
+    fps = rates.get("fps") or rates.get("tbr") or (frames / seconds if seconds else 0.0)
+    if frames <= 0 or fps <= 0:
+        raise MediaError(f"{path.name}: no video frames: {_why_unreadable(header)}")
+    codec = line.split(maxsplit=1)[0].rstrip(",")
+    pix_fmt = re.match(r"[a-z0-9_]*", line.split(", ", 1)[-1]).group(0) or "unknown"
+    container = _INPUT_RE.search(header).group(1)
+    has_audio = re.search(r"Stream #0:\d+\S*: Audio:", header) is not None
+    return VideoInfo(width, height, round(fps, 3), frames, codec, pix_fmt, has_audio, rotation, container)
+
+
+def count_frames(path: str | Path, decode: bool = False) -> int:
+    """Frames in the first video stream: packets by stream copy (fast), or, with `decode`, the
+    frames ffmpeg actually decodes to the end (a full decode: the proof that a file is whole).
+    0 when ffmpeg reads none."""
+    args = ["-v", "error", "-nostats", "-i", str(path), "-map", VIDEO_STREAM]
+    args += ["-fps_mode", "passthrough"] if decode else ["-c", "copy"]
+    progress, _ = _ffmpeg_text([*args, "-f", "null", "-", "-progress", "pipe:1"], timeout=None)
+    counts = _FRAME_RE.findall(progress)
+    return int(counts[-1]) if counts else 0
 
 
 def audio_duration(path: str | Path) -> float:
@@ -98,55 +168,34 @@ def _shrunk(width: int, height: int, max_side: int | None) -> tuple[int, int]:
     return max(2, round(width * scale)), max(2, round(height * scale))
 
 
-def iter_frames(path: str | Path, max_side: int | None = None, gray: bool = False) -> Iterator[np.ndarray]:
-    """The frames of a video as BGR uint8 arrays, one at a time (never the whole clip).
+def iter_frames(path: str | Path, max_side: int | None = None, gray: bool = False,
+                info: VideoInfo | None = None) -> Iterator[np.ndarray]:
+    """The frames of a video as BGR (or, with `gray`, luma) uint8 arrays, one at a time (never
+    the whole clip), decoded by an ffmpeg process on another core, which starts at once so that it
+    decodes while the caller gets ready.
 
-    With `max_side`, frames are shrunk (area interpolation) so their longer side is at most that.
-    With `gray`, they are grey (luma) arrays, decoded, shrunk and greyed by an ffmpeg process on
-    another core (far cheaper than a full-size colour decode shrunk and greyed here), which starts
-    at once, so that it decodes while the caller gets ready.
+    With `max_side`, frames are shrunk (area interpolation, inside ffmpeg) so their longer side
+    is at most that. Rotation is applied as players do. `info` saves probing again. Like a
+    player, ffmpeg stops at the first frame it cannot decode; MediaError when it fails before
+    giving any frame.
     """
-    if not gray:
-        return _bgr_frames(path, max_side)
-    frames = _gray_frames(Path(path), max_side)
+    frames = _ffmpeg_frames(Path(path), max_side, gray, info)
     next(frames)  # runs up to ffmpeg's start
     return frames
 
 
-def _capture(path: str | Path) -> cv2.VideoCapture:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise MediaError(f"{Path(path).name}: not a readable video")
-    return cap
-
-
-def _bgr_frames(path: str | Path, max_side: int | None) -> Iterator[np.ndarray]:
-    cap = _capture(path)
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            if max_side and max(frame.shape[:2]) > max_side:
-                frame = cv2.resize(frame, _shrunk(frame.shape[1], frame.shape[0], max_side),
-                                   interpolation=cv2.INTER_AREA)
-            yield frame
-    finally:
-        cap.release()
-
-
-def _gray_frames(path: Path, max_side: int | None) -> Iterator[np.ndarray | None]:
-    """None once ffmpeg has started, then the grey frames. Like OpenCV, ffmpeg stops at the first
-    frame it cannot decode; MediaError when it fails before giving any frame."""
-    cap = _capture(path)
-    width, height = _shrunk(int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                            max_side)
-    cap.release()
+def _ffmpeg_frames(path: Path, max_side: int | None, gray: bool,
+                   info: VideoInfo | None) -> Iterator[np.ndarray | None]:
+    """None once ffmpeg has started, then the frames."""
+    info = info or probe(path)
+    width, height = _shrunk(info.width, info.height, max_side)
+    pix_fmt = "gray" if gray else "bgr24"
+    shape = (height, width) if gray else (height, width, 3)
     # One decoding and one filter thread: the caller measures on the other core meanwhile.
-    # passthrough: every decoded frame once, none duplicated or dropped.
+    # passthrough: every decoded frame once, none duplicated or dropped (variable frame rate too).
     command = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-threads", "1", "-filter_threads",
-               "1", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-               "-vf", f"scale={width}:{height}:flags=area,format=gray", "-f", "rawvideo", "pipe:"]
+               "1", "-i", str(path), "-map", VIDEO_STREAM, "-fps_mode", "passthrough",
+               "-vf", f"scale={width}:{height}:flags=area,format={pix_fmt}", "-f", "rawvideo", "pipe:"]
     given = 0
     # stderr goes to a file: a broken stream can log more than a pipe holds, blocking ffmpeg.
     with tempfile.TemporaryFile() as log:
@@ -156,7 +205,7 @@ def _gray_frames(path: Path, max_side: int | None) -> Iterator[np.ndarray | None
             try:
                 yield None
                 # A new array per frame: callers keep earlier frames.
-                while proc.stdout.readinto(frame := np.empty((height, width), np.uint8)) == frame.nbytes:
+                while proc.stdout.readinto(frame := np.empty(shape, np.uint8)) == frame.nbytes:
                     given += 1
                     yield frame
             except BaseException:  # the caller stopped early (GeneratorExit), or reading failed
@@ -166,7 +215,6 @@ def _gray_frames(path: Path, max_side: int | None) -> Iterator[np.ndarray | None
             log.seek(0)
             tail = log.read().decode(errors="replace").strip().splitlines()[-2:]
             raise MediaError(f"{path.name}: ffmpeg failed: {' | '.join(tail)}")
-
 
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
@@ -291,19 +339,32 @@ def cover_box(width: float, height: float, aspect: float) -> tuple[float, float,
 
 def save_last_frame(video: str | Path, dest: str | Path) -> Path:
     """Write the video's last frame as a lossless PNG (the start of a continuing shot)."""
-    cap = cv2.VideoCapture(str(video))
-    try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cap.set(cv2.CAP_PROP_POS_FRAMES, max(0, count - 1))
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    if not ok:
+    dest = Path(dest).with_suffix(".png")
+    last = None
+    # Seek to about a second before the end (ffmpeg decodes from the keyframe before it, exactly),
+    # then keep the last frame given; the whole clip when it is shorter.
+    with contextlib.closing(_ffmpeg_frames_from_end(Path(video))) as frames:
+        for last in frames:
+            pass
+    if last is None:
         raise MediaError(f"{Path(video).name}: cannot read its last frame")
-    with atomic_path(Path(dest).with_suffix(".png")) as tmp:
-        if not cv2.imwrite(str(tmp), frame):
-            raise MediaError(f"cannot write {Path(dest).name}")
-    return Path(dest).with_suffix(".png")
+    with atomic_path(dest) as tmp:
+        if not cv2.imwrite(str(tmp), last):
+            raise MediaError(f"cannot write {dest.name}")
+    return dest
+
+
+def _ffmpeg_frames_from_end(path: Path) -> Iterator[np.ndarray]:
+    info = probe(path)
+    shape = (info.height, info.width, 3)
+    command = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-sseof", "-1", "-i", str(path),
+               "-map", VIDEO_STREAM, "-fps_mode", "passthrough", "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
+        try:
+            while proc.stdout.readinto(frame := np.empty(shape, np.uint8)) == frame.nbytes:
+                yield frame
+        finally:
+            proc.kill()
 
 
 def file_digest(path: str | Path) -> str:

@@ -293,7 +293,7 @@ def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
     if files:
         labels = [f"take {t.take}" + (" chosen" if t.take == chosen else "")
                   + (f"  q {t.quality:.2f}" if t.quality is not None else "")
-                  + (f"  {t.hard_fails[0]}" if t.hard_fails else "") for t in takes if t.file]
+                  + (f"  {t.note or (t.hard_fails[0] if t.hard_fails else '')}") for t in takes if t.file]
         sheet = cached_file(make_contact_sheet_task, files, labels,
                         folder / "work" / f"{plan.shot_id}-sheet-{work_name(files, labels)}.jpg")
         sheet = place(sheet, folder / "contact-sheets" / f"{plan.shot_id}.jpg").relative_to(folder)

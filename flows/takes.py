@@ -155,8 +155,10 @@ def choose(shot: ShotTakes) -> Selection:
     shot.selection = select_best([shot.metrics[n] for n in numbers], numbers=numbers,
                                  min_quality=shot.plan.quality_bar, camera=shot.plan.prompts.prompt.camera,
                                  defect_gaps=DEFECT_GAP)
-    for number, total, quality in zip(numbers, shot.selection.totals, shot.selection.quality):
+    for number, total, quality, note in zip(numbers, shot.selection.totals, shot.selection.quality,
+                                            shot.selection.notes):
         shot.records[number].score, shot.records[number].quality = total, quality
+        shot.records[number].note = note
     winner = numbers[shot.selection.index] if shot.selection.acceptable and shot.selection.index is not None else None
     if shot.plan.draft and not finals:
         shot.draft_winner, shot.chosen = winner, None

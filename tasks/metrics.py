@@ -9,6 +9,8 @@ purely informative) and may raise hard QC fails.
 - tasks/metrics_temporal.py: the shared frame stream and flow; flicker, smoothness, brightness
 - tasks/metrics_image.py: sharpness, noise, exposure, consistency; the picture QC gates
 - tasks/metrics_adherence.py: motion amount, camera move, motion brush, reference image
+- tasks/metrics_defects.py: what real video models get wrong: blur, stillness, morphing, burnt-in
+  marks, fades, gradual cuts
 
 Formulas and thresholds follow /work/shared/reference/scoring.md §1.1, §4 and §8.
 """
@@ -31,6 +33,8 @@ from blocks.media import FFMPEG, MediaError, VideoInfo, iter_frames, probe, read
 from blocks.previz_camera import parse_camera
 from blocks.providers import MotionRegion
 from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity
+from tasks.metrics_defects import (BurntInOverlay, Crispness, EdgeBlack, GradualCut, Instability,
+                                   Stillness)
 from tasks.metrics_image import (BlackFrames, Consistency, Exposure, FrozenFrames, Letterbox, LowNoise,
                                  SceneCuts, Sharpness)
 from tasks.metrics_temporal import (BrightnessStability, Frame, FrameStream, MotionSmoothness,
@@ -59,14 +63,29 @@ METRICS: dict[str, str] = {
                 "crushed or blown out; 0.9-1",
     "dynamic_degree": "INFORMATIVE: median top-5 % |flow| in px per frame at a 256 px short side; "
                       "0 still, ~2 VBench's 'dynamic', previz moves 0.5-2.5",
-    "motion_amount_match": "1 - |motion level - requested amount|, level = top-5 % travel over the "
-                           "clip / a fifth of the frame; higher = as much motion as asked; 0-1",
+    "motion_amount_match": "1 / (1 + |log2(level / requested)| / 2), level = the camera's global "
+                           "motion path over the clip / a fifth of the frame (1 - level when a still "
+                           "take is asked or allowed); higher = as much camera motion as asked; 0-1",
     "camera_adherence": "cosine of the accumulated global motion with the instructed move (static: "
                         "1 - path / 0.05); higher = follows it; 0 wrong way, 0.9-1 right",
     "brush_adherence": "per brushed region, max(0, cosine) x length ratio of its own motion to its "
                        "vector, averaged; higher = follows the brush; 0 wrong way, 0.35-0.9 right",
     "reference_fidelity": "normalised cross-correlation of the first frame with the cover-cropped "
                           "reference; higher = closer; ~0.3 unrelated, 0.9-1 same picture",
+    "crispness": "1 - Crété-Roffet no-reference blur (2007) of grey detail frames at a 384 px long side "
+                 "(frame-relative); higher = crisper; real models 0.45-0.75",
+    "warp_stability": "1 - median over sampled pairs of |frame - next frame warped back by the flow| / "
+                      "mean gradient, at half the motion size; higher = nothing changes that motion does "
+                      "not explain (morphing, boiling); real clean takes 0.55-0.95",
+    "long_stability": "INFORMATIVE: the same between frames 1 s apart (DIS flow over the second)",
+    "motion_presence": "min(1, motion_speed / 0.1) on shots that ask for motion; higher = moves at all "
+                       "(VBench's dynamic degree, which weighs 0.5); 0-1",
+    "motion_speed": "INFORMATIVE: median over sampled pairs of the top-5 % flow, frame shares per second; "
+                    "under 0.045 (and not VBench-dynamic) a take barely moves",
+    "dynamic_share": "INFORMATIVE: share of sampled pairs VBench's dynamic_degree rule calls moving "
+                     "(DIS threshold at half RAFT's 6 px per 256 px); 0-1",
+    "overlay_share": "INFORMATIVE: share of the most marked corner covered by strong edges that never "
+                     "change (a burnt-in mark); 0-0.07 seen",
     "frozen_share": "INFORMATIVE: share of frames in holds of 0.5 s or more; 0-1",
     "black_share": "INFORMATIVE: share of black frames; 0-1",
 }
@@ -107,6 +126,12 @@ class TakeMetrics(BaseModel):
     hard_fails: list[str]
     metrics: dict[str, float]
     frames: int = Field(description="frames actually decoded")
+    motion_wanted: bool = Field(False, description="The shot asked for motion (camera move, brush or amount).")
+    defects: list[str] = Field([], description="Visible generative defects of the take on its own (no motion "
+                               "where the shot asks for it, a morphing picture, a gradual cut): not a reason "
+                               "to exclude it, but to set it aside for a sibling without them.")
+    flaws: list[str] = Field([], description="Lesser faults an editor can live with or trim (a burnt-in corner "
+                             "logo, a fade to black at an end, a bar on one edge): they cost rank, in words.")
 
 
 class FrameMetric(Protocol):
@@ -120,6 +145,8 @@ class FrameMetric(Protocol):
 
     def hard_fails(self) -> list[str]:
         """Human-readable reasons to reject the take outright; empty when it is fine."""
+
+    # Optional: `defects()` and `flaws()` -> list[str], in words (TakeMetrics.defects and .flaws).
 
 
 def _reference_gray(path: Path | None) -> np.ndarray | None:
@@ -137,12 +164,22 @@ def _reference_gray(path: Path | None) -> np.ndarray | None:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
 
 
+def motion_wanted(expected: Expectation) -> bool:
+    """Whether the shot asks for motion: a camera move, a motion brush, or an amount above still."""
+    if expected.still_allowed:
+        return False
+    moving_camera = bool(parse_camera(expected.camera).phrase) and parse_camera(expected.camera).kind != "static"
+    return moving_camera or bool(expected.regions) or (expected.motion_amount or 0) > 0
+
+
 def frame_metrics(expected: Expectation, fps: float, frame_count: int) -> list[FrameMetric]:
     """The metrics that apply to this shot, fresh for one take; add new ones here."""
     metrics: list[FrameMetric] = [
         TemporalFlicker(), BrightnessStability(fps), MotionSmoothness(), Consistency(), Sharpness(),
         LowNoise(), Exposure(), MotionAmount(expected.motion_amount, expected.still_allowed, frame_count),
-        FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps)]
+        FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps),
+        Crispness(), Stillness(fps, motion_wanted(expected)), BurntInOverlay(frame_count), EdgeBlack(fps),
+        GradualCut(fps), Instability(fps)]
     move = parse_camera(expected.camera)
     if move.phrase:  # no camera words means no instruction to adhere to
         metrics.append(CameraAdherence(move))
@@ -226,24 +263,11 @@ def _decode_into(frames: Iterator[np.ndarray], fps: float, metrics: list[FrameMe
     return count
 
 
-def _has_only_audio(path: Path) -> bool:
-    """Whether ffmpeg sees audio streams and no video stream in the file."""
-    try:
-        header = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
-                                text=True, timeout=60).stderr
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return (re.search(r"Stream #\S+.*?: Audio:", header) is not None
-            and re.search(r"Stream #\S+.*?: Video:", header) is None)
-
-
 def _rejected(reason: str) -> TakeMetrics:
     return TakeMetrics(passed=False, hard_fails=[reason], metrics={}, frames=0)
 
 
 def _unreadable(path: Path, exc: Exception) -> TakeMetrics:
-    if isinstance(exc, MediaError) and path.is_file() and _has_only_audio(path):
-        return _rejected("no video stream (audio only)")
     # MediaError messages start with the file name; the caller already knows which take it is.
     reason = str(exc).removeprefix(f"{path.name}: ") or type(exc).__name__
     return _rejected(f"unreadable: {reason}")
@@ -265,7 +289,7 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
         # The decoder starts first and gets its first frames ready while the metrics are set up;
         # closing() stops it should anything fail before it is done.
         with contextlib.closing(iter_frames(path, max_side=analysis_side(info.width, info.height),
-                                            gray=True)) as frames:
+                                            gray=True, info=info)) as frames:
             metrics = frame_metrics(expected, info.fps, info.frames)
             decoded = _decode_into(frames, info.fps, metrics)
     except _UNREADABLE as exc:
@@ -277,7 +301,12 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
     elif decoded != info.frames:
         fails.append(f"decoded {decoded} frames, container declares {info.frames}")
     values: dict[str, float] = {}
+    defects: list[str] = []
+    flaws: list[str] = []
     for metric in metrics:
         values.update(metric.result())
         fails.extend(metric.hard_fails())
-    return TakeMetrics(passed=not fails, hard_fails=fails, metrics=values, frames=decoded)
+        defects.extend(metric.defects() if hasattr(metric, "defects") else ())
+        flaws.extend(metric.flaws() if hasattr(metric, "flaws") else ())
+    return TakeMetrics(passed=not fails, hard_fails=fails, metrics=values, frames=decoded, defects=defects, flaws=flaws,
+                       motion_wanted=motion_wanted(expected))

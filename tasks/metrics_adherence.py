@@ -28,6 +28,8 @@ REFERENCE_SHORT_SIDE = 256      # dynamic_degree is in px per frame at this shor
 # Motion amount 1 moves the content about a fifth of the frame over the clip: the previz
 # renderer's full pan, tilt or orbit, and roughly a 1.35x dolly's corners (blocks/previz_camera.py).
 FULL_TRAVEL = 0.2
+ZOOM_CORNER_SHARE = 0.5        # a zoom by z moves the frame's corners about (z - 1) / 2 of it
+MIN_LEVEL = 1 / 64              # camera levels below it read as it (log2 of 0 is no number)
 MIN_CAMERA_TRAVEL = 0.02        # frame shares under which a requested move barely shows
 STATIC_TOLERANCE = 0.05         # camera path (frame shares) over which "static" is fully broken
 ORBIT_WITHOUT_PARALLAX = 0.5    # a sideways slide with no depth effect is half an orbit
@@ -109,17 +111,22 @@ class MotionAmount(Measurement):
     """`dynamic_degree`: median over sampled pairs of the mean top-5 % |flow|, in px per frame at a
     256 px short side (informative; VBench calls a pair dynamic above ~2 px per frame at 24 fps).
 
-    `motion_amount_match` (with a requested amount): the take's motion level is its mean top-5 %
-    travel per frame, in shares of the frame (x of the width, y of the height), over the whole
-    clip, divided by FULL_TRAVEL and capped at 1; the match is 1 - |level - requested|. A shot
-    that allows a still take also matches a still take (1 - level).
+    `motion_amount_match` (with a requested amount, which the storyboard defines as CAMERA motion):
+    the camera's level is the length of its path over the clip (the global motion fitted to the
+    flow, `camera_motion`: its slide in shares of the frame plus half its log zoom, which is how
+    far a zoom moves the corners) divided by FULL_TRAVEL. The match is
+    1 / (1 + |log2(level / requested)| / 2): 1 on the request, 2/3 at twice or half of it, 1/2 at
+    four times, and never flat, so two takes that both overshoot still differ (a capped level read
+    0.5 on most real clips). Asked for no motion, or when the shot allows a still take, it is
+    1 - level (capped at 0), a still take matching best.
     """
 
     def __init__(self, requested: float | None, still_allowed: bool, frame_count: int) -> None:
         self._requested, self._still_allowed = requested, still_allowed
         self._frame_steps = max(1, frame_count - 1)
         self._degrees = array("d")  # one per sampled pair; takes over 10 minutes are refused
-        self._travel_per_frame = 0.0
+        self._camera_path = 0.0     # frame shares, summed over pairs
+        self._pair_frames = 0       # frames the pairs span
 
     def update(self, frame: Frame) -> None:
         if frame.pair is None:
@@ -129,18 +136,24 @@ class MotionAmount(Measurement):
         flow = pair.flow[::3, ::3]  # every third pixel: the same statistics at a ninth of the cost
         pixels = np.hypot(flow[..., 0], flow[..., 1])
         self._degrees.append(_top_mean(pixels) * REFERENCE_SHORT_SIDE / min(height, width) / pair.step)
-        shares = np.hypot(flow[..., 0] / width, flow[..., 1] / height)
-        self._travel_per_frame += _top_mean(shares) / pair.step
+        if self._requested is not None:
+            camera = camera_motion(pair)
+            self._camera_path += (math.hypot(camera.tx / width, camera.ty / height)
+                                  + ZOOM_CORNER_SHARE * abs(math.log(max(camera.zoom, 1e-3))))
+            self._pair_frames += pair.step
 
     def result(self) -> dict[str, float]:
         if not self._degrees:
             return {}
         values = {"dynamic_degree": float(np.median(self._degrees))}
-        if self._requested is not None:
-            travel = self._travel_per_frame / len(self._degrees) * self._frame_steps
-            level = min(1.0, travel / FULL_TRAVEL)
-            match = 1 - abs(level - self._requested)
-            values["motion_amount_match"] = max(match, 1 - level) if self._still_allowed else match
+        if self._requested is not None and self._pair_frames:
+            level = self._camera_path * self._frame_steps / self._pair_frames / FULL_TRAVEL
+            still = max(0.0, 1 - level)
+            if self._requested <= 0:
+                match = still
+            else:
+                match = 1 / (1 + abs(math.log2(max(level, MIN_LEVEL) / self._requested)) / 2)
+            values["motion_amount_match"] = max(match, still) if self._still_allowed else match
         return values
 
 

@@ -26,6 +26,8 @@ MAX_FROZEN_SHARE = 0.5
 # Letterbox/pillarbox: rows (columns) that are black by the blackdetect rule, on both opposite
 # edges of every non-black frame, each at least this share of the frame (2.39:1 in 16:9 is 12 %).
 BAR_MIN_SHARE = 0.03
+BAR_MAX_LUMA = 2 * BLACK_PIXEL_LUMA
+BAR_EDGE_STEP = 12  # grey levels between a bar's last lines and the picture's first
 # A cut changes the picture's structure and its tones at once, each by at least this much and far
 # beyond the clip's typical frame-to-frame change (corpus cuts between look-alike previz scenes:
 # structure >= 0.34, tones >= 0.08; every other frame pair of those clips: tones <= 0.02).
@@ -44,7 +46,7 @@ _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 _LOWER_HALF_MEAN = 0.3247
 
 
-def _is_black(gray: np.ndarray) -> bool:
+def is_black(gray: np.ndarray) -> bool:
     return np.count_nonzero(gray <= BLACK_PIXEL_LUMA) >= BLACK_PIXEL_SHARE * gray.size
 
 
@@ -179,8 +181,9 @@ class SceneCuts(Measurement):
         self._structure, self._tones = array("d"), array("d")
 
     def update(self, frame: Frame) -> None:
-        structure = normalised(frame.thumbnail)
-        tones = cv2.calcHist([frame.gray], [0], None, [32], [0, 256]).ravel() / frame.gray.size
+        if frame.repeat:  # compare the frames that changed: a repeated frame hides no cut
+            return
+        structure, tones = frame.structure, frame.tones
         if self._previous is not None:
             measurable = structure.any() and self._previous[0].any()
             self._structure.append(1.0 - float(structure @ self._previous[0]) if measurable else np.nan)
@@ -242,7 +245,7 @@ class BlackFrames:
 
     def update(self, frame: Frame) -> None:
         self._frames += 1
-        if not _is_black(frame.gray):
+        if not is_black(frame.gray):
             return
         if self._runs and self._runs[-1][1] == frame.index - 1:
             self._runs[-1][1] = frame.index
@@ -268,6 +271,15 @@ def _edge_run(dark: np.ndarray) -> int:
     return int(light[0]) if light.size else dark.size
 
 
+def _bar(dark: np.ndarray, means: np.ndarray) -> int:
+    """The bar's width at the start of a line profile: its dark lines, if the picture starts with
+    a step in brightness after them (a matte's hard edge), else 0 (a dark scene fading out)."""
+    run = _edge_run(dark)
+    if run == 0 or run >= dark.size - 2:
+        return run
+    return run if means[run:run + 2].mean() - means[max(0, run - 2):run].mean() >= BAR_EDGE_STEP else 0
+
+
 class Letterbox(Measurement):
     """Black bars on opposite edges (letterbox top and bottom, pillarbox left and right) in every
     non-black detail frame; no request asks for them, so they are a hard fail."""
@@ -277,15 +289,31 @@ class Letterbox(Measurement):
         self._size = (1, 1)
 
     def update(self, frame: Frame) -> None:
-        if not frame.detail or _is_black(frame.gray):
+        if not frame.detail or is_black(frame.gray):
             return
-        dark = frame.gray <= BLACK_PIXEL_LUMA
-        rows = dark.mean(axis=1) >= BLACK_PIXEL_SHARE
-        columns = dark.mean(axis=0) >= BLACK_PIXEL_SHARE
-        bars = np.array([_edge_run(rows), _edge_run(rows[::-1]),
-                         _edge_run(columns), _edge_run(columns[::-1])])
+        gray = frame.gray
+        dark = gray <= BLACK_PIXEL_LUMA
+        # A bar is flat: dark by the blackdetect rule and nothing bright in it (a night sky's
+        # stars or a lit window are picture, not a bar).
+        rows = (dark.mean(axis=1) >= BLACK_PIXEL_SHARE) & (gray.max(axis=1) <= BAR_MAX_LUMA)
+        columns = (dark.mean(axis=0) >= BLACK_PIXEL_SHARE) & (gray.max(axis=0) <= BAR_MAX_LUMA)
+        line_means = (gray.mean(axis=1), gray.mean(axis=0))
+        bars = np.array([_bar(rows, line_means[0]), _bar(rows[::-1], line_means[0][::-1]),
+                         _bar(columns, line_means[1]), _bar(columns[::-1], line_means[1][::-1])])
         self._bars = bars if self._bars is None else np.minimum(self._bars, bars)
         self._size = frame.gray.shape
+
+    def flaws(self) -> list[str]:
+        """A bar on one edge only: the picture does not fill the frame."""
+        if self._bars is None:
+            return []
+        height, width = self._size
+        out = []
+        for name, size, (one, other) in (("top", height, self._bars[:2]), ("bottom", height, self._bars[1::-1]),
+                                         ("left", width, self._bars[2:]), ("right", width, self._bars[:1:-1])):
+            if one >= BAR_MIN_SHARE * size and other < BAR_MIN_SHARE * size:
+                out.append(f"black bar along the {name} edge ({one / size:.0%} of the frame)")
+        return out
 
     def hard_fails(self) -> list[str]:
         if self._bars is None:

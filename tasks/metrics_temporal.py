@@ -36,6 +36,10 @@ CLIPPED_LOW, CLIPPED_HIGH = 2, 253
 # Brightness is compared with its own moving average over this span, so a deliberate slow fade or
 # lighting change is not punished, while pumping and flashes faster than ~2 Hz are.
 BRIGHTNESS_WINDOW_S = 0.5
+# Under this temporal flicker a take visibly pumps or boils (real corpus, bench/corpus_bench.py:
+# clean and showcase takes of real models stayed at 0.980 and above, the flickering and
+# morphing ones went down to 0.88). VBench's good models average 0.97-0.995 on its raw formula.
+HEAVY_FLICKER = 0.975
 # Flicker is the change of average brightness in the cells of this grid (columns, rows).
 FLICKER_CELLS = (16, 9)
 # Flow and warps are unreliable where content enters the frame; these borders are left out.
@@ -92,6 +96,15 @@ class SampledPair:
     def flow(self) -> np.ndarray:
         return self._dis.calc(self.start, self.end, None)
 
+    @cached_property
+    def halved(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """The pair's frames (start, between..., end) at half the motion size as float32, and the
+        flow at that size: brightness over areas survives the shrink, noise and fine detail not."""
+        frames = [cv2.pyrDown(gray).astype(np.float32) for gray in (self.start, *self.between, self.end)]
+        height, width = frames[0].shape
+        scale = np.array([width / self.start.shape[1], height / self.start.shape[0]], np.float32)
+        return frames, cv2.resize(self.flow, (width, height), interpolation=cv2.INTER_AREA) * scale
+
 
 @dataclass
 class Frame:
@@ -108,6 +121,16 @@ class Frame:
     def thumbnail(self) -> np.ndarray:
         """32x32 float luma thumbnail: the classical feature behind consistency and cut detection."""
         return shrink(self.gray, (32, 32)).astype(np.float32)
+
+    @cached_property
+    def structure(self) -> np.ndarray:
+        """The thumbnail zero-mean and unit-norm: what the picture shows, not how bright it is."""
+        return normalised(self.thumbnail)
+
+    @cached_property
+    def tones(self) -> np.ndarray:
+        """The 32-bin luma histogram as shares of the frame: how bright it is, not what it shows."""
+        return cv2.calcHist([self.gray], [0], None, [32], [0, 256]).ravel() / self.gray.size
 
 
 class FrameStream:
@@ -177,15 +200,6 @@ def _warp(image: np.ndarray, flow: np.ndarray, along: float) -> np.ndarray:
                      borderMode=cv2.BORDER_REPLICATE)
 
 
-def _halved(pair: SampledPair) -> tuple[list[np.ndarray], np.ndarray]:
-    """The pair's frames (start, between..., end) at half the motion size as float32, and the
-    flow at that size: brightness over areas survives the shrink, noise and fine detail not."""
-    frames = [cv2.pyrDown(gray).astype(np.float32) for gray in (pair.start, *pair.between, pair.end)]
-    height, width = frames[0].shape
-    scale = np.array([width / pair.start.shape[1], height / pair.start.shape[0]], np.float32)
-    return frames, cv2.resize(pair.flow, (width, height), interpolation=cv2.INTER_AREA) * scale
-
-
 def _cell_brightness_change(current: np.ndarray, following: np.ndarray) -> float:
     """Mean |change of average brightness| over the FLICKER_CELLS cells, on unclipped pixels
     inside the borders. Misregistration and noise change pixels both ways and cancel within a
@@ -224,7 +238,7 @@ class TemporalFlicker(Measurement):
     def update(self, frame: Frame) -> None:
         if frame.pair is None:
             return
-        frames, flow = _halved(frame.pair)
+        frames, flow = frame.pair.halved
         one_frame = 1 / frame.pair.step
         for current, following in zip(frames, frames[1:]):
             self._change_sum += _cell_brightness_change(current, _warp(following, flow, one_frame))
@@ -234,6 +248,12 @@ class TemporalFlicker(Measurement):
         if not self._compared:
             return {}
         return {"temporal_flicker": (255 - self._change_sum / self._compared) / 255}
+
+    def defects(self) -> list[str]:
+        flicker = self.result().get("temporal_flicker")
+        if flicker is None or flicker >= HEAVY_FLICKER:
+            return []
+        return [f"heavy flicker: areas brighten and darken from frame to frame (temporal flicker {flicker:.3f})"]
 
 
 def _misprediction(actual: np.ndarray, predicted: np.ndarray) -> float:

@@ -38,6 +38,7 @@ class TakeRecord(BaseModel):
     score: float | None = Field(None, description="Weighted score relative to the shot's other takes.")
     quality: float | None = Field(None, description="Absolute quality 0–1, compared with the quality bar.")
     error: str | None = Field(None, description="Why generation failed, if it did.")
+    note: str = Field("", description="Why the selector chose the take, or why it lost, in words.")
 
 
 class UpscaleRecord(BaseModel):
@@ -174,8 +175,9 @@ def score_table(shot: ShotRecord) -> list[dict]:
     metric_names = sorted({name for take in shot.takes for name in take.metrics})
     return [{"take": t.take, "model": t.model, "chosen": "yes" if t.take == shot.chosen else "",
              "quality": _rounded(t.quality), "rank score": _rounded(t.score), "cached": t.from_cache,
-             "stage": t.stage, "estimate": t.estimate, "charged": t.charged, **{name: _rounded(t.metrics.get(name)) for name in metric_names},
-             "excluded because": "; ".join(t.hard_fails) or t.error or ""} for t in shot.takes]
+             "stage": t.stage, "estimate": t.estimate, "charged": t.charged,
+             **{name: _rounded(t.metrics.get(name)) for name in metric_names},
+             "excluded because": "; ".join(t.hard_fails) or t.error or "", "why": t.note} for t in shot.takes]
 
 
 def _rounded(value: float | None) -> float | None:

@@ -148,8 +148,8 @@ def test_select_best_picks_clean_take_and_excludes_failures(
     assert selection.totals[0] is None and selection.totals[4] is None
     assert all(0.0 <= selection.totals[i] <= 1.0 for i in (1, 2, 3))
     assert selection.reason.startswith("take 3: ")
-    assert "take 1 black frames 0.00–1.00 s" in selection.reason
-    assert "take 5 frozen" in selection.reason
+    assert "black frames 0.00–1.00 s" in selection.notes[0]
+    assert "frozen" in selection.notes[4]
 
 
 def test_select_best_with_no_passing_take(measured: dict[str, TakeMetrics]) -> None:

@@ -21,7 +21,7 @@ from tasks.contact_sheet import (CHOSEN_BGR, HEADER_BGR, LABEL_COLUMN_RATIO, UNR
 from tasks.learned import (LaionAestheticScorer, ScorerRegistry, clip_blob, default_registry,
                            score_with_learned, split_available)
 from tasks.metrics import TakeMetrics
-from tasks.score import DEFAULT_WEIGHTS, RANGES, ScoringWeights, quality, select_best
+from tasks.score import DEFAULT_WEIGHTS, NOTICEABLE_SHARPNESS_SHARE, RANGES, ScoringWeights, quality, select_best
 
 
 def take(**metrics: float) -> TakeMetrics:
@@ -55,7 +55,7 @@ def test_noise_sized_differences_do_not_outvote_a_real_one() -> None:
     assert selection.index == 1
     assert selection.totals[0] == pytest.approx(4 / 5)  # best on four metrics, by noise
     # a quarter to a fifth of a noticeable difference behind on each of those four
-    assert selection.totals[1] == pytest.approx((1 + 0.9 + 0.8 + 0.75 + (1 - 1 / 5.05)) / 5)
+    assert selection.totals[1] == pytest.approx((1 + 0.9 + 0.8 + 0.75 + (1 - 1 / (NOTICEABLE_SHARPNESS_SHARE * 101))) / 5)
     assert selection.reason == "take 2: follows 'pan left'"
 
 
@@ -70,7 +70,7 @@ def test_a_blurred_take_gets_no_credit_for_looking_steadier() -> None:
     blurred = take(**STEADIER, sharpness=130.0)
     selection = select_best([blurred, take(**SHARP)])
     assert selection.index == 1
-    assert selection.reason == "take 2: sharpest; softer, steadiness not counted: take 1"
+    assert selection.reason == "take 2: sharpest; softer or stiller, steadiness not counted: take 1"
 
 
 def test_a_slightly_softer_take_keeps_credit_for_being_steadier() -> None:
@@ -405,6 +405,6 @@ def test_a_take_with_a_visible_defect_is_set_aside_however_well_it_does_elsewher
     gated = select_best([wrong_way, right_way], defect_gaps=DEFECT_GAP, camera="slow pan left")
     assert gated.index == 1
     assert gated.reason == ("take 2: only take without a visible defect; "
-                            "set aside: take 1 (camera_adherence 0.050 vs 0.970)")
+                            "set aside: take 1 (follows the camera instruction less (camera_adherence 0.050 vs 0.970))")
     unweighted = select_best([wrong_way, right_way], weights={"sharpness": 1.0}, defect_gaps=DEFECT_GAP)
     assert unweighted.index == 0  # a dimension the user weights at 0 sets nothing aside
