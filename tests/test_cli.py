@@ -46,9 +46,9 @@ BAD = {
     "negative duration": ({"title": "t", "defaults": {"duration": -1}, "shots": [GOOD_SHOT]}, "defaults.duration:"),
     "aspect": ({"title": "t", "defaults": {"aspect_ratio": "21:9"}, "shots": [GOOD_SHOT]}, "defaults.aspect_ratio:"),
     "unreadable reference": ({"title": "t", "shots": [{**GOOD_SHOT, "reference_image": "missing.png"}]},
-                             "shots[0].reference_image: cannot read"),
+                             "shots[0].reference_image: missing.png: no such file"),
     "non-image reference": ({"title": "t", "shots": [{**GOOD_SHOT, "reference_image": "board.yaml"}]},
-                            "shots[0].reference_image: board.yaml is not an image"),
+                            "shots[0].reference_image: board.yaml: is not an image"),
     "touching brush": ({"title": "t", "shots": [{**GOOD_SHOT, "motion_brush": [
         {"polygon": [[0, 0], [0.5, 0], [0.5, 1]], "direction": "up"},
         {"polygon": [[0.5, 0], [1, 0], [1, 1]], "direction": "down"}]}]}, "shots[0].motion_brush: regions 0 and 1"),
