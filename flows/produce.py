@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from blocks.media import place
 from blocks.providers import GenerationError, VideoProvider
@@ -32,7 +32,8 @@ from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, estimate_credits, plan_shot, providers_used, takes_for
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, write_report
-from tasks.storyboard import Storyboard
+from tasks.checks import accept_run
+from tasks.storyboard import Storyboard, StoryboardError, describe_error, slug
 from tasks.super_resolution import estimate_upscale_credits, upscaler_of
 
 # Takes run in threads; providers are remote APIs waiting on the network (previz shares the CPU).
@@ -49,16 +50,31 @@ class RunOptions(BaseModel):
     storage: str | None = Field(None, description="Saved storage block ('<type-slug>/<name>', e.g. "
                                 "'takeflow-s3-storage/media') that receives the deliverables and "
                                 "reads s3:// inputs.")
+    inputs_dir: str | None = Field(None, description="Folder (or s3:// prefix) the storyboard's relative "
+                                   "input paths are read from; default: the folder the worker runs in.")
 
 
 def _run_name() -> str:
-    return f"produce-{flow_run.parameters['storyboard'].project_slug}"
+    board = flow_run.parameters["storyboard"]
+    title = board.title if isinstance(board, Storyboard) else str((board or {}).get("title", ""))
+    return f"produce-{slug(title)}"
 
 
-@flow(name="produce", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_TASKS))
+# Parameters are validated inside, by the CLI's own checks, so a deployment run with a bad
+# storyboard fails with the same one-line message instead of pydantic's multi-line report.
+@flow(name="produce", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_TASKS),
+      validate_parameters=False)
 def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> ProductionReport:
     """Turn a storyboard into final.mp4, takes, scores and report.json under out_dir/<project>/."""
     logger = get_run_logger()
+    try:
+        options = RunOptions.model_validate(options)
+        storyboard, _ = accept_run(storyboard, options.takes, options.budget, options.inputs_dir,
+                                   load_storage(options.storage) if options.storage else None)
+    except ValidationError as exc:
+        return Failed(name="InvalidInput", message=f"options.{describe_error(exc)} (nothing was spent)")
+    except (StoryboardError, ValueError) as exc:
+        return Failed(name="InvalidInput", message=f"{exc} (nothing was spent)")
     folder = Path(options.out_dir).resolve() / storyboard.project_slug
     timings: dict[str, float] = {}
     clock = time.perf_counter()

@@ -122,3 +122,29 @@ def check_run(storyboard: Storyboard, takes: int | None = None, storage=None,
     check_drawing(storyboard)
     check_remote_inputs(storyboard, storage, storage_option)
     return plans
+
+
+def accept_run(storyboard: Storyboard | dict, takes: object, budget: object, inputs_dir: str | None,
+               storage=None) -> tuple[Storyboard, list[ShotPlan]]:
+    """A run's parameters as a deployment hands them in (plain data), checked like the CLI's.
+
+    Relative input paths resolve against `inputs_dir`, else the folder the worker runs in; a run
+    submitted with `run_parameters` (deployments/serve.py) carries absolute paths already.
+    """
+    import os
+
+    from tasks.storyboard import parse_storyboard
+
+    overrides = check_overrides(takes, budget, prefix="options.")
+    base = inputs_dir or os.getcwd()
+    try:
+        board = parse_storyboard(storyboard, base)
+    except StoryboardError as exc:
+        hint = ("" if inputs_dir or "no such file" not in str(exc) else
+                f" (relative paths are read from {base}, where this run's worker runs; give absolute "
+                "paths, https URLs or s3:// URIs, or set options.inputs_dir)")
+        raise StoryboardError(f"storyboard.{exc}{hint}") from None
+    try:
+        return board, check_run(board, overrides.takes, storage, "options.storage")
+    except StoryboardError as exc:
+        raise StoryboardError(f"storyboard.{exc}") from None
