@@ -201,7 +201,9 @@ def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
     elif selection and shot.metrics:
         reason = selection.reason
     else:
-        reason = "every take failed to generate: " + "; ".join(f"take {t.take}: {t.error}" for t in takes)
+        errors = dict.fromkeys(t.error for t in takes)
+        reason = "every take failed to generate: " + ("; ".join(f"take {t.take}: {t.error}" for t in takes)
+                                                      if len(errors) > 1 else f"{next(iter(errors))}")
     files = [folder / t.file for t in takes if t.file]
     sheet = None
     if files:

@@ -15,8 +15,8 @@ def retry_unless_final(task, task_run, state) -> bool:
     """Retry transient failures only: a refused prompt or bad input fails the same way again."""
     try:
         state.result()
-    except GenerationError as exc:
-        return exc.transient
+    except GenerationError as exc:  # an unreachable provider was retried by its client already
+        return exc.transient and "cannot reach" not in str(exc)
     except Exception:
         return True
     return False
