@@ -57,6 +57,8 @@ class ModelEntry(Strict):
     motion_brush: bool = Field(False, description="Takes motion-brush regions.")
     camera_control: bool = Field(False, description="Takes an explicit camera move.")
     seed: bool = Field(False, description="Takes a seed (takes are then reproducible).")
+    max_prompt: int | None = Field(None, description="Longest prompt it takes, in characters (UTF-16 "
+                                   "units); None where the provider documents no limit.")
 
     @model_validator(mode="after")
     def _check(self) -> ModelEntry:

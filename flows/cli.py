@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from urllib.parse import urlparse
 
 from blocks.providers import GenerationError
 from blocks.registry import load_provider
+from tasks.checks import check_overrides, check_run
 from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
-from tasks.storyboard import Storyboard, StoryboardError, load_storyboard
+from tasks.storyboard import Storyboard, StoryboardError, load_storyboard, one_line
 from tasks.srt import read_srt
 from tasks.super_resolution import upscaler_of
 
@@ -28,15 +32,30 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (its default adds the usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {one_line(message)}; see {self.prog} --help\n")
+
+
+def _version() -> str:
+    try:
+        return version("takeflow")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="takeflow", description="Storyboard in, finished video out.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="takeflow", description="Storyboard in, finished video out.")
+    parser.add_argument("--version", action="version", version=f"takeflow {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     produce = commands.add_parser("produce", help="generate, score, upscale and assemble a storyboard")
     produce.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI read "
                          "through --storage")
     produce.add_argument("--out", default="out", help="output folder (default: out)")
-    produce.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
-    produce.add_argument("--budget", type=_credits, help="credit budget, overriding the storyboard")
+    produce.add_argument("--takes", help="takes per shot (1-16), overriding the storyboard")
+    produce.add_argument("--budget", help="credit budget, overriding the storyboard")
     produce.add_argument("--budget-name", metavar="NAME", help="named ledger budget to draw on (takeflow budget)")
     produce.add_argument("--policy", choices=("stop", "pause", "fit"), help="when the estimate is over what the "
                          "budget has left: stop, pause for a decision in the UI, or fit the plan")
@@ -46,13 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a storyboard and print its plan; spends nothing")
     validate.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI")
     validate.add_argument("--storage", metavar="BLOCK", help="saved storage block that reads an s3:// storyboard")
-    validate.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
+    validate.add_argument("--takes", help="takes per shot (1-16), overriding the storyboard")
+    validate.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of unexpected errors")
     estimate = commands.add_parser("estimate", help="print what a storyboard will cost, shot by shot and take "
                                    "by take, against its budget; spends nothing")
     estimate.add_argument("file", help="storyboard (.yaml, .yml or .json): a path, or an s3:// URI")
     estimate.add_argument("--storage", metavar="BLOCK", help="saved storage block that reads an s3:// storyboard")
-    estimate.add_argument("--takes", type=_positive_int, help="takes per shot, overriding the storyboard")
-    estimate.add_argument("--budget", type=_credits, help="credit budget, overriding the storyboard")
+    estimate.add_argument("--takes", help="takes per shot (1-16), overriding the storyboard")
+    estimate.add_argument("--budget", help="credit budget, overriding the storyboard")
     estimate.add_argument("--budget-name", metavar="NAME", help="named ledger budget to check against")
     from flows.budget_cli import add_budget_commands
     add_budget_commands(commands)
@@ -60,32 +80,51 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--provider", help="only this provider's models")
     simulate = commands.add_parser("simulate", help="run local provider simulators and point the saved "
                                    "provider blocks at them, for demos and tests without keys or credits")
-    simulate.add_argument("--latency", type=float, default=3.0, help="seconds each simulated generation runs")
-    simulate.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered with a "
-                          "transient fault (429, 503, dropped connection)")
-    simulate.add_argument("--port", type=int, default=8710, help="first port; one per provider (default 8710)")
+    simulate.add_argument("--latency", type=_bounded(float, 0, 600), default=3.0,
+                          help="seconds each simulated generation runs (0-600)")
+    simulate.add_argument("--fault-rate", type=_bounded(float, 0, 1), default=0.0, help="share of requests "
+                          "answered with a transient fault (429, 503, dropped connection), 0-1")
+    simulate.add_argument("--port", type=_bounded(int, 1024, 65000), default=8710,
+                          help="first port; one per provider (default 8710)")
     simulate.add_argument("--no-save", action="store_true", help="do not save provider blocks pointing at "
                           "the simulators")
     return parser
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
-    return int(text)
-
-
-def _credits(text: str) -> float:
-    from blocks.ledger import BudgetError, parse_credits
-
-    try:
-        return parse_credits(text)
-    except BudgetError:
-        raise argparse.ArgumentTypeError("must be a finite number of credits, 0 or more") from None
+def _bounded(kind: type, low: float, high: float):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:  # NaN fails both comparisons
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {kind.__name__} from {low:g} to {high:g}")
+        return value
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except StoryboardError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `takeflow models | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a bug or an environment problem: one line unless -v asks for more
+        if getattr(args, "verbose", False):
+            raise
+        print(f"error: {one_line(f'{type(exc).__name__}: {exc}')} (run with -v for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "models":
         return _models(args.provider)
     if args.command == "budget":
@@ -95,40 +134,80 @@ def main(argv: list[str] | None = None) -> int:
         from simulators.serve import serve
         _quiet_prefect_console(verbose=False)
         return serve(latency=args.latency, fault_rate=args.fault_rate, first_port=args.port, save=not args.no_save)
+    overrides = check_overrides(args.takes, getattr(args, "budget", None))
+    storyboard = _read_storyboard(str(args.file), getattr(args, "storage", None))
+    storage = _storage(args.storage) if args.storage else None
     try:
-        storyboard = _read_storyboard(str(args.file), getattr(args, "storage", None))
+        plans = check_run(storyboard, overrides.takes, storage)
     except StoryboardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise StoryboardError(f"{Path(args.file).name}: {exc}") from None
     if args.command == "validate":
-        return _validate(storyboard, args.takes)
+        return _validate(storyboard, overrides.takes)
     if args.command == "estimate":
         from flows.budget_cli import print_estimate
-        return print_estimate(storyboard, args.takes, args.budget, args.budget_name, _providers)
+        return print_estimate(storyboard, overrides.takes, overrides.budget, args.budget_name, _providers)
+    args.takes, args.budget = overrides.takes, overrides.budget
+    _check_providers(plans, storyboard)
     return _produce(storyboard, args)
+
+
+def _storage(name: str):
+    from tasks.deliver import StorageNotFound, load_storage
+
+    try:
+        return load_storage(name)
+    except StorageNotFound as exc:
+        raise StoryboardError(f"--storage: {exc}") from None
+
+
+def _check_providers(plans: list[ShotPlan], storyboard: Storyboard) -> None:
+    """Before Prefect starts: every hosted provider has its credentials and answers, so a run
+    against missing keys or stopped simulators ends in a second, not after its first takes."""
+    upscaler = upscaler_of(storyboard)
+    names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])} - {"previz"})
+    hint = "; to try the simulators instead, run `takeflow simulate` in another terminal"
+    for name in names:
+        provider = load_provider(name)
+        try:
+            provider.preflight()
+        except GenerationError as exc:
+            raise StoryboardError(f"{exc}{hint}") from None
+        url = urlparse(getattr(provider, "base_url", "") or "")
+        if url.hostname:
+            try:
+                socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                         timeout=5).close()
+            except OSError as exc:
+                raise StoryboardError(f"{name}: cannot reach {url.scheme}://{url.netloc} ({exc.strerror or exc})"
+                                      + (hint.replace("to try", "are") if url.hostname in ("127.0.0.1", "localhost")
+                                         else "; check the network or the block's base_url")) from None
 
 
 def _models(provider: str | None) -> int:
     from blocks.catalogue import load_catalogue
 
     catalogue = load_catalogue()
-    print(f"catalogue {catalogue.version}; prices in takeflow credits (1 credit = 0.01 USD) per second\n")
+    known = sorted({m.provider for m in catalogue.models})
+    if provider and provider not in known:
+        raise StoryboardError(f"--provider: unknown provider '{provider}'; available: {', '.join(known)}")
+    print(f"catalogue {catalogue.version}; prices in takeflow credits (1 credit = 0.01 USD) per second of "
+          "video, one price per resolution, audio off\n")
     print(f"{'provider/model':38} {'durations s':14} {'ratios':16} {'max res':8} {'audio':9} "
-          f"{'i2v':4}{'t2v':4}{'brush':6}{'seed':5} credits/s")
+          f"{'i2v':4}{'t2v':4}{'brush':6}{'seed':5} credits/s by resolution")
     for m in catalogue.models:
         if provider and m.provider != provider:
             continue
         durations = m.describe_durations().replace(" s in steps of ", "/").removesuffix(" s")
-        prices = "/".join(f"{catalogue.credits(m.provider, m.model, 1, r):g}" for r in m.resolutions)
+        prices = " ".join(f"{r} {catalogue.credits(m.provider, m.model, 1, r):g}" for r in m.resolutions)
         flag = {True: "yes", False: "-"}
         print(f"{m.provider + '/' + m.model:38} {durations:14} {' '.join(m.ratios):16} {m.max_resolution:8} "
               f"{m.audio:9} {flag[m.image_to_video]:4}{flag[m.text_to_video]:4}{flag[m.motion_brush]:6}"
               f"{flag[m.seed]:5} {prices}" + (f"  RETIRED {m.retired}" if m.retired else ""))
     upscalers = [u for u in catalogue.upscalers if not provider or u.provider == provider]
     if upscalers:
-        print(f"\n{'upscaler (defaults.upscaler)':40} {'delivery':24} credits/s of output")
+        print(f"\n{'upscaler (defaults.upscaler)':40} {'delivery':24} credits/s of output by delivery")
     for u in upscalers:
-        prices = "/".join(f"{catalogue.upscale_credits(u.provider, u.model, 1, r):g}" for r in u.resolutions)
+        prices = " ".join(f"{r} {catalogue.upscale_credits(u.provider, u.model, 1, r):g}" for r in u.resolutions)
         print(f"{u.provider + '/' + u.model:40} {' '.join(u.resolutions):24} {prices}"
               + ("  (assumed prices: see the catalogue)" if u.price_assumed else ""))
     return 0
@@ -173,9 +252,9 @@ def _validate(storyboard: Storyboard, takes: int | None) -> int:
               + (f"  fallback {plan.fallback.label}" if plan.fallback else "")
               + (f"  reference {Path(plan.reference_image).name}" if plan.reference_image else "")
               + (f"  {len(plan.motion_regions)} brush regions" if plan.motion_regions else ""))
-        print(f"  prompt: {plan.prompts.prompt.text()}")
+        print(f"  prompt: {one_line(plan.prompts.prompt.text(), 4000)}")
         for issue in plan.prompts.lint:
-            print(f"  lint {issue.part}: {issue.problem}; {issue.suggestion}")
+            print(f"  lint {issue.part}: {one_line(f'{issue.problem}; {issue.suggestion}')}")
     try:
         quote = estimate_run(storyboard, plans, providers)
         upscaling, estimate = quote.upscaling, quote.total

@@ -13,28 +13,22 @@ from blocks.storage import Storage
 from flows.progress import RunProgress
 from tasks.assemble import assemble_final, make_poster
 from tasks.caching import content_key, work_name
-from tasks.deliver import fetch_input, publish_run
+from tasks.deliver import publish_run
 from tasks.edit import EditClip, Soundtrack, Title, write_edl
-from tasks.generate import fetch_remote
 from tasks.grade import match_colours
+from tasks.inputs import Kind, resolve_input
 from tasks.plan import ShotPlan, delivery_size
 from tasks.report import ProductionReport, ShotRecord
-from tasks.srt import Cue, fetch_subtitles, fit_to_edit, read_srt
+from tasks.srt import Cue, fit_to_edit, read_srt
 from tasks.storyboard import Storyboard
 from tasks.upscale import delivery_scale
 
 FINAL_NAMES = {"h264": "final.mp4", "hevc10": "final.mp4", "prores": "final.mov"}
 
 
-def local_input(uri: str | None, name: str, folder: Path, storage: Storage | None, kind: str) -> Path | None:
+def local_input(uri: str | None, name: str, folder: Path, storage: Storage | None, kind: Kind) -> Path | None:
     """A storyboard input as a local file: s3:// through the storage block, https downloaded."""
-    if uri is None:
-        return None
-    if uri.startswith("s3://"):
-        return fetch_input(storage, uri, name, folder)
-    if uri.startswith(("https://", "http://")):
-        return fetch_remote(uri, name, folder, kind)
-    return Path(uri)
+    return resolve_input(uri, name, folder, kind, storage)
 
 
 def soundtrack_for(storyboard: Storyboard, folder: Path, storage: Storage | None) -> Soundtrack | None:
@@ -55,12 +49,7 @@ def load_captions(storyboard: Storyboard, folder: Path, storage: Storage | None)
     uri = storyboard.captions
     if uri is None:
         return []
-    if uri.startswith("s3://"):
-        path = fetch_input(storage, uri, "captions", folder / "inputs")
-    elif uri.startswith(("https://", "http://")):
-        path = fetch_subtitles(uri, folder / "inputs")
-    else:
-        path = Path(uri)
+    path = resolve_input(uri, "captions", folder / "inputs", "captions", storage)
     name = Path(uri.split("?")[0]).name
     return fit_to_edit(read_srt(path, name), storyboard.total_duration(), name)
 

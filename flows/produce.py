@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from blocks.budget import sync_budget
 from blocks.ledger import BudgetError, Ledger, ledger_for
@@ -40,7 +40,8 @@ from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, publish_history, settle_report, write_report
 from tasks.spend import BudgetDraw
-from tasks.storyboard import Storyboard, slug
+from tasks.checks import accept_run
+from tasks.storyboard import Storyboard, StoryboardError, describe_error, slug
 from tasks.super_resolution import upscaler_of
 
 # Takes run in threads; providers are remote APIs waiting on the network (previz shares the CPU).
@@ -66,16 +67,31 @@ class RunOptions(BaseModel):
     storage: str | None = Field(None, description="Saved storage block ('<type-slug>/<name>', e.g. "
                                 "'takeflow-s3-storage/media') that receives the deliverables and "
                                 "reads s3:// inputs.")
+    inputs_dir: str | None = Field(None, description="Folder (or s3:// prefix) the storyboard's relative "
+                                   "input paths are read from; default: the folder the worker runs in.")
 
 
 def _run_name() -> str:
-    return f"produce-{flow_run.parameters['storyboard'].project_slug}"
+    board = flow_run.parameters["storyboard"]
+    title = board.title if isinstance(board, Storyboard) else str((board or {}).get("title", ""))
+    return f"produce-{slug(title)}"
 
 
-@flow(name="produce", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_TASKS))
+# Parameters are validated inside, by the CLI's own checks, so a deployment run with a bad
+# storyboard fails with the same one-line message instead of pydantic's multi-line report.
+@flow(name="produce", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_TASKS),
+      validate_parameters=False)
 def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> ProductionReport:
     """Turn a storyboard into final.mp4, takes, scores and report.json under out_dir/<project>/."""
     logger = get_run_logger()
+    try:
+        options = RunOptions.model_validate(options)
+        storyboard, _ = accept_run(storyboard, options.takes, options.budget, options.inputs_dir,
+                                   load_storage(options.storage) if options.storage else None)
+    except ValidationError as exc:
+        return Failed(name="InvalidInput", message=f"options.{describe_error(exc)} (nothing was spent)")
+    except (StoryboardError, ValueError) as exc:
+        return Failed(name="InvalidInput", message=f"{exc} (nothing was spent)")
     folder = Path(options.out_dir).resolve() / storyboard.project_slug
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -287,7 +303,9 @@ def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
     elif selection and shot.metrics:
         reason = selection.reason
     else:
-        reason = "every take failed to generate: " + "; ".join(f"take {t.take}: {t.error}" for t in takes)
+        errors = dict.fromkeys(t.error for t in takes)
+        reason = "every take failed to generate: " + ("; ".join(f"take {t.take}: {t.error}" for t in takes)
+                                                      if len(errors) > 1 else f"{next(iter(errors))}")
     files = [folder / t.file for t in takes if t.file]
     sheet = None
     if files:

@@ -167,10 +167,23 @@ def choose(shot: ShotTakes) -> Selection:
     return shot.selection
 
 
+def unreachable_error(records) -> str | None:
+    """The error of a shot whose takes all failed because their provider could not be reached."""
+    records = list(records)
+    errors = sorted({r.error or "" for r in records})
+    if records and all("cannot reach" in error for error in errors):
+        return errors[0]
+    return None
+
+
 def next_jobs(shot: ShotTakes, title: str, providers: dict[str, VideoProvider]) -> list[TakeJob]:
     """More takes for a shot with no acceptable take: new seeds, then the fallback model; none
     when the shot is fine, out of extra takes, or out of its share of the budget."""
     shot.pending = False
+    unreachable = unreachable_error(shot.records.values())
+    if unreachable:  # more seeds would only knock on the same closed door
+        shot.history.append(f"stopped: {unreachable}; no more takes tried")
+        return []
     plan, count = shot.plan, max(shot.records, default=0)
     if shot.chosen is not None:
         return []

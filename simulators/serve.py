@@ -8,6 +8,7 @@ kling, veo, sora, seedance or ltx models runs end to end against the simulators.
 from __future__ import annotations
 
 import importlib
+import signal
 import threading
 from typing import Any
 
@@ -51,6 +52,11 @@ def client_settings(name: str, sim: ProviderSimulator) -> dict[str, Any]:
 
 
 def serve(latency: float, fault_rate: float, first_port: int, save: bool) -> int:
+    """Run until SIGINT or SIGTERM, then stop the simulators and return, so that the embedded
+    Prefect server the block saves started is stopped too (by Prefect's exit handler; a
+    process killed by SIGTERM's default action would leave it running)."""
+    stopped = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     sims = {}
     try:
         for offset, name in enumerate(SIMULATORS):
@@ -66,10 +72,11 @@ def serve(latency: float, fault_rate: float, first_port: int, save: bool) -> int
               + ".\nIn another terminal: takeflow produce examples/simulated-providers.yaml"
               + "\nCtrl-C stops the simulators (the saved blocks then point at nothing: save real keys "
                 "or run this again).")
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        return 0
+        while not stopped.wait(1):  # a timed wait: signal handlers run between waits
+            pass
     finally:
         for sim in sims.values():
             sim.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

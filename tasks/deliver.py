@@ -32,12 +32,6 @@ def load_storage(name: str) -> Storage:
     return block
 
 
-@task(name="fetch-input", task_run_name="fetch-input-{shot_id}", retries=2, retry_delay_seconds=[2, 10])
-def fetch_input(storage: Storage, uri: str, shot_id: str, folder: Path) -> Path:
-    """Download an s3:// (or storage) input such as a reference image into `folder`."""
-    return storage.get(uri, folder / f"{shot_id}-{Path(uri).name}")
-
-
 @task(name="publish", retries=2, retry_delay_seconds=[5, 30])
 def publish_run(storage: Storage, files: dict[str, Path], project: str, run: str) -> dict[str, str]:
     """Upload the deliverables under <project>/<run>/, manifest last; link the final video."""

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import mimetypes
-from urllib.parse import urlparse
 from pathlib import Path
-from typing import Literal
 
-import httpx
 from prefect import get_client, task
 
-from blocks.media import MediaError, atomic_path, audio_duration, read_image
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
 from blocks.ledger import OverBudget
 from tasks.caching import content_key
 from tasks.provider_slots import provider_slot, reclaim_dead_holders
 from tasks.spend import BudgetDraw, paying, work_key
-
-MAX_INPUT_BYTES = 200 * 1024 * 1024
 
 
 def retry_unless_final(task, task_run, state) -> bool:
@@ -27,8 +19,8 @@ def retry_unless_final(task, task_run, state) -> bool:
         state.result()
     except OverBudget:  # the budget is spent: trying again cannot fit either
         return False
-    except GenerationError as exc:
-        return exc.transient
+    except GenerationError as exc:  # an unreachable provider was retried by its client already
+        return exc.transient and "cannot reach" not in str(exc)
     except Exception:
         return True
     return False
@@ -72,29 +64,3 @@ def generate_take(provider: VideoProvider, request: GenerationRequest, shot_id: 
             hold.commit(result.credits)
     return result
 
-
-@task(name="fetch-input", task_run_name="fetch-{name}", retries=2,
-      retry_delay_seconds=[1, 5], retry_condition_fn=retry_unless_final)
-def fetch_remote(url: str, name: str, folder: Path, kind: Literal["image", "audio"] = "image") -> Path:
-    """Download a remote input (size-capped, verified as an image or audio) into `folder`."""
-    with httpx.Client(timeout=httpx.Timeout(30, connect=10), follow_redirects=True) as client:
-        with client.stream("GET", url) as response:
-            response.raise_for_status()
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_INPUT_BYTES:
-                    raise GenerationError(f"{name}: {url} is over {MAX_INPUT_BYTES // 2**20} MB")
-                chunks.append(chunk)
-            suffix = (Path(urlparse(url).path).suffix
-                      or mimetypes.guess_extension(response.headers.get("content-type", "").split(";")[0]) or ".bin")
-    data = b"".join(chunks)
-    dest = folder / f"{name}-{hashlib.sha256(data).hexdigest()[:12]}{suffix}"
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
-        try:
-            read_image(tmp) if kind == "image" else audio_duration(tmp)
-        except MediaError:
-            what = "an image (use PNG, JPEG or WebP)" if kind == "image" else "audio (use WAV, MP3, M4A or FLAC)"
-            raise GenerationError(f"{name}: {url} is not {what}") from None
-    return dest

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import subprocess
 from pathlib import Path
 from threading import Lock
@@ -29,7 +28,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from blocks.media import FFMPEG, MediaError, VideoInfo, iter_frames, probe, read_image
+from blocks.media import MediaError, VideoInfo, iter_frames, probe, read_image
 from blocks.previz_camera import parse_camera
 from blocks.providers import MotionRegion
 from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity

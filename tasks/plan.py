@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.media import cover_box
-from blocks.providers import AspectRatio, GenerationRequest, MotionRegion, VideoProvider, frame_size
+from blocks.providers import AspectRatio, GenerationRequest, MotionRegion, frame_size
 from tasks.prompts import ShotPrompts, expand_prompt
 from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard, Transition
 

@@ -14,15 +14,10 @@ top of each other.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
-import httpx
-from prefect import task
 from pydantic import BaseModel, ConfigDict, Field
-
-from blocks.media import atomic_path
 
 MAX_BYTES = 2 * 2**20  # a two-hour film's subtitles are ~150 KB; anything far larger is not an .srt
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[,.](\d{1,3}))?"
@@ -165,29 +160,3 @@ def fit_to_edit(cues: list[Cue], duration: float, name: str) -> list[Cue]:
                                 f"ends ({timestamp(duration)}); remove the cues past the end or lengthen "
                                 "the shots")
     return [cue if cue.end <= duration else cue.model_copy(update={"end": duration}) for cue in cues]
-
-
-def _worth_retrying(task, task_run, state) -> bool:
-    """Only a dropped connection or a server error may go better on a second try."""
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, httpx.TransportError) or (
-        isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500)
-
-
-@task(name="fetch-captions", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=_worth_retrying)
-def fetch_subtitles(url: str, folder: Path) -> Path:
-    """Download a subtitle file from an https URL into `folder` (named by its content)."""
-    name = url.rsplit("/", 1)[-1].split("?")[0] or "captions.srt"
-    data = bytearray()
-    with httpx.Client(timeout=httpx.Timeout(30, connect=10), follow_redirects=True) as client:
-        with client.stream("GET", url) as response:
-            response.raise_for_status()
-            for chunk in response.iter_bytes():
-                data += chunk
-                if len(data) > MAX_BYTES:
-                    raise SubtitleError(f"{name}: is over {MAX_BYTES // 2**20} MB, far more than any subtitle "
-                                        "file; give a SubRip (.srt) file")
-    dest = Path(folder) / f"captions-{hashlib.sha256(data).hexdigest()[:12]}-{name}"
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(bytes(data))
-    return dest

@@ -1,35 +1,34 @@
 """The storyboard: what a creator hands takeflow, validated before anything is spent.
 
-A storyboard is YAML or JSON. Relative reference-image paths are resolved against the
-storyboard file's folder. Every problem is reported as one line naming the field and the fix.
+A storyboard is YAML or JSON. Relative input paths are resolved against the storyboard file's
+folder (see tasks/inputs). Every problem is reported as one line naming the field and the fix;
+numbers must be finite and booleans are not numbers.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import replace
-import re
-import json
 import math
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
-import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
 from blocks.catalogue import load_catalogue
-from blocks.media import MediaError, audio_duration, read_image
 from blocks.providers import AspectRatio
 from blocks.registry import PROVIDERS
 from tasks.routing import AUTO, Choice, problems, resolve, shot_needs
+from tasks.inputs import (MAX_BYTES, REMOTE, InputError, Kind, check_file, locate, read_storyboard_data,
+                          regular_file)
 from tasks.srt import SubtitleError, fit_to_edit, read_srt
 from tasks.super_resolution import check_upscaler
 
 Delivery = Literal["720p", "1080p", "1440p", "4k"]
-REMOTE = ("https://", "http://", "s3://")
 DELIVERY_SHORT_SIDE = {"720p": 720, "1080p": 1080, "1440p": 1440, "4k": 2160}
 DIRECTIONS = {"right": 0, "up-right": 45, "up": 90, "up-left": 135, "left": 180,
               "down-left": 225, "down": 270, "down-right": 315}
@@ -42,8 +41,20 @@ class StoryboardError(ValueError):
     """A storyboard cannot be used; the message is one line naming the field and the fix."""
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"should be a number, not {str(value).lower()} (a yes/no value)")
+    return value
+
+
+Real = Annotated[float, BeforeValidator(_not_bool)]
+Whole = Annotated[int, BeforeValidator(_not_bool)]
+MAX_TEXT = 4000  # longer than any provider's prompt limit; the exact limit is checked per model
+MIN_FRAMES = 12  # fewer frames than this cannot be scored for motion (half a second at 24 fps)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_strip_whitespace=True)
 
 
 class Transition(_Strict):
@@ -51,7 +62,7 @@ class Transition(_Strict):
 
     kind: Literal["cut", "crossfade", "fade_black", "dip"] = Field(
         "cut", description="cut, crossfade, fade_black (fade through black) or dip (to a colour).")
-    duration: float = Field(0.5, gt=0, le=5, description="Length of a crossfade, fade or dip in seconds.")
+    duration: Real = Field(0.5, gt=0, le=5, description="Length of a crossfade, fade or dip in seconds.")
     color: str = Field("white", pattern=r"^(#[0-9a-fA-F]{6}|[a-z]+)$",
                        description="Colour of a dip: a name such as white, or #rrggbb.")
 
@@ -69,12 +80,12 @@ class Transition(_Strict):
 class BrushRegion(_Strict):
     """A motion-brush region painted on the reference image (or on the frame without one)."""
 
-    polygon: list[tuple[float, float]] = Field(
-        min_length=3, description="Vertices as [x, y] fractions of the image, origin top-left.")
-    direction: float | Literal[tuple(DIRECTIONS)] = Field(  # type: ignore[valid-type]
+    polygon: list[tuple[Real, Real]] = Field(
+        min_length=3, max_length=64, description="Vertices as [x, y] fractions of the image, origin top-left.")
+    direction: Real | Literal[tuple(DIRECTIONS)] = Field(  # type: ignore[valid-type]
         description="Where the region moves: left, right, up, down, up-left, … or degrees "
                     "(0 = right, 90 = up).")
-    speed: float | Literal["slow", "medium", "fast"] = Field(
+    speed: Real | Literal["slow", "medium", "fast"] = Field(
         "medium", description="slow, medium, fast, or fraction of the frame width per second.")
 
     @field_validator("polygon")
@@ -107,30 +118,35 @@ class Sound(_Strict):
     """What the edit sounds like: takes' own audio, a music bed, a voice-over, one loudness."""
 
     music: str | None = Field(None, description="Music bed: audio file path, https URL or s3:// URI.")
-    music_gain_db: float = Field(-6.0, ge=-40, le=6, description="Music level under takes and voice, in dB.")
+    music_gain_db: Real = Field(-6.0, ge=-40, le=6, description="Music level under takes and voice, in dB.")
     music_fit: Literal["loop", "pad"] = Field("loop", description="Music shorter than the edit: loop it or "
                                               "pad with silence.")
     voice_over: str | None = Field(None, description="Voice-over: audio file path, https URL or s3:// URI.")
-    voice_over_start: float = Field(0.0, ge=0, description="Second of the edit where the voice-over starts.")
-    fade_in: float = Field(0.5, ge=0, le=10, description="Fade-in of the whole mix, seconds.")
-    fade_out: float = Field(1.0, ge=0, le=10, description="Fade-out of the whole mix, seconds.")
-    loudness: float = Field(-14.0, ge=-40, le=-5, description="Target loudness (EBU R128, LUFS); -14 suits "
+    voice_over_start: Real = Field(0.0, ge=0, description="Second of the edit where the voice-over starts.")
+    fade_in: Real = Field(0.5, ge=0, le=10, description="Fade-in of the whole mix, seconds.")
+    fade_out: Real = Field(1.0, ge=0, le=10, description="Fade-out of the whole mix, seconds.")
+    loudness: Real = Field(-14.0, ge=-40, le=-5, description="Target loudness (EBU R128, LUFS); -14 suits "
                             "social platforms, -23 broadcast.")
     keep_take_audio: bool = Field(True, description="Keep the sound of takes whose model made some.")
 
     @field_validator("music", "voice_over")
     @classmethod
     def _readable_audio(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _resolve_input(value, info, audio_duration, "an audio file path, https URL or s3:// URI")
+        return _resolve_input(value, info, "audio")
 
 
 class TitleCard(_Strict):
     """Text laid over the edit for a while."""
 
     text: str = Field(min_length=1, max_length=200, description="The words shown.")
-    start: float = Field(0.0, ge=0, description="Second of the edit where it appears.")
-    duration: float = Field(3.0, gt=0, description="Seconds it stays.")
+    start: Real = Field(0.0, ge=0, description="Second of the edit where it appears.")
+    duration: Real = Field(3.0, gt=0, description="Seconds it stays.")
     position: Literal["top", "center", "bottom"] = Field("bottom", description="Where on the frame.")
+
+    @field_validator("text")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        return _plain_text(text)
 
 
 class Draft(_Strict):
@@ -156,14 +172,14 @@ class Defaults(_Strict):
                           "at the model's size and upscale to `delivery`.")
     audio: bool = Field(False, description="Ask models for sound (only models that make sound qualify).")
     aspect_ratio: AspectRatio = Field("16:9", description="16:9 landscape, 9:16 vertical or 1:1 square.")
-    duration: float = Field(5.0, gt=0, le=60, description="Shot length in seconds.")
-    fps: int = Field(24, ge=1, le=120, description="Frames per second of takes and delivery.")
-    takes: int = Field(3, ge=1, le=16, description="Takes (variations) generated per shot.")
+    duration: Real = Field(5.0, gt=0, le=60, description="Shot length in seconds.")
+    fps: Whole = Field(24, ge=1, le=120, description="Frames per second of takes and delivery.")
+    takes: Whole = Field(3, ge=1, le=16, description="Takes (variations) generated per shot.")
     delivery: Delivery = Field("1080p", description="Delivery resolution: 720p, 1080p, 1440p or 4k.")
     upscaler: str = Field("local", description="How takes reach the delivery size: local (Lanczos and "
                           "sharpening in the assembly, free) or a provider's super-resolution model, priced "
                           "like a take, e.g. runway/magnific_video_upscaler_creative.")
-    budget: float | None = Field(None, ge=0, allow_inf_nan=False, description="Credits this storyboard may "
+    budget: Real | None = Field(None, ge=0, description="Credits this storyboard may "
                                  "spend over all its runs (ledger budget project-<title>); none means no cap.")
     budget_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Named ledger "
                                     "budget the run draws on, shared by every run naming it (takeflow budget "
@@ -172,11 +188,11 @@ class Defaults(_Strict):
         "stop", description="When the estimate is over what the budget has left: stop before spending, pause "
                             "for a decision in the Prefect UI, or fit the plan (fewer takes, cheaper model).")
     draft: Draft | None = Field(None, description="Draft-then-final for every shot (see Draft).")
-    motion_amount: float = Field(0.5, ge=0, le=1, description="Camera motion, 0 still to 1 strong.")
+    motion_amount: Real = Field(0.5, ge=0, le=1, description="Camera motion, 0 still to 1 strong.")
     transition: Transition = Field(Transition(), description="Default join between shots.")
-    quality_bar: float = Field(0.5, ge=0, le=1, description="Minimum absolute quality (0–1) a take needs "
+    quality_bar: Real = Field(0.5, ge=0, le=1, description="Minimum absolute quality (0–1) a take needs "
                                "to be used; below it the shot gets more takes.")
-    extra_takes: int = Field(3, ge=0, le=16, description="Most takes added to a shot whose takes all "
+    extra_takes: Whole = Field(3, ge=0, le=16, description="Most takes added to a shot whose takes all "
                              "miss the quality bar, before trying its fallback model.")
     delivery_format: Literal["h264", "prores", "hevc10"] = Field(
         "h264", description="final.mp4 as H.264; or final.mov as ProRes 422 HQ; or 10-bit HEVC final.mp4.")
@@ -190,18 +206,18 @@ class Shot(_Strict):
 
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$",
                            description="Short name used in file and run names (default shot-01, …).")
-    brief: str | None = Field(None, min_length=1, description="Free-text description of the shot.")
-    subject: str | None = Field(None, min_length=1, description="Who or what the shot is about.")
-    action: str | None = Field(None, description="What the subject does and how it moves.")
-    environment: str | None = Field(None, description="Where it happens.")
-    camera: str | None = Field(None, description="Camera instruction, e.g. 'slow dolly in at eye level'.")
-    lighting: str | None = Field(None, description="Mood and lighting, e.g. 'warm golden-hour backlight'.")
+    brief: str | None = Field(None, min_length=1, max_length=MAX_TEXT, description="Free-text description of the shot.")
+    subject: str | None = Field(None, min_length=1, max_length=MAX_TEXT, description="Who or what the shot is about.")
+    action: str | None = Field(None, max_length=MAX_TEXT, description="What the subject does and how it moves.")
+    environment: str | None = Field(None, max_length=MAX_TEXT, description="Where it happens.")
+    camera: str | None = Field(None, max_length=MAX_TEXT, description="Camera instruction, e.g. 'slow dolly in at eye level'.")
+    lighting: str | None = Field(None, max_length=MAX_TEXT, description="Mood and lighting, e.g. 'warm golden-hour backlight'.")
     reference_image: str | None = Field(None, description="Image file path, https URL or s3:// URI for "
                                         "image-to-video.")
     continues: bool = Field(False, description="Continue the previous shot: its chosen take's last frame "
                             "becomes this shot's reference image.")
     motion_brush: list[BrushRegion] = Field([], description="Regions that move on their own vectors.")
-    duration: float | None = Field(None, gt=0, le=60, description="Overrides defaults.duration.")
+    duration: Real | None = Field(None, gt=0, le=60, description="Overrides defaults.duration.")
     provider: str | None = Field(None, description="Overrides defaults.provider.")
     model: str | None = Field(None, description="Overrides defaults.model.")
     fallback_model: str | None = Field(None, description="Stronger model tried when no take passes, after "
@@ -211,10 +227,15 @@ class Shot(_Strict):
     resolution: Literal["480p", "720p", "1080p", "1440p", "4k"] | None = Field(
         None, description="Overrides defaults.resolution.")
     audio: bool | None = Field(None, description="Overrides defaults.audio.")
-    takes: int | None = Field(None, ge=1, le=16, description="Overrides defaults.takes.")
-    motion_amount: float | None = Field(None, ge=0, le=1, description="Overrides defaults.motion_amount.")
+    takes: Whole | None = Field(None, ge=1, le=16, description="Overrides defaults.takes.")
+    motion_amount: Real | None = Field(None, ge=0, le=1, description="Overrides defaults.motion_amount.")
     transition: Transition | None = Field(None, description="Join to the next shot; overrides defaults.transition.")
     draft: Draft | None = Field(None, description="Draft-then-final for this shot; overrides defaults.draft.")
+
+    @field_validator("brief", "subject", "action", "environment", "camera", "lighting")
+    @classmethod
+    def _printable(cls, text: str | None) -> str | None:
+        return _plain_text(text)
 
     @model_validator(mode="after")
     def _has_content(self) -> "Shot":
@@ -228,7 +249,7 @@ class Shot(_Strict):
     @field_validator("reference_image")
     @classmethod
     def _readable_image(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return _resolve_input(value, info, read_image, "a PNG/JPEG file path, https URL or s3:// URI")
+        return _resolve_input(value, info, "image")
 
     @field_validator("motion_brush")
     @classmethod
@@ -250,11 +271,15 @@ class Storyboard(_Strict):
     captions: str | None = Field(None, description="Subtitle file (.srt): path, https URL or s3:// URI; its "
                                  "cues are drawn over the edit as captions.")
 
+    @field_validator("title")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        return _plain_text(text)
+
     @field_validator("captions")
     @classmethod
     def _caption_file(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # only located here: it is read by _check_sequence, once the edit's length is known
-        return _resolve_input(value, info, lambda path: None, "an .srt file")
+        return _resolve_input(value, info, "captions")
 
     @model_validator(mode="after")
     def _check_sequence(self) -> "Storyboard":
@@ -267,6 +292,13 @@ class Storyboard(_Strict):
         for index, shot_id in enumerate(ids):
             if ids.index(shot_id) != index:
                 raise ValueError(f"shots[{index}].id: '{shot_id}' is used twice; give every shot its own id")
+        fps = self.defaults.fps
+        for index in range(len(self.shots)):
+            if self.duration_of(index) * fps < MIN_FRAMES:
+                field = "duration" if self.shots[index].duration else "defaults.duration"
+                raise ValueError(f"shots[{index}].{field}: {self.duration_of(index):g} s at {fps} fps is "
+                                 f"{self.duration_of(index) * fps:.0f} frames, too few to judge its motion; "
+                                 f"make the shot at least {MIN_FRAMES / fps:g} s long or raise defaults.fps")
         total = self.total_duration()
         for index, title in enumerate(self.titles):
             if title.start + title.duration > total + 1e-6:
@@ -340,25 +372,36 @@ class Storyboard(_Strict):
         return sum(self.duration_of(i) for i in range(len(self.shots))) - overlaps
 
 
-def _resolve_input(value: str | None, info: ValidationInfo, check, wanted: str) -> str | None:
-    """An input file as an absolute path checked to be usable, or a remote URI left as it is.
+def _plain_text(text: str | None) -> str | None:
+    """Text that prompts, titles and terminals can take: no control characters (tabs and line
+    breaks are fine)."""
+    if text is not None and not text.replace("\n", "").replace("\t", "").isprintable():
+        bad = next(c for c in text if not c.isprintable() and c not in "\n\t")
+        raise ValueError(f"has a control character ({bad.encode('unicode_escape').decode()}); remove it")
+    return text
 
-    Relative paths are relative to the storyboard; for a storyboard read from S3 they name
-    objects beside it, checked when the run fetches them.
-    """
-    if value is None or value.startswith(REMOTE):
-        return value
-    base = str((info.context or {}).get("base_dir", "."))
-    if base.startswith("s3://"):
-        return f"{base.rstrip('/')}/{value.lstrip('/')}"
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = Path(base) / path
-    try:
-        check(path)
-    except MediaError as exc:
-        raise ValueError(f"{exc}; give {wanted}") from None
-    return str(path.resolve())
+
+WANTED_INPUT = {"image": "a PNG, JPEG or WebP file path, https URL or s3:// URI",
+                "audio": "an audio file path, https URL or s3:// URI", "captions": "an .srt file"}
+
+
+def _resolve_input(value: str | None, info: ValidationInfo, kind: Kind) -> str | None:
+    """A local input as an absolute path checked to be usable (bounded, never blocking), or a
+    URI; remote inputs are fetched and checked by tasks.checks before anything is spent."""
+    if value is None:
+        return None
+    if not value.isprintable():
+        raise ValueError("has control characters; give a plain path or URL")
+    located = locate(value, str((info.context or {}).get("base_dir", ".")))
+    if not located.startswith(REMOTE):
+        try:
+            if kind == "captions":  # parsed and fitted to the edit by _check_captions
+                regular_file(Path(located), MAX_BYTES["captions"])
+            else:
+                check_file(Path(located), kind)
+        except InputError as exc:
+            raise ValueError(f"{exc}; give {WANTED_INPUT[kind]}") from None
+    return located
 
 
 def _check_captions(uri: str, total: float) -> None:
@@ -416,8 +459,20 @@ def _touching_pairs(regions: list[BrushRegion], grid: int = 400) -> list[tuple[i
 
 # ---- loading and one-line errors -------------------------------------------------------------
 
-_FIELD_NAMES = sorted({name for model in (Storyboard, Defaults, Shot, BrushRegion, Transition)
+_FIELD_NAMES = sorted({name for model in (Storyboard, Defaults, Shot, BrushRegion, Transition, Sound, TitleCard)
                        for name in model.model_fields})
+# What a field's pattern means, said as the fix rather than as the regex.
+PATTERN_HINTS = {"id": "use 1-40 letters, digits, '-' or '_', e.g. harbour-wide",
+                 "color": "give a colour name such as white or a hex colour such as '#ff8800' (quoted)"}
+# An unquoted 16:9 is a YAML 1.1 base-60 number: 16 * 60 + 9 = 969.
+SEXAGESIMAL = {16 * 60 + 9: "16:9", 9 * 60 + 16: "9:16", 60 + 1: "1:1"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """`text` safe to print on a terminal: control characters escaped, on one line, bounded."""
+    text = _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text.replace("\n", " "))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -425,41 +480,68 @@ def _location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif not str(part).startswith(("function-", "literal[", "float", "str", "int")):
+        elif not str(part).startswith(("function-", "literal[", "float", "str", "int", "tuple[", "list[")):
             text += f".{part}" if text else str(part)
     return text or "storyboard"
 
 
+def _message(first: dict[str, Any], where: str) -> str:
+    kind, value = first["type"], first.get("input")
+    message = first["msg"].removeprefix("Value error, ").removeprefix("Input ")
+    field = next((str(p) for p in reversed(first["loc"]) if isinstance(p, str)), "")
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(field, _FIELD_NAMES, n=1)
+        return "unknown field; " + (f"did you mean '{close[0]}'?" if close else "remove it")
+    if kind == "missing":
+        return "is required; add it"
+    if kind == "too_short" and where.endswith("shots"):
+        return "the storyboard has no shots; add at least one shot with a brief"
+    if kind == "string_too_short":
+        return "is empty (or only spaces); write it out or remove the field"
+    if kind == "string_too_long":
+        limit = first.get("ctx", {}).get("max_length")
+        return f"is {len(value)} characters, over the {limit} allowed; shorten it"
+    if kind == "model_type":
+        return "should be a mapping of fields (key: value)"
+    if kind == "finite_number":
+        return f"is {value}, not a finite number; give a number such as 1.5"
+    if kind == "string_pattern_mismatch":
+        return f"'{value}' is not allowed; {PATTERN_HINTS.get(field, 'see the field description')}"
+    if field == "aspect_ratio" and value in SEXAGESIMAL:
+        return (f"YAML reads an unquoted {SEXAGESIMAL[value]} as the number {value}; "
+                f"quote it: aspect_ratio: \"{SEXAGESIMAL[value]}\"")
+    if isinstance(value, bool) and kind.startswith(("float", "int")):
+        return f"should be a number, not {str(value).lower()}"
+    return message
+
+
 def describe_error(error: ValidationError) -> str:
     """One line for the first problem: where it is, what is wrong, what to do."""
-    first = error.errors()[0]
-    where, kind = _location(first["loc"]), first["type"]
-    message = first["msg"].removeprefix("Value error, ").removeprefix("Input ")
-    if kind == "extra_forbidden":
-        field = str(first["loc"][-1])
-        close = difflib.get_close_matches(field, _FIELD_NAMES, n=1)
-        message = "unknown field; " + (f"did you mean '{close[0]}'?" if close else "remove it")
-    elif kind == "missing":
-        message = "is required; add it"
-    elif kind == "too_short" and where.endswith("shots"):
-        message = "the storyboard has no shots; add at least one shot with a brief"
-    elif kind == "model_type":
-        message = "should be a mapping of fields (key: value)"
-    more = len(error.errors()) - 1
+    errors = error.errors()
+    # A union (e.g. direction: degrees or a word) reports each branch; a finite-number
+    # complaint is the real reason when there is one.
+    first = next((e for e in errors if e["type"] == "finite_number"), errors[0])
+    where = _location(first["loc"])
+    message = _message(first, where)
+    more = len({_location(e["loc"]) for e in errors} - {where})
     # Storyboard-wide checks name their own field (e.g. "shots[2].transition: …").
     names_field = re.match(r"^(shots|titles|captions|defaults|sound)\b", message)
     prefix = "" if not first["loc"] and names_field else f"{where}: "
-    return f"{prefix}{message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    return one_line(f"{prefix}{message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""))
 
 
 def parse_storyboard(data: Any, base_dir: Path | str = ".") -> Storyboard:
     """Validate storyboard data; raise StoryboardError with a one-line message."""
+    if isinstance(data, Storyboard):
+        return data
     if not isinstance(data, dict):
         raise StoryboardError("storyboard: the top level must be a mapping with title, defaults and shots")
     try:
         return Storyboard.model_validate(data, context={"base_dir": str(base_dir)})
     except ValidationError as exc:
         raise StoryboardError(describe_error(exc)) from None
+    except (ValueError, ArithmeticError, RecursionError) as exc:  # a check that is not pydantic's
+        raise StoryboardError(one_line(f"storyboard: {exc}")) from None
 
 
 def load_storyboard(path: str | Path, base_dir: str | None = None) -> Storyboard:
@@ -470,16 +552,10 @@ def load_storyboard(path: str | Path, base_dir: str | None = None) -> Storyboard
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoryboardError(f"{path}: cannot read the storyboard ({getattr(exc, 'strerror', exc)})") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise StoryboardError(f"{path.name}: {line}not valid YAML/JSON ({problem})") from None
+        data = read_storyboard_data(path)
+    except InputError as exc:
+        message = str(exc).removeprefix(f"{path}: ")
+        raise StoryboardError(one_line(f"{path.name}: {message}")) from None
     try:
         return parse_storyboard(data, base_dir or path.parent)
     except StoryboardError as exc:

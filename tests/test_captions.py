@@ -135,7 +135,7 @@ def test_storyboard_refuses_bad_captions_in_one_line(tmp_path, content, words):
     with pytest.raises(StoryboardError) as caught:
         load_storyboard(tmp_path / "board.yaml")
     assert words in str(caught.value) and "\n" not in str(caught.value)
-    with pytest.raises(StoryboardError, match=r"^captions: nope.srt: cannot read it"):
+    with pytest.raises(StoryboardError, match=r"^captions: nope.srt: no such file"):
         board(tmp_path, "nope.srt")
 
 

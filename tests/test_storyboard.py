@@ -94,7 +94,7 @@ def test_examples_are_valid_and_resolve_reference_paths():
 
 def test_sound_files_must_exist_and_hold_audio(tmp_path):
     missing = refuse({"title": "t", "shots": [SHOT], "sound": {"music": "bed.mp3"}}, tmp_path)
-    assert missing.startswith("sound.music: bed.mp3: missing or empty file")
+    assert missing.startswith("sound.music: bed.mp3: no such file")
     (tmp_path / "still.png").write_bytes((EXAMPLES / "references" / "kite-meadow.jpg").read_bytes())
     silent = refuse({"title": "t", "shots": [SHOT], "sound": {"voice_over": "still.png"}}, tmp_path)
     assert silent.startswith("sound.voice_over: still.png: no audio stream")
