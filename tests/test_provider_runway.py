@@ -16,7 +16,7 @@ from blocks.providers import GenerationRequest
 from blocks.remote import ProviderError
 from blocks.runway import RunwayProvider, failure_kind
 from simulators.base import Fault
-from simulators.runway import SPECS, VERSION, RunwaySimulator
+from simulators.runway import VERSION, RunwaySimulator
 from tests.provider_faults import fault_id, transient_faults
 
 MARKER = "key_MARKER_SECRET_" + "c0ffee" * 8
