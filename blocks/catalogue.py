@@ -44,6 +44,9 @@ class ModelEntry(Strict):
     source: str = Field(description="Where the facts below come from.")
     checked: str = Field(description="Date the facts were checked (YYYY-MM-DD).")
     retired: str | None = Field(None, description="Date the provider shut the model down, if it did.")
+    price_assumed: bool = Field(False, description="True when no published price was found and the prices "
+                                                   "are takeflow's estimate (see `source`; override them in "
+                                                   "your catalogue).")
     text_to_video: bool = Field(True, description="Generates from a prompt alone.")
     image_to_video: bool = Field(True, description="Takes a first-frame reference image.")
     durations: list[float] = Field((), description="Clip lengths it accepts, in seconds.")

@@ -67,8 +67,9 @@ class LtxProvider(RemoteVideoProvider):
     """
 
     _block_type_name = "takeflow ltx"
-    _description = "Lightricks LTX-2 on api.ltx.video: synchronous text- and image-to-video up to 4K."
-    models: ClassVar[tuple[str, ...]] = ("ltx-2-fast", "ltx-2-pro", "ltx-2-5-fast", "ltx-2-5-pro")
+    _description = "Lightricks LTX-2, 2.3 and 2.5 on api.ltx.video: synchronous text- and image-to-video up to 4K."
+    models: ClassVar[tuple[str, ...]] = ("ltx-2-fast", "ltx-2-pro", "ltx-2-3-fast", "ltx-2-3-pro", "ltx-2-5-fast",
+                                         "ltx-2-5-pro")
     provider_name: ClassVar[str] = "ltx"
 
     base_url: str = Field("https://api.ltx.video", description="LTX API root.")

@@ -20,6 +20,7 @@ PROVIDER_CLASSES: dict[str, str] = {
     "sora": "blocks.sora:SoraProvider",
     "seedance": "blocks.seedance:SeedanceProvider",
     "ltx": "blocks.ltx:LtxProvider",
+    "fal": "blocks.fal:FalProvider",
 }
 PROVIDERS = PROVIDER_CLASSES  # the names storyboards may use
 

@@ -11,7 +11,9 @@ Contract (runwayml SDK 5.24.0 and shared/reference/providers.md §1; ✅ SDK or 
   and resolution. `duration` is an int. `promptImage` is a data URI, or for a PNG/JPEG over the
   data-URI limit a runway:// upload of the file as it is (blocks/runway_upload.py).
 - ✅ THROTTLED means over the key's concurrency: the task waits its turn, and that wait does not
-  count against `generation_timeout`. 429 means the daily generation cap (rolling 24 h).
+  count against `generation_timeout`. A 429 reading "Your daily task limit has been reached." is the
+  daily cap (rolling 24 h, ✅ runwayml/sdk-python#23): final for the day, never retried; other
+  429s are passing overloads, retried with backoff.
 - ✅ failureCode SAFETY.* and INPUT_PREPROCESSING.SAFETY.* are moderation (do not retry);
   ASSET.INVALID is bad input; INTERNAL.BAD_OUTPUT.* is a rejected output; INTERNAL and
   INPUT_PREPROCESSING.INTERNAL are worth retrying (docs.dev.runwayml.com/errors/task-failures).
@@ -41,6 +43,8 @@ from blocks.catalogue import ModelEntry, UpscalerEntry, load_catalogue
 from blocks.media import file_digest
 from blocks.providers import GenerationRequest, GenerationResult
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
+from blocks.runway_models import MODELS as RUNWAY_MODELS
+from blocks.runway_models import SDK_VERSION
 from blocks.runway_upload import upload
 from blocks.upscaling import UpscaleRequest
 
@@ -48,10 +52,33 @@ log = logging.getLogger("takeflow.providers")
 
 STATUSES = {"PENDING": "queued", "THROTTLED": "throttled", "RUNNING": "running", "SUCCEEDED": "succeeded",
             "FAILED": "failed", "CANCELLED": "cancelled"}
-# promptText limits in UTF-16 code units (✅ SDK docstrings; Kling's is its own API's 2500, ◐)
+# promptText limits in UTF-16 code units where the SDK's docstring states none (Kling's is its own
+# API's 2500, ◐); the SDK's own "up to N characters" wins where it gives one
 PROMPT_LIMITS = {"kling": 2500, "seedance": 3500}
 # a data URI's base64 is 4/3 of the image: keep the whole URI within the 5 MB the API allows
 MAX_IMAGE_BYTES = 5 * 2**20 * 3 // 4 - 1024
+
+
+class DailyLimit(ProviderError):
+    """Runway's daily task cap (a rolling 24 h per model): rate limited, but final for the day, so
+    the take fails at once with Runway's words instead of retrying into the same 429."""
+
+    def __init__(self, provider: str, kind: ErrorKind, message: str, retry_after: float | None = None):
+        super().__init__(provider, kind, message, retry_after)
+        self.transient = False
+
+
+def daily_cap(message: str) -> bool:
+    """Whether a 429's message is the daily cap ("Your daily task limit has been reached.", ✅
+    runwayml/sdk-python#23) rather than a passing overload."""
+    return "daily" in message.lower()
+
+
+def _model_of(response: httpx.Response) -> str:
+    try:
+        return json.loads(response.request.content or b"{}").get("model") or "this model"
+    except (ValueError, AttributeError, httpx.RequestNotRead):
+        return "this model"
 
 
 def failure_kind(code: str | None) -> ErrorKind:
@@ -77,10 +104,10 @@ class RunwayProvider(RemoteVideoProvider):
     """
 
     _block_type_name = "takeflow runway"
-    _description = ("Runway developer API: Gen-4.5, Gen-4 Turbo, and Veo 3/3.1, Kling 2.5/3.0 and Seedance 2.0 "
-                    "billed in Runway credits.")
-    models = ("gen4.5", "gen4_turbo", "veo3.1", "veo3.1_fast", "veo3", "kling2.5_turbo_pro", "kling3.0_standard",
-              "kling3.0_pro", "kling3.0_4k", "seedance2", "seedance2_fast", "seedance2_mini")
+    _description = ("Runway developer API: Gen-4.5, Gen-4 Turbo and every model its router offers (Veo 3.1, "
+                    "Kling 2.5/3.0/O3/4, Seedance 2.0/2.5, Wan 3, Hailuo 3, Gemini Omni, Grok Imagine...), billed "
+                    "in Runway credits.")
+    models = tuple(RUNWAY_MODELS)  # every model the SDK's text- and image-to-video unions route to
     upscalers: ClassVar[tuple[str, ...]] = ("magnific_video_upscaler_creative",)
     provider_name = "runway"
     unit_cost_field: ClassVar[str] = "cost.credits"
@@ -115,23 +142,36 @@ class RunwayProvider(RemoteVideoProvider):
         return task_id
 
     def body(self, request: GenerationRequest) -> dict[str, Any]:
-        """The create body for a request, checked against the catalogue before anything is spent."""
+        """The create body for a request, shaped by the model's SDK field rules (blocks/runway_models.py)
+        and checked against the catalogue before anything is spent."""
         try:
             entry = load_catalogue().model(self.name, request.model)
         except KeyError as exc:
             raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+        endpoint = "i2v" if request.reference_image is not None else "t2v"
+        fields = RUNWAY_MODELS.get(request.model, {}).get(endpoint) or {}
+        if entry.retired or request.model not in RUNWAY_MODELS:
+            raise ProviderError(self.name, "retired", (
+                f"{request.model} is no longer offered by the Runway API (gone from runwayml {SDK_VERSION}); "
+                "choose a current model (takeflow models --provider runway)"))
         resolution = request.resolution or entry.default_resolution
-        self._check(request, entry, resolution)
+        self._check(request, entry, resolution, fields)
         width, height = entry.size(request.aspect_ratio, resolution)
-        body: dict[str, Any] = {"model": request.model, "ratio": f"{width}:{height}",
-                                "duration": int(round(request.duration))}
+        body: dict[str, Any] = {"model": request.model}
+        ratio = _ratio(fields, width, height, request.aspect_ratio, resolution)
+        if ratio:
+            body["ratio"] = ratio
+        if "resolution" in fields:
+            body["resolution"] = resolution
+        if "duration" in fields:
+            body["duration"] = int(round(request.duration))
         if request.prompt.strip():
             body["promptText"] = request.prompt
         if request.reference_image is not None:
             body["promptImage"] = self._image_uri(request.reference_image)
-        if entry.seed:  # ❓ the range is undocumented: folded into 32 bits, the usual seed size
+        if "seed" in fields:  # ❓ the range is undocumented: folded into 32 bits, the usual seed size
             body["seed"] = request.seed % 2**32
-        if entry.audio == "optional":  # sent either way: whether it is on changes the price
+        if "audio" in fields:  # sent either way: whether it is on changes the price
             body["audio"] = request.audio
         return body
 
@@ -144,7 +184,8 @@ class RunwayProvider(RemoteVideoProvider):
             return upload(self, path)
         return data_uri(path, MAX_IMAGE_BYTES)
 
-    def _check(self, request: GenerationRequest, entry: ModelEntry, resolution: str) -> None:
+    def _check(self, request: GenerationRequest, entry: ModelEntry, resolution: str,
+               fields: dict[str, Any]) -> None:
         def refuse(message: str) -> None:
             raise ProviderError(self.name, "invalid_input", f"{request.model} {message}")
 
@@ -161,12 +202,22 @@ class RunwayProvider(RemoteVideoProvider):
             refuse("takes no reference image here; remove it or choose an image-to-video model")
         if request.reference_image is None and not entry.text_to_video:
             refuse("needs a reference image; add one or choose a text-to-video model")
+        width, height = entry.size(request.aspect_ratio, resolution)
+        if "ratio" in fields and fields["ratio"].get("required") and not _ratio(
+                fields, width, height, request.aspect_ratio, resolution):
+            refuse(f"takes no {width}:{height} ratio here; use one of {', '.join(fields['ratio']['enum'])}")
+        if "resolution" in fields and resolution not in fields["resolution"].get("enum", [resolution]):
+            refuse(f"takes no resolution {resolution} here; use {' or '.join(fields['resolution']['enum'])}")
         if request.audio and entry.audio == "none":
             refuse("makes no sound; set audio: false or choose a model with audio")
         if request.motion_regions:
             refuse("has no motion brush; remove the motion regions or choose a model with one")
-        limit = next((n for prefix, n in PROMPT_LIMITS.items() if request.model.startswith(prefix)), 1000)
-        if len(request.prompt.encode("utf-16-le")) // 2 > limit:
+        prompt = fields.get("promptText", {})
+        if prompt.get("required") and not request.prompt.strip():
+            refuse("needs a prompt here; write the shot's brief")
+        limit = prompt.get("max_length") or next(
+            (n for prefix, n in PROMPT_LIMITS.items() if request.model.startswith(prefix)), None)
+        if limit and len(request.prompt.encode("utf-16-le")) // 2 > limit:
             refuse(f"takes prompts of at most {limit} characters; shorten the shot's prompt")
 
     # ---- upscale (POST /v1/video_upscale: a task like any other) -----------------------------
@@ -242,6 +293,12 @@ class RunwayProvider(RemoteVideoProvider):
             error=(f"{data.get('failure') or 'no reason given'} ({data.get('failureCode') or 'no code'})"
                    if status == "failed" else None))
 
+    def retryable(self, response: httpx.Response) -> bool:
+        """A 429 for the daily cap is final for the day: retrying in seconds cannot succeed."""
+        if response.status_code == 429 and daily_cap(self._message(response)):
+            return False
+        return super().retryable(response)
+
     def cancel(self, task_id: str) -> None:
         try:
             self.send("DELETE", f"/v1/tasks/{task_id}", headers={"Accept": "*/*"})
@@ -265,10 +322,13 @@ class RunwayProvider(RemoteVideoProvider):
         if status == 404 and "/v1/tasks/" in response.request.url.path:
             return ProviderError(self.name, "cancelled", (
                 "the task no longer exists (deleted, or made with another key); the take must start again"))
+        if status == 429 and daily_cap(message):
+            return DailyLimit(self.name, "rate_limited", (
+                f"Runway's daily task limit for {_model_of(response)} is reached (\"{message}\"); the cap is a "
+                "rolling 24 h, so this take is not retried today: use another model or provider, or ask "
+                "Runway for a higher usage tier"))
         if status == 429:
-            return ProviderError(self.name, "rate_limited", (
-                f"the daily generation limit is reached (HTTP 429: {message}); wait, or ask Runway for a "
-                "higher usage tier"))
+            return ProviderError(self.name, "rate_limited", f"Runway is rate limiting (HTTP 429: {message})")
         if status >= 500 or status in (408, 409):
             return ProviderError(self.name, "transient", f"Runway answered HTTP {status}: {message}")
         return ProviderError(self.name, "invalid_input", (
@@ -284,6 +344,13 @@ class RunwayProvider(RemoteVideoProvider):
         text = " ".join(str(text or response.reason_phrase or "no message").split())[:300]
         secret = self.api_key.get_secret_value() if self.api_key else ""
         return text.replace(secret, "***") if secret else text
+
+
+def _ratio(fields: dict[str, Any], width: int, height: int, aspect: str, resolution: str) -> str | None:
+    """The `ratio` a model takes for a size: its pixel size, its aspect ratio or its `auto_<res>`
+    tier, whichever the SDK types offer; None when it takes none of them (or no ratio at all)."""
+    offered = fields.get("ratio", {}).get("enum", [])
+    return next((v for v in (f"{width}:{height}", aspect, f"auto_{resolution}") if v in offered), None)
 
 
 def _inline(path: Path, entry: UpscalerEntry) -> bool:

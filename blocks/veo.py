@@ -9,6 +9,7 @@ Contract (shared/reference/providers.md §3.1; ✅ = Google docs or the google-g
 - ✅ The Gemini API takes no `seed` (the SDK refuses it since commit e9e2be73) and no
   `generateAudio`: Veo 3 always makes sound there. Veo 2 takes no `resolution`.
 - ◐ The video URI needs the API key and redirects to storage; the key goes only to the API host.
+  A files URI is fetched from `base_url` by its file id, as google-genai's `files.download` does.
 - ◐ A blocked video is `done` with `raiMediaFilteredCount > 0` and no samples, and is not charged.
 - ◐ 429 RESOURCE_EXHAUSTED carries its wait only in the body (RetryInfo.retryDelay), never in a
   Retry-After header (dcdpr/jp PR #1061); a per-day quota is not worth retrying within a take.
@@ -97,7 +98,7 @@ class VeoProvider(RemoteVideoProvider):
     _block_type_name = "takeflow veo"
     _description = "Google Veo on the Gemini API: text- and image-to-video, with sound on Veo 3 and 3.1."
     models: ClassVar[tuple[str, ...]] = (
-        "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.0-generate-001",
+        "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-001", "veo-3.0-generate-001",
         "veo-3.0-fast-generate-001", "veo-2.0-generate-001")
     provider_name: ClassVar[str] = "veo"
 
@@ -191,10 +192,19 @@ class VeoProvider(RemoteVideoProvider):
             return TaskState(id=task_id, status="failed", error_kind="bad_output",
                              error="the operation finished without a video or a reason")
         video = samples[0]
-        url = video.get("uri")
+        url = self.file_url(video.get("uri"))
         if not url and video.get("encodedVideo"):
             url = f"data:{video.get('encoding') or 'video/mp4'};base64,{video['encodedVideo']}"
         return TaskState(id=task_id, status="succeeded", progress=1.0, output_url=url)
+
+    def file_url(self, uri: str | None) -> str | None:
+        """A generated file's URI as this block reaches it: `…/files/{id}:download` is fetched from
+        `base_url`, as google-genai's `files.download` does, so a proxy or simulator in front of the
+        API serves it too; any other URI (signed storage) is used as it is."""
+        found = re.search(r"/files/([a-z0-9]+):download", uri or "")
+        if not found:
+            return uri
+        return f"{self.base_url.rstrip('/')}/{self.api_version}/files/{found.group(1)}:download?alt=media"
 
     def cancel(self, task_id: str) -> None:
         # ❓ the Gemini API documents no cancel for Veo operations: the take is abandoned instead

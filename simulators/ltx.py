@@ -21,17 +21,33 @@ from simulators.base import ProviderSimulator, Request, Response, collect_routes
 
 _FAST_1080 = (6, 8, 10, 12, 14, 16, 18, 20)
 _SHORT = (6, 8, 10)
-_V25 = tuple(range(2, 21))
+_V25 = (2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 18, 20)
+_V25_SHORT = (2, 3, 4, 5, 6, 8, 10)
+_720 = ("1280x720", "720x1280")
+_1080 = ("1920x1080", "1080x1920")
 _LANDSCAPE = ("1920x1080", "2560x1440", "3840x2160")
 _PORTRAIT = ("1080x1920", "1440x2560", "2160x3840")
-# model -> {(size, fps): durations} (✅ https://docs.ltx.video/models for ltx-2; ◐ Comfy Router
-# schema for ltx-2-5: 2-20 s, 24/25/48/50 fps, portrait sizes)
+_ABOVE_1080 = ("2560x1440", "1440x2560", "3840x2160", "2160x3840")
+
+
+def _v25(sizes: tuple[str, ...]) -> dict[tuple[str, int], tuple[int, ...]]:
+    """◐ Comfy Router schema for ltx-2-5-*: durations 2-6, then even seconds to 20, "the maximum
+    depends on resolution and frame rate": taken, as on ltx-2, to be 10 s above 1080p or above 25 fps."""
+    return {(s, f): _V25_SHORT if s in _ABOVE_1080 or f > 25 else _V25 for s in sizes for f in (24, 25, 48, 50)}
+
+
+# model -> {(size, fps): durations}: ✅ https://docs.ltx.video/models for ltx-2; ◐ Comfy Router
+# schema for ltx-2-5 (Pro makes 720p and 1080p only, Fast up to 4K, portrait too); ◐ ltx-2-3 as the
+# catalogue sources it (Fast 6-20 s at 720p-4K per Venice's LTX 2.3 Fast page, Pro 6/8/10 s as ltx-2-pro)
 MODELS: dict[str, dict[tuple[str, int], tuple[int, ...]]] = {
     "ltx-2-fast": {("1920x1080", 25): _FAST_1080, ("1920x1080", 50): _SHORT,
                    **{(s, f): _SHORT for s in _LANDSCAPE[1:] for f in (25, 50)}},
     "ltx-2-pro": {(s, f): _SHORT for s in _LANDSCAPE for f in (25, 50)},
-    **{m: {(s, f): _V25 for s in _LANDSCAPE + _PORTRAIT for f in (24, 25, 48, 50)}
-       for m in ("ltx-2-5-fast", "ltx-2-5-pro")},
+    "ltx-2-5-fast": _v25(_720 + _LANDSCAPE + _PORTRAIT),
+    "ltx-2-5-pro": _v25(_720 + _1080),
+    "ltx-2-3-fast": {**{(s, 25): _FAST_1080 for s in _720 + _LANDSCAPE + _PORTRAIT},
+                     **{(s, 50): _SHORT for s in _720 + _LANDSCAPE + _PORTRAIT}},
+    "ltx-2-3-pro": {(s, f): _SHORT for s in _LANDSCAPE + _PORTRAIT for f in (25, 50)},
 }
 FIELDS = {"prompt", "model", "duration", "resolution", "fps", "generate_audio"}
 # simulator error kind -> (HTTP status, LTX error type)

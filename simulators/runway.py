@@ -1,35 +1,32 @@
 """A Runway developer API simulator (api.dev.runwayml.com, X-Runway-Version 2024-11-06).
 
 Close enough to the runwayml SDK 5.24.0's contract that the SDK itself runs against it:
-- `POST /v1/text_to_video` | `/v1/image_to_video` → {id, estimatedCost}; bodies are checked per model as the
-  SDK's params types describe them (required fields, ratio/duration enums, int types, promptText
-  length in UTF-16 units, data URIs ≤ 5 MB); unknown fields are refused.
+- `POST /v1/text_to_video` | `/v1/image_to_video` → {id, estimatedCost}; bodies are checked per model
+  against the SDK's own types (simulators/runway_rules.py: fields, required, enums, ranges, prompt
+  length in UTF-16 units, nested items; unknown fields refused), images are data URIs ≤ 5 MB,
+  runway:// uploads or HTTPS URLs it can fetch (`web`); a URL it cannot fetch is a 400.
 - `GET /v1/tasks/{id}`: PENDING | THROTTLED | RUNNING (progress) with estimatedCost.credits;
   SUCCEEDED (output [url]) | FAILED (failure, failureCode) | CANCELLED with cost.credits (int)
   at the catalogue's price. `DELETE` → 204 cancels a live task (refunded unless it was running,
   per the SDK's docstring) or deletes a finished one (it then reads CANCELLED).
 - Errors are {"error": "..."}: 400 bad input, a missing/unknown version, and no credits ("You do
-  not have enough credits to run this task.", as the API answers ◐); 401 bad key; 429 daily cap.
+  not have enough credits to run this task.", as the API answers ◐); 401 bad key; 429 "Your daily
+  task limit has been reached." once a key made `daily_limit` tasks of a model in 24 h (✅ wording,
+  runwayml/sdk-python#23), while injected transient 429s read "Too many requests".
 - Over `concurrency` live tasks per key, new ones wait THROTTLED. Moderation is never synchronous:
   a rejected input is a task that fails at once with INPUT_PREPROCESSING.SAFETY.TEXT.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import math
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
-
-import cv2
-import numpy as np
+from typing import Any
 
 from blocks.catalogue import load_catalogue
 from simulators.base import Fault, ProviderSimulator, Request, Response, SimTask, collect_routes, route
+from simulators.runway_rules import Invalid, check_body, image_bytes, output_size, prompt_images
 from simulators.runway_upscale import VideoUpscaleRoutes
 from simulators.runway_uploads import UploadRoutes
 
@@ -44,85 +41,31 @@ FAILURES = {  # injected failure → (failureCode, failure), codes of docs.dev.r
     "internal": ("INTERNAL", "An unexpected error occurred."),
 }
 PREPROCESSING = ("INPUT_PREPROCESSING.SAFETY.TEXT", "The prompt text was rejected by input moderation.")
+DAILY_CAP = "Your daily task limit has been reached."  # ✅ the API's words, runwayml/sdk-python#23
 MESSAGES = {"insufficient_credits": "You do not have enough credits to run this task.",
-            "rate_limit": "You have exceeded the daily generation limit for this model.",
+            "rate_limit": "Too many requests. Please slow down and retry.",
             "invalid_input": "promptImage: the image could not be decoded.",
             "server": "The service is temporarily overloaded. Please retry."}
-MAX_IMAGE_BYTES = 5 * 2**20
-BASE_FIELDS = {"model", "promptText", "promptImage", "ratio", "duration"}
-
-R_GEN4 = ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672")
-R_VEO = ("1280:720", "720:1280", "1080:1920", "1920:1080")
-R_K25 = ("1920:1080", "1440:1440", "1080:1920", "1280:720", "720:720", "720:1280")
-R_SD_720 = ("992:432", "864:496", "752:560", "640:640", "560:752", "496:864", "1470:630", "1280:720",
-            "1112:834", "960:960", "834:1112", "720:1280")
-R_SD = R_SD_720 + ("2206:946", "1920:1080", "1664:1248", "1440:1440", "1248:1664", "1080:1920", "3840:1646",
-                   "3840:2160", "3840:2880", "3840:3840", "2880:3840", "2160:3840")
-
-
-@dataclass(frozen=True)
-class Spec:
-    """What one model accepts (runwayml SDK 5.24.0 params types; veo3 from rsdk 5.13.0)."""
-
-    t2v: tuple[str, ...] | None  # ratios on text_to_video; None: not a text-to-video model
-    i2v: tuple[str, ...] | None  # ratios on image_to_video; (): takes no ratio, follows the image
-    durations: tuple[int, ...]
-    default_duration: int | None  # None: duration is required
-    prompt_on: tuple[str, ...] = ("t2v", "i2v")  # where promptText is required
-    ratio_on: tuple[str, ...] = ("t2v", "i2v")  # where ratio is required
-    prompt_max: int = 1000
-    extra: frozenset[str] = frozenset()  # optional fields beyond BASE_FIELDS
-    auto: bool = False  # duration may be "auto" (billed at the longest)
-
-
-def _kling3(ratios: tuple[str, ...]) -> Spec:  # ◐ 3-15 s (providers.md §2.3)
-    return Spec(ratios, ratios, tuple(range(3, 16)), 5, (), ("t2v",), 2500,
-                frozenset({"audio", "cfgScale", "providerSettings"}))
-
-
-def _seedance(ratios: tuple[str, ...]) -> Spec:  # ◐ 4-15 s (Seedance 2.0 docs at resellers)
-    return Spec(ratios, ratios, tuple(range(4, 16)), 5, ("t2v",), (), 3500,
-                frozenset({"audio", "seed", "referenceAudio", "references", "referenceVideos"}), auto=True)
-
-
-GEN4 = frozenset({"seed", "contentModeration", "outputFormat", "proresProfile"})
-VEO = frozenset({"audio", "negativePrompt", "seed"})
-SPECS: dict[str, Spec] = {
-    "gen4.5": Spec(R_GEN4[:2], R_GEN4, tuple(range(2, 11)), None, extra=GEN4),
-    "gen4_turbo": Spec(None, R_GEN4, tuple(range(2, 11)), 10, prompt_on=(), extra=GEN4),
-    "veo3.1": Spec(R_VEO, R_VEO, (4, 6, 8), 8, ("t2v",), extra=VEO),
-    "veo3.1_fast": Spec(R_VEO, R_VEO, (4, 6, 8), 8, ("t2v",), extra=VEO),
-    "veo3": Spec(R_VEO, R_VEO, (8,), None, ("t2v",), extra=frozenset({"negativePrompt"})),
-    "kling2.5_turbo_pro": Spec(R_K25, (), (5, 10), 5, ratio_on=("t2v",), prompt_max=2500,
-                               extra=frozenset({"cfgScale"})),
-    "kling3.0_standard": _kling3(("1280:720", "720:1280", "960:960")),
-    "kling3.0_pro": _kling3(("1920:1080", "1080:1920", "1440:1440")),
-    "kling3.0_4k": _kling3(("3840:2160", "2160:3840", "2880:2880")),
-    "seedance2": _seedance(R_SD),
-    "seedance2_fast": _seedance(R_SD_720),
-    "seedance2_mini": _seedance(R_SD_720),
-}
-
-
-class Invalid(Exception):
-    """A request the API answers with 400 and this message."""
-
-
 @collect_routes
 class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, ProviderSimulator):
     """Runway's task API on loopback, with ephemeral uploads (simulators/runway_uploads.py) and
     video upscale (simulators/runway_upscale.py).
     `model_latency` gives some models their own run time; `extra_keys` are further accepted API
-    keys, each with its own concurrency budget."""
+    keys, each with its own concurrency budget; `daily_limit` caps the tasks per key and model in a
+    rolling 24 h (the tier limit: a 429 in the API's words, where retrying is pointless); `web`
+    holds the HTTPS URLs the API can fetch images from."""
 
     name = "runway"
     keyless_endpoints = ("download", "storage")
 
     def __init__(self, *, model_latency: dict[str, float] | None = None, extra_keys: tuple[str, ...] = (),
-                 **kwargs: Any):
+                 daily_limit: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.model_latency = dict(model_latency or {})
         self.keys = {self.api_key, *extra_keys}
+        self.daily_limit = daily_limit  # tasks per key and model in a rolling 24 h; None: no cap
+        self.daily: dict[tuple[str, str], list[float]] = {}
+        self.web: dict[str, bytes] = {}  # HTTPS URLs the "API" can fetch, and their bytes
 
     def default_key(self) -> str:
         return "key_" + hashlib.sha512(str(time.time_ns()).encode()).hexdigest()  # ^key_[0-9a-f]{128}$
@@ -154,15 +97,27 @@ class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, ProviderSimulator):
         if refused:
             return refused
         try:
-            model, ratio, duration, image = self.validate(body, endpoint)
+            model, size, duration, image = self.validate(body, endpoint)
         except Invalid as exc:
             return Response(400, {"error": str(exc)})
-        width, height = (int(x) for x in ratio.split(":"))
-        task = self.new_task(model, body, size=(width, height), duration=duration, fps=24,
+        if self.over_daily_cap(request, model):
+            return Response(429, {"error": DAILY_CAP})
+        task = self.new_task(model, body, size=size, duration=duration, fps=24,
                              prompt=body.get("promptText") or "", seed=body.get("seed", 0), image=image)
-        billed = max(SPECS[model].durations) if body.get("duration") == "auto" else duration
-        credits = self.price(model, f"{width}x{height}", billed, bool(body.get("audio")))
+        credits = self.price(model, size, body, duration)
         return self.accepted(request, task, credits)
+
+    def over_daily_cap(self, request: Request, model: str) -> bool:
+        """Whether this key has made `daily_limit` tasks of this model in the last 24 h (rolling)."""
+        if self.daily_limit is None:
+            return False
+        key, now = _key_id(request), time.time()
+        with self.lock:
+            made = [t for t in self.daily.get((key, model), []) if now - t < 24 * 3600]
+            if len(made) >= self.daily_limit:
+                return True
+            self.daily[(key, model)] = made + [now]
+        return False
 
     def accepted(self, request: Request, task: SimTask, credits: int) -> Response:
         """Answer a create: the task joins its key's queue and reports what it will cost."""
@@ -222,55 +177,40 @@ class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, ProviderSimulator):
             refused = Response(404, {"error": "Task not found."})
         return task, refused
 
-    def validate(self, body: Any, endpoint: str) -> tuple[str, str, int, bytes | None]:
-        """(model, ratio, duration, image bytes) of a valid create body; raises Invalid otherwise."""
-        if not isinstance(body, dict):
-            raise Invalid("The request body must be a JSON object.")
-        spec = SPECS.get(body.get("model")) if isinstance(body.get("model"), str) else None
-        ratios = getattr(spec, endpoint, None)
-        if spec is None or ratios is None:
-            known = sorted(m for m, s in SPECS.items() if getattr(s, endpoint) is not None)
-            raise Invalid(f"model: expected one of {', '.join(known)}.")
-        allowed = BASE_FIELDS - ({"promptImage"} if endpoint == "t2v" else set()) | spec.extra
-        unknown = set(body) - allowed
-        if unknown:
-            raise Invalid(f"Unrecognized key(s) in object: {', '.join(sorted(unknown))}.")
-        prompt = body.get("promptText")
-        if prompt is None and endpoint in spec.prompt_on:
-            raise Invalid("promptText: Required.")
-        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()
-                                   or len(prompt.encode("utf-16-le")) // 2 > spec.prompt_max):
-            raise Invalid(f"promptText: must be a non-empty string of at most {spec.prompt_max} characters.")
-        duration = body.get("duration", spec.default_duration)
-        if duration is None:
-            raise Invalid("duration: Required.")
-        if duration == "auto" and spec.auto:
+    def validate(self, body: Any, endpoint: str) -> tuple[str, tuple[int, int], int, bytes | None]:
+        """(model, output size, duration, first frame) of a valid create body; raises Invalid."""
+        fields = check_body(body, endpoint)
+        model, first = body["model"], None
+        if endpoint == "i2v":
+            frames = prompt_images(body["promptImage"])
+            positions = fields["promptImage"].get("items", {}).get("position", {}).get("enum")
+            for index, (position, uri) in enumerate(frames):
+                raw = image_bytes("promptImage" if len(frames) == 1 else f"promptImage[{index}]", uri,
+                                  self.resolve_upload, self.web)
+                if position in (None, "first") and first is None:
+                    first = raw
+            if positions and [p for p, _ in frames] == ["last"]:
+                raise Invalid("promptImage: a last frame needs a first frame too.")
+        for index, ref in enumerate(body.get("references") or []):
+            uri = ref.get("uri") if isinstance(ref, dict) else ref
+            image_bytes(f"references[{index}]", uri, self.resolve_upload, self.web)
+        duration = body.get("duration", 5)
+        if duration == "auto":  # billed at the model's longest, refunded after (SDK docstring)
             duration = 5
-        elif isinstance(duration, bool) or not isinstance(duration, int) or duration not in spec.durations:
-            raise Invalid(f"duration: expected an integer in {', '.join(map(str, spec.durations))}.")
-        seed = body.get("seed", 0)  # ❓ the range is undocumented; 32-bit unsigned is the usual one
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 4294967295:
-            raise Invalid("seed: expected an integer from 0 to 4294967295.")
-        if not isinstance(body.get("audio", False), bool):
-            raise Invalid("audio: expected a boolean.")
-        image = _image(body.get("promptImage"), self.resolve_upload) if endpoint == "i2v" else None
-        ratio = body.get("ratio")
-        if ratio is None and endpoint in spec.ratio_on:
-            raise Invalid("ratio: Required.")
-        if ratio is not None and ratio not in ratios:
-            raise Invalid(f"ratio: expected one of {', '.join(ratios)}." if ratios else
-                          "ratio: not taken on image_to_video by this model (the output follows the image).")
-        return body["model"], ratio or _default_ratio(ratios or spec.t2v or R_VEO, image), duration, image
+        return model, output_size(model, body, first), duration, first
 
-    def price(self, model: str, size: str, seconds: int, audio: bool) -> int:
-        """Credits a generation costs at the catalogue's per-second price for its size."""
+    def price(self, model: str, size: tuple[int, int], body: dict[str, Any], seconds: int) -> int:
+        """Credits a generation costs at the catalogue's per-second price for its size ('auto'
+        durations at the model's longest, as the SDK says they are billed up front)."""
         try:
             entry = load_catalogue().model("runway", model)
         except KeyError:
             return 0
-        resolution = next((name for name, res in entry.resolutions.items() if size in res.sizes.values()),
-                          None)  # a ratio the catalogue does not list is priced at the default resolution
-        return round(entry.price_per_second(resolution, audio) * seconds)
+        wanted = f"{size[0]}x{size[1]}"
+        resolution = next((name for name, res in entry.resolutions.items() if wanted in res.sizes.values()),
+                          None)  # a size the catalogue does not list is priced at the default resolution
+        billed = max(entry.durations) if body.get("duration") == "auto" else seconds
+        return round(entry.price_per_second(resolution, bool(body.get("audio"))) * billed)
 
     def lifecycle(self, task: SimTask) -> tuple[str, float]:
         """The base lifecycle, with a concurrency budget per key and a run time per model."""
@@ -334,41 +274,3 @@ def _key_id(request: Request) -> str:
 def _header(request: Request, name: str) -> str:
     """A request header, whatever its case (fault injection turns the headers into a plain dict)."""
     return next((value for key, value in request.headers.items() if key.lower() == name.lower()), "")
-
-
-def _image(value: Any, resolve: Callable[[str, str], bytes]) -> bytes | None:
-    """The bytes of a promptImage (a string or [{uri, position}]): a data URI, or a runway://
-    upload resolved with `resolve`; None for HTTPS URLs (not fetched)."""
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        value = next((v.get("uri") for v in value if v.get("position", "first") == "first"), None)
-    if not isinstance(value, str) or not value:
-        raise Invalid("promptImage: Required: an HTTPS URL, a runway:// upload URI or a data URI.")
-    if value.startswith("https://") and not value.split("/")[2].replace(".", "").replace(":", "").isdigit():
-        return None
-    if value.startswith("runway://"):
-        try:
-            raw = resolve("promptImage", value)
-        except ValueError as exc:
-            raise Invalid(str(exc)) from None
-    else:
-        head, _, data = value.partition(",")
-        if not (head.startswith("data:image/") and head.endswith(";base64")):
-            raise Invalid("promptImage: use an HTTPS URL on a domain, a runway:// URI or a base64 data URI.")
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise Invalid("promptImage: the data URI is not valid base64.") from None
-        if len(raw) > MAX_IMAGE_BYTES:
-            raise Invalid("promptImage: data URIs may be at most 5MB; use an upload instead.")
-    if cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) is None:
-        raise Invalid("promptImage: the image could not be decoded.")
-    return raw
-
-
-def _default_ratio(ratios: tuple[str, ...], image: bytes | None) -> str:
-    """Without a ratio the output follows the image's shape (text: 1280:720 where offered)."""
-    if image is None:
-        return "1280:720" if "1280:720" in ratios else ratios[0]
-    height, width = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
-    shape = math.log(width / height)
-    return min(ratios, key=lambda r: abs(math.log(int(r.split(":")[0]) / int(r.split(":")[1])) - shape))

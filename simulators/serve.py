@@ -2,7 +2,7 @@
 
 For demos and trials without keys or credits: the saved blocks (named after each provider, as
 `takeflow produce` loads them) get the simulator's URL and key, so any storyboard naming runway,
-kling, veo, sora, seedance or ltx models runs end to end against the simulators.
+kling, veo, sora, seedance, ltx or fal models runs end to end against the simulators.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ SIMULATORS: dict[str, tuple[str, str]] = {
     "sora": ("simulators.sora:SoraSimulator", "/v1"),
     "seedance": ("simulators.seedance:SeedanceSimulator", "/api/v3"),
     "ltx": ("simulators.ltx:LtxSimulator", ""),
+    "fal": ("simulators.fal:FalSimulator", ""),
 }
 
 

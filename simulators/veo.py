@@ -5,8 +5,12 @@
   then `{name, done:true, response:{generateVideoResponse:{generatedSamples:[{video:{uri}}]}}}`,
   or `done:true` with `error` (google.rpc.Status), or with `raiMediaFilteredCount` and no samples
   (a video the safety filters blocked). There is no progress and no cancel.
-- The video URI `/v1beta/files/{id}:download?alt=media` needs the API key and redirects to a
-  signed, expiring storage URL (the base class's `/files/...`).
+- The video URI is the real API's `https://generativelanguage.googleapis.com/v1beta/files/{id}:download
+  ?alt=media` (what google-genai's `files.download` parses); the simulator serves that path on
+  its own host, needs the API key and redirects to a signed, expiring storage URL.
+- `lastFrame` (Veo 3.1 and 3.1 Fast, with a first frame) and `referenceImages` (Veo 3.1: 1-3
+  `asset` images, 8 s only) are checked like `image`; other models refuse them. Veo 3.1 Lite
+  makes 720p/1080p at any of its lengths.
 - Errors use Google's envelope {"error":{"code","message","status","details"}}: a wrong key is
   400 INVALID_ARGUMENT with ErrorInfo API_KEY_INVALID, no key 403 PERMISSION_DENIED, rate limits
   429 RESOURCE_EXHAUSTED with the wait only in RetryInfo.retryDelay (Gemini sends no
@@ -29,12 +33,21 @@ import numpy as np
 from simulators.base import ProviderSimulator, Request, Response, SimTask, collect_routes, route
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}
-VEO3 = {"durations": {4, 6, 8}, "resolutions": ("720p", "1080p", "4k"), "samples": 1,
-        "people_t2v": {"allow_all"}, "people_i2v": {"allow_adult"}}
-VEO2 = {"durations": {5, 6, 7, 8}, "resolutions": None, "samples": 2,
-        "people_t2v": {"allow_all", "allow_adult", "dont_allow"}, "people_i2v": {"allow_adult", "dont_allow"}}
-MODELS = {"veo-3.1-generate-preview": VEO3, "veo-3.1-fast-generate-preview": VEO3, "veo-3.0-generate-001": VEO3,
+VEO3 = {"durations": {4, 6, 8}, "resolutions": ("720p", "1080p", "4k"), "samples": 1, "long_only": True,
+        "people_t2v": {"allow_all"}, "people_i2v": {"allow_adult"}, "frames": ()}
+VEO2 = {"durations": {5, 6, 7, 8}, "resolutions": None, "samples": 2, "long_only": True,
+        "people_t2v": {"allow_all", "allow_adult", "dont_allow"}, "people_i2v": {"allow_adult", "dont_allow"},
+        "frames": ()}
+# ◐ Veo 3.1 takes a last frame (interpolation) and up to 3 "asset" reference images; 3.1 Fast the last
+# frame only; 3.1 Lite neither, and 720p/1080p at any length (Gemini video docs copy; civitai and
+# krea.ai Veo 3.1 Lite pages)
+VEO31 = {**VEO3, "frames": ("lastFrame", "referenceImages")}
+VEO31_FAST = {**VEO3, "frames": ("lastFrame",)}
+VEO31_LITE = {**VEO3, "resolutions": ("720p", "1080p"), "long_only": False}
+MODELS = {"veo-3.1-generate-preview": VEO31, "veo-3.1-fast-generate-preview": VEO31_FAST,
+          "veo-3.1-lite-generate-001": VEO31_LITE, "veo-3.0-generate-001": VEO3,
           "veo-3.0-fast-generate-001": VEO3, "veo-2.0-generate-001": VEO2}
+API_HOST = "https://generativelanguage.googleapis.com"  # where the real API's file URIs point
 PARAMETERS = {"aspectRatio", "resolution", "durationSeconds", "personGeneration", "sampleCount",
               "negativePrompt", "enhancePrompt", "seed"}
 STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED",
@@ -152,8 +165,12 @@ class VeoSimulator(ProviderSimulator):
             raise Invalid("instances must hold exactly one instance.")
         instance, params = instances[0], dict(body.get("parameters") or {})
         prompt, image = instance.get("prompt"), None
+        if unknown := sorted(set(instance) - {"prompt", "image", "lastFrame", "referenceImages", "video"}):
+            raise Invalid(f"Invalid JSON payload received. Unknown name \"{unknown[0]}\" at 'instances[0]': "
+                          "Cannot find field.")
         if "image" in instance:
             image = self._image(instance["image"])
+        frames = self._frames(spec, instance, image)
         if not image and not (isinstance(prompt, str) and prompt.strip()):
             raise Invalid("A prompt is required for text-to-video generation.")
         if not isinstance(params, dict) or (unknown := sorted(set(params) - PARAMETERS)):
@@ -173,9 +190,11 @@ class VeoSimulator(ProviderSimulator):
                 raise Invalid("`resolution` isn't supported by this model.")
             if params["resolution"] not in spec["resolutions"]:
                 raise Invalid(f"Unsupported resolution: {params['resolution']}.")
-            if params["resolution"] != "720p" and seconds != 8:
+            if params["resolution"] != "720p" and seconds != 8 and spec["long_only"]:
                 raise Invalid(f"{params['resolution']} videos must be 8 seconds long.")
-        people = spec["people_i2v"] if image else spec["people_t2v"]
+        if "referenceImages" in frames and seconds != 8:
+            raise Invalid("Videos with reference images must be 8 seconds long.")
+        people = spec["people_i2v"] if image or frames else spec["people_t2v"]
         if "personGeneration" in params and params["personGeneration"] not in people:
             raise Invalid(f"personGeneration {params['personGeneration']!r} is not supported for this use case; "
                           f"use one of: {', '.join(sorted(people))}.")
@@ -187,18 +206,38 @@ class VeoSimulator(ProviderSimulator):
                 raise Invalid(f"Invalid value for `{name}`.")
         return prompt or "", image, params
 
+    def _frames(self, spec: dict, instance: dict, image: bytes | None) -> set[str]:
+        """Check `lastFrame` (needs a first frame) and `referenceImages` (1-3 {image, referenceType
+        "asset"}) against what the model takes; return which of them the request uses."""
+        used = {name for name in ("lastFrame", "referenceImages") if name in instance}
+        for name in used - set(spec["frames"]):
+            raise Invalid(f"`{name}` isn't supported by this model.")
+        if "lastFrame" in used:
+            if image is None:
+                raise Invalid("`lastFrame` needs `image`: interpolation goes from a first to a last frame.")
+            self._image(instance["lastFrame"], "lastFrame")
+        if "referenceImages" in used:
+            refs = instance["referenceImages"]
+            if not isinstance(refs, list) or not 1 <= len(refs) <= 3:
+                raise Invalid("`referenceImages` takes 1 to 3 images.")
+            for index, ref in enumerate(refs):
+                if not isinstance(ref, dict) or ref.get("referenceType", "asset") != "asset":
+                    raise Invalid(f"referenceImages[{index}].referenceType must be \"asset\" on the Gemini API.")
+                self._image(ref.get("image"), f"referenceImages[{index}].image")
+        return used
+
     @staticmethod
-    def _image(image: Any) -> bytes:
+    def _image(image: Any, field: str = "image") -> bytes:
         if not isinstance(image, dict):
-            raise Invalid("image must be an object.")
+            raise Invalid(f"{field} must be an object.")
         if "gcsUri" in image:
-            raise Invalid("gcsUri isn't supported in the Gemini API; send bytesBase64Encoded.")
+            raise Invalid(f"{field}: gcsUri isn't supported in the Gemini API; send bytesBase64Encoded.")
         if image.get("mimeType") not in ("image/png", "image/jpeg", "image/webp"):
-            raise Invalid("image.mimeType must be image/png, image/jpeg or image/webp.")
+            raise Invalid(f"{field}.mimeType must be image/png, image/jpeg or image/webp.")
         try:
             data = base64.b64decode(image.get("bytesBase64Encoded") or "", validate=True)
         except (binascii.Error, TypeError):
-            raise Invalid("image.bytesBase64Encoded is not valid base64.") from None
+            raise Invalid(f"{field}.bytesBase64Encoded is not valid base64.") from None
         if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
             raise Invalid("Unable to process input image. Please retry or report in "
                           "https://developers.generativeai.google/guide/troubleshooting")
@@ -241,7 +280,9 @@ class VeoSimulator(ProviderSimulator):
             if "file" not in task.extra:
                 task.extra["file"] = _id()
                 self.files[task.extra["file"]] = task.id
-        return {"uri": f"{self.url}/v1beta/files/{task.extra['file']}:download?alt=media"}
+        # the real API's URI, which google-genai's files.download parses for the file id and then
+        # fetches from its own base URL (here, the simulator)
+        return {"uri": f"{API_HOST}/v1beta/files/{task.extra['file']}:download?alt=media"}
 
     @route("GET", r"/v1beta/files/([a-z0-9]+):download", "media")
     def file_download(self, request: Request, file_id: str) -> Response:

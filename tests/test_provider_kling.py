@@ -325,3 +325,41 @@ def test_modes_follow_resolution(kling, image):
     assert kind == "text2video" and body["mode"] == "4k" and body["duration"] == "7" and body["sound"] == "off"
     assert "mode" not in kling.build(req("kling-v2-1-master", resolution="1080p"))[1]
     assert kling.build(req("kling-v2-6", resolution="1080p", audio=True))[1]["mode"] == "pro"
+
+
+def wait_for(sim, kling, kind, task_id) -> dict:
+    deadline = time.monotonic() + 20
+    while True:
+        data = httpx.get(f"{sim.url}/v1/videos/{kind}/{task_id}", headers=kling.auth_headers()).json()["data"]
+        if data["task_status"] in ("succeed", "failed") or time.monotonic() > deadline:
+            return data
+        time.sleep(0.1)
+
+
+def test_a_create_without_duration_takes_the_documented_default(sim, kling):
+    answer = httpx.post(f"{sim.url}/v1/videos/text2video", headers=kling.auth_headers(),
+                        json={"model_name": "kling-v2-6", "prompt": PROMPT})
+    assert answer.status_code == 200 and answer.json()["code"] == 0
+    done = wait_for(sim, kling, "text2video", answer.json()["data"]["task_id"])
+    assert done["task_status"] == "succeed" and done["task_result"]["videos"][0]["duration"] == "5"
+    assert done["final_unit_deduction"] == "1.5"  # v2-6 std: 0.3 units a second for the default 5 s
+
+
+def test_kling_v3_multi_shot_prompts_are_taken_and_checked(sim, kling):
+    body = {"model_name": "kling-v3", "duration": "6", "multi_shot": True, "shot_type": "customize",
+            "multi_prompt": [{"index": 1, "prompt": "a kite rises over the meadow", "duration": "4"},
+                             {"index": 2, "prompt": "it dives towards the lake", "duration": "2"}]}
+    answer = httpx.post(f"{sim.url}/v1/videos/text2video", headers=kling.auth_headers(), json=body)
+    assert answer.status_code == 200, answer.text
+    task = sim.tasks[answer.json()["data"]["task_id"]]
+    assert wait_for(sim, kling, "text2video", task.id)["task_status"] == "succeed"
+    for change, message in [
+        ({"duration": "10"}, "add up to 6 s, not the duration 10"),
+        ({"multi_shot": False}, "need multi_shot: true"),
+        ({"model_name": "kling-v2-6"}, "not supported by kling-v2-6"),
+        ({"multi_prompt": [{"index": 1, "prompt": "x", "duration": 6}]}, "string of whole seconds"),
+        ({"shot_type": "intelligence"}, "only taken with shot_type customize"),
+    ]:
+        answer = httpx.post(f"{sim.url}/v1/videos/text2video", headers=kling.auth_headers(), json={**body, **change})
+        assert answer.status_code == 400 and answer.json()["code"] == 1201, change
+        assert message in answer.json()["message"], (change, answer.json())

@@ -55,7 +55,7 @@ def test_text_to_video_round_trip(sim, tmp_path):
     info = probe(result.path)
     assert (info.width, info.height) == block.render_size(req) == (1920, 1080)
     assert info.frames == 50 and sim.creates == 1 and sim.count("create") == 1
-    assert result.credits == block.estimate_credits(req) == pytest.approx(0.04 * 2 * 100)
+    assert result.credits == block.estimate_credits(req) == pytest.approx(0.09 * 2 * 100)
     task = list(sim.tasks.values())[-1]
     assert task.params["generate_audio"] is False and task.params["fps"] == 25
 
@@ -69,12 +69,14 @@ def test_image_to_video_portrait_round_trip(sim, tmp_path):
     assert sim.requests[-1][1] == "/v1/image-to-video"
 
 
-def test_native_4k(sim, tmp_path):
-    req = request(resolution="4k", model="ltx-2-5-pro")  # 2 s: the shortest clip any LTX model makes
+@pytest.mark.parametrize("model, seconds, price", [("ltx-2-5-fast", 2, 0.36), ("ltx-2-3-fast", 6, 0.24),
+                                                   ("ltx-2-3-pro", 6, 0.32)])
+def test_native_4k(sim, tmp_path, model, seconds, price):
+    req = request(resolution="4k", model=model, duration=seconds)
     result = provider(sim).generate(req, tmp_path / "take.mp4")
     info = probe(result.path)
     assert (info.width, info.height) == (3840, 2160) and sim.creates == 1
-    assert result.credits == pytest.approx(0.24 * 2 * 100)
+    assert result.credits == pytest.approx(price * seconds * 100)
 
 
 @pytest.mark.parametrize("fault", [
@@ -147,7 +149,8 @@ def test_generation_timeout_is_the_read_timeout(sim, tmp_path):
 def test_requests_the_model_cannot_make_are_refused_before_spending(sim, tmp_path):
     block = provider(sim)
     for bad in (request(model="ltx-2-pro", duration=2), request(model="ltx-2-fast", resolution="4k", duration=12),
-                request(model="ltx-2-pro", duration=6, aspect_ratio="9:16"), request(resolution="720p")):
+                request(model="ltx-2-pro", duration=6, aspect_ratio="9:16"), request(model="ltx-2-5-pro", resolution="4k"),
+                request(duration=7), request(resolution="4k", duration=12), request(model="ltx-2-3-pro", duration=12)):
         with pytest.raises(ProviderError) as caught:
             block.generate(bad, tmp_path / "take.mp4")
         assert caught.value.kind == "invalid_input"
@@ -165,10 +168,20 @@ def test_simulator_validates_like_ltx(sim):
         assert answer.status_code == 400, change
         assert answer.json() == {"type": "error", "error": {"type": "invalid_request_error",
                                                             "message": answer.json()["error"]["message"]}}
+    for change, words in [  # LTX-2.5 Pro makes 720p and 1080p only; 2.5 takes 2-6 s, then even seconds
+        ({"model": "ltx-2-5-pro", "resolution": "3840x2160", "duration": 6}, "not supported by ltx-2-5-pro"),
+        ({"model": "ltx-2-5-pro", "resolution": "2560x1440", "duration": 6}, "not supported by ltx-2-5-pro"),
+        ({"model": "ltx-2-5-fast", "duration": 7}, "duration 7 is not supported"),
+        ({"model": "ltx-2-5-fast", "duration": 12, "resolution": "3840x2160"}, "duration 12 is not supported"),
+        ({"model": "ltx-2-3-pro", "duration": 12}, "duration 12 is not supported"),
+    ]:
+        answer = create({**good, **change})
+        assert answer.status_code == 400 and words in answer.json()["error"]["message"], (change, answer.json())
     unauthorised = httpx.post(f"{sim.url}/v1/text-to-video", json=good)
     assert unauthorised.status_code == 401
     assert unauthorised.json()["error"]["type"] == "authentication_error"
     assert sim.creates == 0
+    assert create({**good, "model": "ltx-2-5-pro", "resolution": "1280x720", "duration": 3}).status_code == 200
 
 
 @pytest.mark.parametrize("status, error_type, kind", [

@@ -16,7 +16,7 @@ from blocks.providers import GenerationRequest
 from blocks.remote import ProviderError
 from blocks.runway import RunwayProvider, failure_kind
 from simulators.base import Fault
-from simulators.runway import SPECS, VERSION, RunwaySimulator
+from simulators.runway import VERSION, RunwaySimulator
 from tests.provider_faults import fault_id, transient_faults, open_tasks
 
 pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
@@ -266,22 +266,3 @@ def test_the_runwayml_sdk_runs_against_the_simulator(tmp_path, reference):
         with pytest.raises(runwayml.AuthenticationError):
             runwayml.RunwayML(api_key="key_" + "0" * 128, base_url=sim.url, max_retries=0).tasks.retrieve(
                 created.id)
-
-
-# ---- the catalogue matches what the API takes ---------------------------------------------------
-
-
-def test_catalogue_sizes_are_ratios_the_api_takes():
-    catalogue = load_catalogue()
-    assert {m.model for m in catalogue.models_of("runway")} == set(RunwayProvider.models)
-    assert catalogue.providers["runway"].credits_per_unit == 1
-    for entry in catalogue.models_of("runway"):
-        spec = SPECS[entry.model]
-        for resolution in entry.resolutions.values():
-            for size in resolution.sizes.values():
-                ratio = size.replace("x", ":")
-                assert not entry.text_to_video or ratio in spec.t2v, (entry.model, ratio)
-                assert not entry.image_to_video or ratio in spec.i2v, (entry.model, ratio)
-        assert set(entry.durations) <= set(spec.durations), entry.model
-        assert (entry.model in ("gen4.5", "gen4_turbo", "veo3.1", "veo3.1_fast") or
-                entry.model.startswith("seedance")) == entry.seed

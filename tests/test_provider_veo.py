@@ -224,31 +224,92 @@ def test_key_never_leaks(sim, tmp_path, caplog):
         assert KEY not in text and wrong not in text and "MARKER" not in text
 
 
-def test_google_genai_sdk_round_trip(sim):
+@pytest.mark.parametrize("model", [m.model for m in load_catalogue().models_of("veo")])
+def test_google_genai_sdk_round_trip_for_every_catalogue_model(sim, model):
+    """The SDK creates (through its own transport where generate_videos refuses Gemini mode), polls with
+    operations.get and downloads with files.download(file=video), which parses the API's file URI."""
     from google import genai
     from google.genai import types
 
     client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=sim.url, api_version="v1beta"))
-    config = types.GenerateVideosConfig(duration_seconds=4, aspect_ratio="16:9", resolution="720p")
+    entry = load_catalogue().model("veo", model)
+    seconds = int(min(entry.durations))
+    parameters = {"durationSeconds": seconds, "aspectRatio": "16:9"}
+    if not model.startswith("veo-2"):
+        parameters["resolution"] = "720p"
     try:
-        operation = client.models.generate_videos(model=FAST, source=types.GenerateVideosSource(prompt="a kite"),
+        config = types.GenerateVideosConfig(duration_seconds=seconds, aspect_ratio="16:9",
+                                            resolution=parameters.get("resolution"))
+        operation = client.models.generate_videos(model=model, source=types.GenerateVideosSource(prompt="a kite"),
                                                   config=config)
     except ValueError as exc:
         # google-genai 3.x refuses generate_videos in Gemini API mode; the same request through the
         # SDK's own transport (its key header, base URL and API version) keeps the contract tested
         assert "Gemini Developer API" in str(exc)
-        created = client._api_client.request("post", f"models/{FAST}:predictLongRunning", {
-            "instances": [{"prompt": "a kite"}],
-            "parameters": {"durationSeconds": 4, "aspectRatio": "16:9", "resolution": "720p"}})
+        created = client._api_client.request("post", f"models/{model}:predictLongRunning", {
+            "instances": [{"prompt": "a kite"}], "parameters": parameters})
         operation = types.GenerateVideosOperation(name=json.loads(created.body)["name"])
     deadline = time.monotonic() + 20
     while not operation.done and time.monotonic() < deadline:
         time.sleep(0.1)
         operation = client.operations.get(operation)  # public API: GET /v1beta/{name}
     video = operation.result.generated_videos[0].video
-    file_id = re.search(r"/files/([a-z0-9]+):download", video.uri).group(1)
-    data = client.files.download(file=f"files/{file_id}")  # with the key, through the redirect
-    path = Path(sim.media) / "sdk.mp4"
+    assert video.uri.startswith("https://generativelanguage.googleapis.com/v1beta/files/")
+    data = client.files.download(file=video)  # with the key, through the redirect
+    assert video.video_bytes == data
+    path = Path(sim.media) / f"sdk-{model}.mp4"
     path.write_bytes(data)
     info = probe(path)
     assert (info.width, info.height) == (1280, 720) and sim.creates == 1 and sim.count("download") == 1
+
+
+def _image() -> dict:
+    return {"bytesBase64Encoded": base64.b64encode(REFERENCE.read_bytes()).decode(), "mimeType": "image/jpeg"}
+
+
+@pytest.mark.parametrize("model, instance, parameters, words", [
+    ("veo-3.1-generate-preview", {"lastFrame": "IMAGE"}, {}, "`lastFrame` needs `image`"),
+    ("veo-3.0-generate-001", {"image": "IMAGE", "lastFrame": "IMAGE"}, {}, "`lastFrame` isn't supported"),
+    ("veo-3.1-lite-generate-001", {"image": "IMAGE", "lastFrame": "IMAGE"}, {}, "`lastFrame` isn't supported"),
+    ("veo-3.1-generate-preview", {"image": "IMAGE", "lastFrame": {"mimeType": "image/gif"}}, {},
+     "lastFrame.mimeType"),
+    ("veo-3.1-fast-generate-preview", {"referenceImages": [{"image": "IMAGE"}]}, {"durationSeconds": 8},
+     "`referenceImages` isn't supported"),
+    ("veo-3.1-generate-preview", {"referenceImages": [{"image": "IMAGE"}] * 4}, {"durationSeconds": 8},
+     "1 to 3 images"),
+    ("veo-3.1-generate-preview", {"referenceImages": [{"image": "IMAGE", "referenceType": "style"}]},
+     {"durationSeconds": 8}, "must be \"asset\""),
+    ("veo-3.1-generate-preview", {"referenceImages": [{"image": "IMAGE"}]}, {"durationSeconds": 4},
+     "reference images must be 8 seconds"),
+    ("veo-3.1-generate-preview", {"referenceImages": [{"image": "IMAGE"}]},
+     {"durationSeconds": 8, "personGeneration": "allow_all"}, "personGeneration"),
+    ("veo-3.1-generate-preview", {"mask": {}}, {}, "Unknown name \"mask\""),
+    ("veo-3.1-lite-generate-001", {}, {"resolution": "4k", "durationSeconds": 8}, "Unsupported resolution"),
+])
+def test_the_simulator_checks_last_frames_and_reference_images(sim, model, instance, parameters, words):
+    import httpx
+
+    instance = {key: (_image() if value == "IMAGE" else value) for key, value in instance.items()}
+    if "referenceImages" in instance:
+        instance["referenceImages"] = [{k: (_image() if v == "IMAGE" else v) for k, v in ref.items()}
+                                       for ref in instance["referenceImages"]]
+    body = {"instances": [{"prompt": "a kite", **instance}], "parameters": {"aspectRatio": "16:9", **parameters}}
+    answer = httpx.post(f"{sim.url}/v1beta/models/{model}:predictLongRunning", json=body,
+                        headers={"x-goog-api-key": KEY})
+    assert answer.status_code == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert words in answer.json()["error"]["message"], answer.json()
+
+
+def test_last_frames_and_reference_images_the_api_takes(sim):
+    import httpx
+
+    for model, instance, seconds in [
+        ("veo-3.1-fast-generate-preview", {"image": _image(), "lastFrame": _image()}, 4),
+        ("veo-3.1-generate-preview", {"referenceImages": [{"image": _image(), "referenceType": "asset"}] * 3}, 8),
+        ("veo-3.1-lite-generate-001", {"image": _image()}, 6),
+    ]:
+        body = {"instances": [{"prompt": "a kite", **instance}],
+                "parameters": {"durationSeconds": seconds, "resolution": "1080p" if seconds == 6 else "720p"}}
+        answer = httpx.post(f"{sim.url}/v1beta/models/{model}:predictLongRunning", json=body,
+                            headers={"x-goog-api-key": KEY})
+        assert answer.status_code == 200, (model, answer.text)
