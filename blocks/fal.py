@@ -282,8 +282,7 @@ class FalProvider(RemoteVideoProvider):
             uri = "data:video/mp4;base64," + base64.b64encode(request.source.read_bytes()).decode()
             return self._submit(UPSCALER_ENDPOINT, {**body, "video_url": uri})
 
-        self.run_task(key, create, dest)
+        price = self.estimate_upscale_credits(request.model, request.resolution, request.duration)
+        credits = self.run_task(key, create, dest, lambda state: price)  # fal reports no cost: its price list
         return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
-                                credits=self.estimate_upscale_credits(request.model, request.resolution,
-                                                                      request.duration),
-                                seconds=time.perf_counter() - started)
+                                credits=round(credits, 4), seconds=time.perf_counter() - started)

@@ -22,6 +22,8 @@ from simulators.base import Fault
 from simulators.fal import FalSimulator
 from tests.provider_faults import fault_id, transient_faults
 
+pytestmark = pytest.mark.usefixtures("own_takeflow_home")  # each test pays for its own creates
+
 MARKER = "MARKER-SECRET-0000:" + "c0ffee" * 6
 T2V = GenerationRequest(prompt="a harbour at dawn, slow pan left, soft light", model="veo3.1", seed=5,
                         duration=4, fps=24, aspect_ratio="16:9")
