@@ -147,8 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         from flows.budget_cli import print_estimate
         return print_estimate(storyboard, overrides.takes, overrides.budget, args.budget_name, _providers)
     args.takes, args.budget = overrides.takes, overrides.budget
-    _check_providers(plans, storyboard)
-    return _produce(storyboard, args)
+    return _produce(storyboard, args, plans)
 
 
 def _storage(name: str):
@@ -291,7 +290,7 @@ def _quiet_prefect_console(verbose: bool) -> None:
             handler.setLevel(logging.WARNING)
 
 
-def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
+def _produce(storyboard: Storyboard, args: argparse.Namespace, plans: list[ShotPlan]) -> int:
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from flows.produce import RunOptions, produce
@@ -304,6 +303,7 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem} (nothing was spent)", file=sys.stderr)
         return 2
+    _check_providers(plans, storyboard)
     _quiet_prefect_console(args.verbose)
     options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget, storage=args.storage,
                          budget_name=args.budget_name, policy=args.policy)

@@ -103,8 +103,8 @@ def test_the_fit_policy_shrinks_the_plan_to_the_budget(runway, state, tmp_path):
     result = run(board("Fitted", takes=3, budget_policy="fit"), tmp_path, budget=4 * TAKE)
     assert result.is_completed(), result.message
     report = json.loads((tmp_path / "fitted" / "report.json").read_text())
-    assert report["plan_changes"] and all("takes instead of" in c for c in report["plan_changes"])
-    assert report["credits_spent"] <= 4 * TAKE and runway.creates * TAKE == report["credits_spent"]
+    assert report["plan_changes"]  # what changed is said (drafts on a cheaper model, or fewer takes)
+    assert report["credits_spent"] <= 4 * TAKE and report["credits_spent"] == runway.record()["charged"]
 
 
 def test_the_stop_policy_says_what_is_needed_and_left(runway, state, tmp_path):
@@ -147,9 +147,9 @@ def _cli(*argv) -> tuple[int, str]:
 
 @pytest.mark.parametrize("argv, message", [
     (["--budget-name", "nope"], "unknown budget 'nope'; create it with takeflow budget create nope"),
-    (["--budget", "nan"], "argument --budget: must be a finite number of credits"),
-    (["--budget", "-3"], "argument --budget: must be a finite number of credits"),
-    (["--budget", "plenty"], "argument --budget: must be a finite number of credits"),
+    (["--budget", "nan"], "--budget: 'nan' is not allowed; give a number of credits, 0 or more"),
+    (["--budget", "-3"], "--budget: '-3' is not allowed; give a number of credits, 0 or more"),
+    (["--budget", "plenty"], "--budget: 'plenty' is not allowed; give a number of credits, 0 or more"),
 ])
 def test_bad_budget_input_is_one_line_before_any_spend(state, tmp_path, argv, message):
     path = tmp_path / "board.yaml"
@@ -161,7 +161,7 @@ def test_bad_budget_input_is_one_line_before_any_spend(state, tmp_path, argv, me
 @pytest.mark.parametrize("budget, message", [
     (-5, "defaults.budget: should be greater than or equal to 0"),
     ("lots", "defaults.budget: should be a valid number"),
-    (".nan", "defaults.budget: should be a finite number"),
+    (".nan", "defaults.budget: is nan, not a finite number"),
 ])
 def test_bad_storyboard_budget_is_one_line(state, tmp_path, budget, message):
     path = tmp_path / "board.yaml"

@@ -30,7 +30,7 @@ def refuse(data, tmp_path=None) -> str:
     ({"title": "t", "shots": [{**SHOT, "takes": 0}]}, "shots[0].takes", "greater than or equal to 1"),
     ({"title": "t", "shots": [{"camera": "static"}]}, "shots[0]", "needs a brief"),
     ({"shots": [SHOT]}, "title", "required"),
-    ({"title": "t", "shots": [{**SHOT, "provider": "acme"}]}, "shots[0].provider", "available: kling, ltx, previz, runway"),
+    ({"title": "t", "shots": [{**SHOT, "provider": "acme"}]}, "shots[0].provider", "available: fal, kling, ltx, previz, runway, seedance, sora, veo"),
     ({"title": "t", "shots": [{**SHOT, "model": "gen9"}]}, "shots[0].model", "motion-preview"),
     ({"title": "t", "shots": [{**SHOT, "transition": "wipe"}]}, "shots[0].transition.kind", "'crossfade'"),
     ({"title": "t", "shots": [{**SHOT, "transition": {"kind": "crossfade", "duration": 4}}, SHOT],
