@@ -185,7 +185,8 @@ def next_jobs(shot: ShotTakes, title: str, providers: dict[str, VideoProvider]) 
         shot.history.append(f"stopped: {unreachable}; no more takes tried")
         return []
     plan, count = shot.plan, max(shot.records, default=0)
-    if shot.chosen is not None:
+    if shot.chosen is not None or (shot.selection is not None and shot.selection.acceptable
+                                   and shot.draft_winner is None):
         return []
     if any(r.stage == "final" for r in shot.records.values()):
         shot.history.append("the final render of the winning draft missed the bar; every take is kept")

@@ -10,12 +10,12 @@ import threading
 import uuid
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import numpy as np
 import pytest
 
 from blocks.media import iter_frames, probe
 from blocks.storage_s3 import S3Storage
+from tasks.inputs import InputError
 from tasks.storyboard import parse_storyboard
 from tests.s3server import serve_s3
 
@@ -76,10 +76,11 @@ def test_captions_from_s3_are_burnt_in_at_their_cue_times(prefect_server, s3, tm
 def test_a_broken_subtitle_file_stops_the_run_before_any_take(prefect_server, s3, tmp_path):
     state = run(board(f"s3://{s3.bucket}/subs/broken.srt"), tmp_path, storage="takeflow-s3-storage/caption-media")
     assert state.is_failed() and state.name == "InvalidInput"
-    assert state.message.startswith("captions: broken.srt: cue 2 (line 6): ends at 00:00:01,200, not after")
+    assert state.message.startswith("storyboard.captions: ") and "broken.srt" in state.message
+    assert "cue 2 (line 6): ends at 00:00:01,200, not after" in state.message
     assert "nothing was spent" in state.message and not (tmp_path / "captioned" / "takes").exists()
     unreadable = run(board(f"s3://{s3.bucket}/subs/harbour.srt"), tmp_path)
-    assert unreadable.is_failed() and "--storage" in unreadable.message
+    assert unreadable.is_failed() and "options.storage" in unreadable.message
 
 
 def test_captions_over_http_are_fetched_and_checked(prefect_server, tmp_path):
@@ -94,8 +95,8 @@ def test_captions_over_http_are_fetched_and_checked(prefect_server, tmp_path):
         cues = load_captions(board(f"{url}/film.srt"), tmp_path / "out", None)
         assert [(c.start, c.end, c.lines) for c in cues] == [
             (0.25, 0.75, ("Dawn: 100% calm, 'quiet'",)), (1.25, 2.0, ("the last line runs past the edit",))]
-        assert list((tmp_path / "out" / "inputs").glob("captions-*-film.srt"))
-        with pytest.raises(httpx.HTTPStatusError):
+        assert list((tmp_path / "out" / "inputs").glob("captions-*.srt"))
+        with pytest.raises(InputError, match="HTTP 404"):
             load_captions(board(f"{url}/missing.srt"), tmp_path / "out", None)
     finally:
         server.shutdown()

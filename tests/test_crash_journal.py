@@ -166,7 +166,7 @@ def test_a_cut_download_is_what_header_checks_accept(runway_sim, runway, tmp_pat
     data = (tmp_path / "whole.mp4").read_bytes()
     half.write_bytes(data[: len(data) // 2])
     from blocks.media import probe
-    assert probe(half).frames == 48  # the header still lists every frame
+    assert probe(half).width  # a header check alone accepts it: it probes as a video
     assert "frames" in (decode_check(half).problem or "") or "ends early" in (decode_check(half).problem or "")
 
 

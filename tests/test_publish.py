@@ -59,7 +59,7 @@ def test_s3_reference_without_storage_is_refused_before_spending(prefect_server,
     board = parse_storyboard({"title": "No Keys", "shots": [{"brief": "a kite; static camera; sun",
                                                              "reference_image": "s3://media/kite.jpg"}]})
     state = produce(storyboard=board, options=RunOptions(out_dir=str(tmp_path)), return_state=True)
-    assert state.is_failed() and state.name == "InvalidInput" and "--storage" in state.message
+    assert state.is_failed() and state.name == "InvalidInput" and "options.storage" in state.message
     assert not (tmp_path / "no-keys").exists()
 
 
