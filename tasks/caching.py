@@ -47,16 +47,17 @@ def content_identity(value: Any) -> Any:
     return value
 
 
-def content_key(*ignore: str) -> Callable[[TaskRunContext, dict[str, Any]], str | None]:
+def content_key(*ignore: str, version: str = "") -> Callable[[TaskRunContext, dict[str, Any]], str | None]:
     """Build a `cache_key_fn` hashing the task's name and its inputs' content, minus `ignore`.
 
     Leave out parameters that only say where to write, so the same work in another output
-    folder is still a cache hit.
+    folder is still a cache hit. `version` names the task's own logic: change it when the task
+    computes something different from the same inputs (a new scorer), so old results are not reused.
     """
 
     def key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
         kept = {k: v for k, v in parameters.items() if k not in ignore}
-        return hash_objects(context.task.name, PIPELINE_VERSION, content_identity(kept))
+        return hash_objects(context.task.name, PIPELINE_VERSION, version, content_identity(kept))
 
     return key
 

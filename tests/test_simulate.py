@@ -61,14 +61,14 @@ def test_simulate_leaves_no_process_behind(sig, prefect_home):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(PREFECT_HOME=str(prefect_home), PYTHONPATH=str(ROOT), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PYTHONUNBUFFERED="1", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "simulate", "--port", str(free_ports(6)),
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "simulate", "--port", str(free_ports(7)),
                              "--latency", "0.1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
         output, deadline = "", time.monotonic() + 300  # the first start creates Prefect's database
         while "Ctrl-C stops" not in output and time.monotonic() < deadline and proc.poll() is None:
-            if select.select([proc.stdout], [], [], 1)[0]:
-                output += proc.stdout.readline()
+            if select.select([proc.stdout], [], [], 1)[0]:  # read the pipe itself: lines a buffered
+                output += os.read(proc.stdout.fileno(), 65536).decode()  # readline holds are unseen by select
         assert "Ctrl-C stops" in output, output
         children = descendants(proc.pid)
         assert children, "the blocks were saved through an embedded Prefect server, a child process"
