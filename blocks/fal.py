@@ -245,19 +245,9 @@ class FalProvider(RemoteVideoProvider):
 
     # ---- upscale (LTX 2.5 Upscale, a queue request like any other) ------------------------------
 
-    def estimate_upscale_credits(self, model: str, resolution: str, duration: float) -> float:
-        try:
-            return load_catalogue().upscale_credits(self.name, model, duration, resolution)
-        except KeyError as exc:
-            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
-
     def check_upscale(self, request: UpscaleRequest) -> UpscalerEntry:
         """The catalogue entry of a request fal would take; refuses the rest without sending."""
-        try:
-            entry = load_catalogue().upscaler(self.name, request.model)
-            entry.target(request.resolution)
-        except KeyError as exc:
-            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+        entry = self.upscaler_entry(request.model, request.resolution)
         refuse = lambda text: ProviderError(self.name, "invalid_input", f"{request.model}: {text}; upscale it "  # noqa: E731
                                                                         "locally instead")
         size = request.source.stat().st_size

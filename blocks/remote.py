@@ -403,6 +403,22 @@ class RemoteVideoProvider(VideoProvider):
         return load_catalogue().credits(self.name, request.model, request.duration, request.resolution,
                                         request.audio)
 
+    # Upscaling adapters (blocks.upscaling.SuperResolution) price and look up their models here.
+    def estimate_upscale_credits(self, model: str, resolution: str, duration: float) -> float:
+        try:
+            return load_catalogue().upscale_credits(self.name, model, duration, resolution)
+        except KeyError as exc:
+            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+
+    def upscaler_entry(self, model: str, resolution: str):
+        """The catalogue entry of this provider's upscaler `model`, which must reach `resolution`."""
+        try:
+            entry = load_catalogue().upscaler(self.name, model)
+            entry.target(resolution)
+        except KeyError as exc:
+            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+        return entry
+
     def close(self) -> None:
         if self._http is not None:
             self._http.close()

@@ -222,19 +222,9 @@ class RunwayProvider(RemoteVideoProvider):
 
     # ---- upscale (POST /v1/video_upscale: a task like any other) -----------------------------
 
-    def estimate_upscale_credits(self, model: str, resolution: str, duration: float) -> float:
-        try:
-            return load_catalogue().upscale_credits(self.name, model, duration, resolution)
-        except KeyError as exc:
-            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
-
     def check_upscale(self, request: UpscaleRequest) -> UpscalerEntry:
         """The catalogue entry of a request the API would take; refuses the rest without sending."""
-        try:
-            entry = load_catalogue().upscaler(self.name, request.model)
-            entry.target(request.resolution)
-        except KeyError as exc:
-            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+        entry = self.upscaler_entry(request.model, request.resolution)
         if entry.max_duration is not None and request.duration > entry.max_duration:
             raise ProviderError(self.name, "invalid_input", (
                 f"{request.model} upscales clips of at most {entry.max_duration:g} s, not "
