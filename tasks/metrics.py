@@ -34,8 +34,9 @@ from blocks.providers import MotionRegion
 from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity
 from tasks.metrics_defects import (BurntInOverlay, Crispness, EdgeBlack, GradualCut, Instability,
                                    Stillness)
+from tasks.metrics_detail import Sharpness
 from tasks.metrics_image import (BlackFrames, Consistency, Exposure, FrozenFrames, Letterbox, LowNoise,
-                                 SceneCuts, Sharpness)
+                                 SceneCuts)
 from tasks.metrics_temporal import (BrightnessStability, Frame, FrameStream, MotionSmoothness,
                                     TemporalFlicker)
 
@@ -54,8 +55,9 @@ METRICS: dict[str, str] = {
                            "thumbnails; higher = steadier subject; 0.65-1 (lower when moving)",
     "background_consistency": "VBench formula on the thumbnail ring around the centre; higher = "
                               "steadier background; 0.7-1 (lower when moving)",
-    "sharpness": "median Laplacian-of-Gaussian (sigma 1 px) variance at the detail size; higher = "
-                 "sharper; 5-300, compare within a shot only",
+    "sharpness": "median Laplacian-of-Gaussian (sigma 1 px) variance / grey variance at a 384 px long "
+                 "side, times detail_persistence; higher = sharper; real models 0.002-0.09, compare "
+                 "within a shot only",
     "low_noise": "1 / (1 + sigma), sigma Immerkær's noise estimate in grey levels; higher = "
                  "cleaner; 0.4-0.8",
     "exposure": "(1 - clipped share) x min(1, mean / 32, (255 - mean) / 32); higher = nothing "
@@ -85,6 +87,9 @@ METRICS: dict[str, str] = {
                      "(DIS threshold at half RAFT's 6 px per 256 px); 0-1",
     "overlay_share": "INFORMATIVE: share of the most marked corner covered by strong edges that never "
                      "change (a burnt-in mark); 0-0.07 seen",
+    "detail_persistence": "INFORMATIVE: median over sampled pairs of the correlation of the fine detail "
+                          "(Laplacian of Gaussian) with the next sampled frame's, warped back by the flow; "
+                          "1 = real detail that moves with the picture, near 0 = texture drawn anew each frame",
     "frozen_share": "INFORMATIVE: share of frames in holds of 0.5 s or more; 0-1",
     "black_share": "INFORMATIVE: share of black frames; 0-1",
 }

@@ -34,9 +34,6 @@ BAR_EDGE_STEP = 12  # grey levels between a bar's last lines and the picture's f
 CUT_MIN_STRUCTURE = 0.15
 CUT_MIN_TONES = 0.05
 CUT_TYPICAL_RATIO = 8.0
-# Sharpness is the Laplacian variance of the frame blurred this much (px at the detail size), a
-# Laplacian of Gaussian: noise, which has no structure to survive it, no longer reads as detail.
-SHARPNESS_SIGMA = 1.0
 # Exposure: a mean luma within this distance of black or white starts to cost.
 EXPOSURE_MARGIN = 32
 # Immerkær's noise kernel: the difference of two Laplacians cancels smooth image structure; on
@@ -48,26 +45,6 @@ _LOWER_HALF_MEAN = 0.3247
 
 def is_black(gray: np.ndarray) -> bool:
     return np.count_nonzero(gray <= BLACK_PIXEL_LUMA) >= BLACK_PIXEL_SHARE * gray.size
-
-
-class Sharpness(Measurement):
-    """Median over detail frames of the Laplacian variance of the grey detail frame, after a
-    Gaussian blur of SHARPNESS_SIGMA (without it, a noisy twin scores sharper than its source),
-    relative to the frame's own grey variance: detail, not contrast (a contrast boost alone would
-    otherwise read as sharper, since both variances grow with its square)."""
-
-    def __init__(self) -> None:
-        self._per_frame = array("d")  # one per detail frame; takes over 10 minutes are refused
-
-    def update(self, frame: Frame) -> None:
-        if frame.detail:
-            gray = frame.detail_gray.astype(np.float32)
-            smoothed = cv2.GaussianBlur(gray, (0, 0), SHARPNESS_SIGMA)
-            contrast = max(float(gray.var()), 1.0)  # a flat frame has no detail to speak of
-            self._per_frame.append(float(cv2.Laplacian(smoothed, cv2.CV_32F).var()) / contrast)
-
-    def result(self) -> dict[str, float]:
-        return {"sharpness": float(np.median(self._per_frame))} if self._per_frame else {}
 
 
 def noise_sigma(gray: np.ndarray) -> float:
