@@ -183,9 +183,10 @@ class SceneCuts(Measurement):
 class FrozenFrames:
     """Frozen output (freezedetect's rule): frames that repeat the last changed frame, in runs of
     at least MIN_FREEZE_S; frozen for MAX_FROZEN_SHARE of the clip fails, unless the shot allows
-    it. A slow drift makes short runs only, so it does not count."""
+    it; a shorter freeze is a defect. A slow drift makes short runs only, so it does not count."""
 
     def __init__(self, fps: float, still_allowed: bool = False) -> None:
+        self._fps = fps
         self._min_run = max(1, round(fps * MIN_FREEZE_S))
         self._still_allowed = still_allowed
         self._pairs = 0   # frames after the first
@@ -210,6 +211,14 @@ class FrozenFrames:
         if self._still_allowed or frozen < MAX_FROZEN_SHARE:
             return []
         return [f"frozen {frozen:.0%} of the clip"]
+
+    def defects(self) -> list[str]:
+        """A hold shorter than the hard fail's share: the picture stops while the take runs on
+        (real models' GIFs repeat their last frames), which an editor sees as a stall."""
+        frozen = self.result().get("frozen_share", 0.0)
+        if self._still_allowed or not 0 < frozen < MAX_FROZEN_SHARE:
+            return []
+        return [f"picture freezes for {self._frozen / self._fps:.1f} s ({frozen:.0%} of the clip)"]
 
 
 class BlackFrames:

@@ -216,3 +216,28 @@ def test_every_take_of_a_real_group_gets_a_note() -> None:
     assert all(note.startswith(("set aside: ", "ranked below take ")) for i, note in enumerate(selection.notes)
                if i != selection.index)
     assert shutil.which(FFMPEG) or Path(FFMPEG).is_file()
+
+
+def test_boiling_texture_is_not_sharpness() -> None:
+    # ModelScope redraws its texture every frame: more fine grey-level change than Show-1's takes
+    # of the same prompts, little of it still there a sampled frame later.
+    for number in ("01", "04"):
+        boiling, clean = measured(f"show1__cmp{number}__ms.mp4"), measured(f"show1__cmp{number}__show1.mp4")
+        assert boiling.metrics["detail_persistence"] < 0.5 < clean.metrics["detail_persistence"]
+        assert boiling.metrics["sharpness"] < clean.metrics["sharpness"]
+
+
+def test_sharpness_is_frame_relative(tmp_path) -> None:
+    # The same picture delivered at half the size shows less detail on screen, not more.
+    source = clip("fastvideo__longcat_vc_motorcycle.mp4")
+    small = tmp_path / "small.mp4"
+    _ffmpeg("-i", str(source), "-vf", "scale=240:240", "-c:v", "libx264", "-crf", "12", str(small))
+    assert (measure_take(small, as_delivered(small)).metrics["sharpness"]
+            < measured("fastvideo__longcat_vc_motorcycle.mp4").metrics["sharpness"])
+
+
+def test_a_take_that_stalls_on_a_frozen_frame_is_a_defect() -> None:
+    # VideoFeedback 8000454 repeats its last 6 frames (0.6 s of a 2.2 s GIF); Show-1's 30 fps
+    # files repeat every frame about 4 times and are no stall.
+    assert any("freezes for 0.6 s" in d for d in measured("videoscore__case_8000454.gif").defects)
+    assert not any("freezes" in d for d in measured("show1__cmp05__show1.mp4").defects)
