@@ -241,3 +241,11 @@ def test_a_take_that_stalls_on_a_frozen_frame_is_a_defect() -> None:
     # files repeat every frame about 4 times and are no stall.
     assert any("freezes for 0.6 s" in d for d in measured("videoscore__case_8000454.gif").defects)
     assert not any("freezes" in d for d in measured("show1__cmp05__show1.mp4").defects)
+
+
+def test_irregular_holds_are_stutter_but_a_steady_cadence_is_not() -> None:
+    # FastVideo's STA face clip at 24 fps holds a frame for 6 and 7 frames between runs of
+    # changing ones ("little motion, 42 % of pairs nearly identical").
+    assert any("motion stalls" in d for d in measured("fastvideo__sta_face_glowed.mp4").defects)
+    for name in ("show1__gallery_21.mp4", "foleycrafter__gen3_case6.mp4"):  # 4x repeats; 24 in 30 fps
+        assert not any("stalls" in d for d in measured(name).defects), name
