@@ -7,7 +7,9 @@ class in `frame_metrics()`, never a second decode. Metrics report raw values (hi
 purely informative) and may raise hard QC fails.
 
 - tasks/metrics_temporal.py: the shared frame stream and flow; flicker, smoothness, brightness
-- tasks/metrics_image.py: sharpness, noise, exposure, consistency; the picture QC gates
+- tasks/metrics_image.py: noise, exposure, consistency; the picture QC gates (frozen, stalls, black,
+  bars, cuts)
+- tasks/metrics_detail.py: sharpness, counting only fine detail that persists between frames
 - tasks/metrics_adherence.py: motion amount, camera move, motion brush, reference image
 - tasks/metrics_defects.py: what real video models get wrong: blur, stillness, morphing, burnt-in
   marks, fades, gradual cuts
