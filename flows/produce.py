@@ -41,7 +41,7 @@ from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, publish_history, settle_report, write_report
 from tasks.spend import BudgetDraw
 from tasks.checks import accept_run
-from tasks.storyboard import Storyboard, StoryboardError, describe_error, slug
+from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, describe_error, slug
 from tasks.super_resolution import upscaler_of
 
 # Takes run in threads; providers are remote APIs waiting on the network (previz shares the CPU).
@@ -54,8 +54,8 @@ class RunOptions(BaseModel):
     """How to run a production; storyboard values apply where these are left empty."""
 
     out_dir: str = Field("out", description="Folder receiving <project>/final.mp4, takes/ and report.json.")
-    takes: int | None = Field(None, ge=1, le=16, description="Takes per shot; overrides the storyboard.")
-    budget: float | None = Field(None, ge=0, allow_inf_nan=False,
+    takes: Whole | None = Field(None, ge=1, le=16, description="Takes per shot; overrides the storyboard.")
+    budget: Real | None = Field(None, ge=0, allow_inf_nan=False,
                                  description="Credit budget of this storyboard over all its runs; overrides "
                                              "the storyboard's.")
     budget_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
@@ -73,7 +73,7 @@ class RunOptions(BaseModel):
 
 def _run_name() -> str:
     board = flow_run.parameters["storyboard"]
-    title = board.title if isinstance(board, Storyboard) else str((board or {}).get("title", ""))
+    title = board.title if isinstance(board, Storyboard) else str(board.get("title", "")) if isinstance(board, dict) else ""
     return f"produce-{slug(title)}"
 
 

@@ -177,7 +177,11 @@ def locate(value: str, base: str) -> str:
 
 # ---- storyboard files --------------------------------------------------------------------------
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: a 2 MB storyboard parses in 0.03 s instead of 2 s.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """Safe YAML that refuses a key given twice (YAML would silently keep the last)."""
 
     def construct_mapping(self, node, deep=False):
@@ -193,7 +197,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _yaml_depth(text: str) -> None:
     """Refuse nesting deeper than MAX_NESTING from the event stream, before anything recurses."""
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_SafeLoader):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_NESTING:
@@ -260,6 +264,8 @@ def read_storyboard_data(path: Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark else (f"line {exc.lineno}: " if hasattr(exc, "lineno") else "")
         problem = getattr(exc, "problem", None) or getattr(exc, "msg", None) or str(exc).splitlines()[0]
+        if "nesting depth" in problem:  # libyaml's own bound, met before ours when scanning ahead
+            raise InputError(f"{line}nested more than {MAX_NESTING} levels deep; a storyboard needs far fewer") from None
         raise InputError(f"{line}not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
                          f"({problem})") from None
     _count_nodes(data)
@@ -297,8 +303,10 @@ def download(url: str, folder: Path, name: str, kind: Kind) -> Path:
         tmp.write_bytes(bytes(data))
         try:
             check_file(tmp, kind)
-        except InputError as exc:
-            raise InputError(f"{url} is not {WANTED[kind]} ({str(exc).split(': ', 1)[-1]})") from None
+        except InputError as exc:  # a sign-in or error page served where the file should be says so
+            why = f"the server sent {content_type}" if content_type.startswith("text/") else \
+                str(exc).split(": ", 1)[-1]
+            raise InputError(f"{url} is not {WANTED[kind]} ({why})") from None
     return dest
 
 

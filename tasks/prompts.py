@@ -14,6 +14,7 @@ from typing import Protocol
 from prefect import task
 from pydantic import BaseModel, Field
 
+from tasks.phrases import LOCATIVES, PATHS, split_clause
 from tasks.storyboard import Shot
 
 CAMERA_WORDS = re.compile(
@@ -27,8 +28,7 @@ LIGHT_WORDS = re.compile(
     r"shadow|shadows|glow|glowing|candle|candlelight|lamp|noon|daylight|studio|rim|silhouette|"
     r"moody|noir|cloudy|storm|stormy)\b", re.I)
 STILL_CAMERA = re.compile(r"\b(static|locked[- ]off|tripod|still camera|no camera (?:movement|motion))\b", re.I)
-PLACE_WORDS = re.compile(
-    r"\s(in|on|at|through|across|over|under|along|inside|beneath|beside|near|into|onto|around|past)\s", re.I)
+PLACE_WORDS = re.compile(r"\s(" + "|".join(sorted(LOCATIVES | PATHS)) + r")\s", re.I)
 # Words that say how something should feel without saying what the camera should see.
 VAGUE_WORDS = {
     "beautiful": "name what makes it beautiful, e.g. 'soft backlight through falling snow'",
@@ -92,7 +92,7 @@ class PromptExpander(Protocol):
 class RuleBasedExpander:
     """Splits a free-text brief into prompt parts with keyword rules; structured fields win."""
 
-    name = "rules-v1"
+    name = "rules-v2"  # v2: noun phrases kept whole (a small fishing boat | glides)
 
     def expand(self, shot: Shot) -> StructuredPrompt:
         parts = split_brief(shot.brief) if shot.brief else {}
@@ -103,8 +103,13 @@ class RuleBasedExpander:
 
 def split_brief(brief: str) -> dict[str, str]:
     """Classify the clauses of a brief into subject, action, environment, camera and lighting."""
-    clauses = [c.strip() for c in re.split(r"[.;\n]+|,\s+", brief) if c.strip()]
+    segments = [[c.strip() for c in re.split(r",\s+", part) if c.strip()] for part in re.split(r"[.;\n]+", brief)]
+    clauses = [c for segment in segments for c in segment]
     camera = [c for c in clauses if CAMERA_WORDS.search(c)]
+    # A note after a camera instruction in the same sentence is about the framing
+    # ("slow dolly in, the boat stays centred"), not more scene.
+    camera += [c for segment in segments for before, c in zip(segment, segment[1:])
+               if before in camera and c not in camera and not LIGHT_WORDS.search(c)]
     # The first non-camera clause is the scene even when it mentions light ("sun-drenched field").
     scene = next((c for c in clauses if c not in camera), None)
     lighting = [c for c in clauses if c not in camera and c != scene and LIGHT_WORDS.search(c)]
@@ -113,35 +118,13 @@ def split_brief(brief: str) -> dict[str, str]:
     extra = ", ".join(rest[1:])
     return {"subject": subject, "action": action,
             "environment": ", ".join(p for p in (environment, extra) if p),
-            "camera": ", ".join(camera), "lighting": ", ".join(lighting)}
+            "camera": ", ".join(c for c in clauses if c in camera), "lighting": ", ".join(lighting)}
 
 
 def _split_scene(clause: str) -> tuple[str, str, str]:
-    """'a fox trots through snow' -> ('a fox', 'trots', 'through snow')."""
-    words = clause.split()
-    verb = next((i for i, w in enumerate(words) if i > 0 and _looks_like_verb(w, words[i - 1])), None)
-    if verb is None:
-        return clause, "", ""
-    subject, predicate = " ".join(words[:verb]), " " + " ".join(words[verb:]) + " "
-    place = PLACE_WORDS.search(predicate)
-    if place is None:
-        return subject, predicate.strip(), ""
-    return subject, predicate[:place.start()].strip(), predicate[place.start():].strip()
-
-
-COMMON_VERBS = {"run", "walk", "fly", "sit", "stand", "dance", "jump", "swim", "drive", "ride",
-                "float", "fall", "rise", "turn", "look", "move", "play", "race", "glide", "drift",
-                "spin", "climb", "crawl", "roll", "sway", "wave", "burn", "flow", "crash", "pour"}
-
-
-def _looks_like_verb(word: str, before: str) -> bool:
-    word, before = word.lower().strip(",'\""), before.lower()
-    if word in COMMON_VERBS:
-        return True
-    if before in {"a", "an", "the", "of", "two", "three", "some", "many", "her", "his", "their", "its"}:
-        return False
-    return (word.endswith("ing") and len(word) > 4) or (
-        word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3)
+    """'a small fishing boat glides into the harbour' -> ('a small fishing boat', 'glides into the
+    harbour', ''): noun phrases stay whole (tasks.phrases)."""
+    return split_clause(clause)
 
 
 def lint_prompt(prompt: StructuredPrompt) -> list[LintIssue]:

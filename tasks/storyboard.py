@@ -155,7 +155,7 @@ class Draft(_Strict):
 
     model: str | None = Field(None, description="Draft model: a model of the shot's provider or "
                               "'provider/model'; default the shot's own model.")
-    duration: float | None = Field(None, gt=0, le=60, description="Draft length in seconds; default the shot's.")
+    duration: Real | None = Field(None, gt=0, le=60, description="Draft length in seconds; default the shot's.")
 
 
 class Defaults(_Strict):
@@ -295,8 +295,8 @@ class Storyboard(_Strict):
         fps = self.defaults.fps
         for index in range(len(self.shots)):
             if self.duration_of(index) * fps < MIN_FRAMES:
-                field = "duration" if self.shots[index].duration else "defaults.duration"
-                raise ValueError(f"shots[{index}].{field}: {self.duration_of(index):g} s at {fps} fps is "
+                field = f"shots[{index}].duration" if self.shots[index].duration else "defaults.duration"
+                raise ValueError(f"{field}: {self.duration_of(index):g} s at {fps} fps is "
                                  f"{self.duration_of(index) * fps:.0f} frames, too few to judge its motion; "
                                  f"make the shot at least {MIN_FRAMES / fps:g} s long or raise defaults.fps")
         total = self.total_duration()
@@ -392,6 +392,9 @@ def _resolve_input(value: str | None, info: ValidationInfo, kind: Kind) -> str |
         return None
     if not value.isprintable():
         raise ValueError("has control characters; give a plain path or URL")
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme and not value.startswith(REMOTE):
+        raise ValueError(f"{scheme.group(1)}:// is not supported; give {WANTED_INPUT[kind]}")
     located = locate(value, str((info.context or {}).get("base_dir", ".")))
     if not located.startswith(REMOTE):
         try:
@@ -459,11 +462,14 @@ def _touching_pairs(regions: list[BrushRegion], grid: int = 400) -> list[tuple[i
 
 # ---- loading and one-line errors -------------------------------------------------------------
 
-_FIELD_NAMES = sorted({name for model in (Storyboard, Defaults, Shot, BrushRegion, Transition, Sound, TitleCard)
-                       for name in model.model_fields})
+_SECTIONS = {"storyboard": Storyboard, "defaults": Defaults, "shots[n]": Shot, "motion_brush[n]": BrushRegion,
+             "transition": Transition, "sound": Sound, "titles[n]": TitleCard, "draft": Draft}
+_FIELD_NAMES = sorted({name for model in _SECTIONS.values() for name in model.model_fields})
 # What a field's pattern means, said as the fix rather than as the regex.
 PATTERN_HINTS = {"id": "use 1-40 letters, digits, '-' or '_', e.g. harbour-wide",
-                 "color": "give a colour name such as white or a hex colour such as '#ff8800' (quoted)"}
+                 "color": "give a colour name such as white or a hex colour such as '#ff8800' (quoted)",
+                 "budget_name": "use lowercase letters, digits and '-', e.g. team-monthly"}
+WHOLE_FIELDS = {"fps", "takes", "extra_takes"}
 # An unquoted 16:9 is a YAML 1.1 base-60 number: 16 * 60 + 9 = 969.
 SEXAGESIMAL = {16 * 60 + 9: "16:9", 9 * 60 + 16: "9:16", 60 + 1: "1:1"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -475,12 +481,17 @@ def one_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _is_branch(part: str) -> bool:
+    """A union's branch name in an error location (e.g. 'float', "literal['left']"), not a field."""
+    return part.startswith(("function-", "literal[", "float", "str", "int", "tuple[", "list["))
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     text = ""
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif not str(part).startswith(("function-", "literal[", "float", "str", "int", "tuple[", "list[")):
+        elif not _is_branch(str(part)):
             text += f".{part}" if text else str(part)
     return text or "storyboard"
 
@@ -488,8 +499,13 @@ def _location(loc: tuple[Any, ...]) -> str:
 def _message(first: dict[str, Any], where: str) -> str:
     kind, value = first["type"], first.get("input")
     message = first["msg"].removeprefix("Value error, ").removeprefix("Input ")
-    field = next((str(p) for p in reversed(first["loc"]) if isinstance(p, str)), "")
+    field = next((str(p) for p in reversed(first["loc"]) if isinstance(p, str) and not _is_branch(p)), "")
     if kind == "extra_forbidden":
+        parent = next((str(p) for p in reversed(first["loc"][:-1]) if isinstance(p, str)), "storyboard")
+        homes = [name for name, model in _SECTIONS.items() if field in model.model_fields
+                 and not name.startswith(parent)]
+        if homes:  # a real field in the wrong place, e.g. `music` at the top instead of under `sound`
+            return f"unknown field here; '{field}' belongs under {' or '.join(homes)}; move it there"
         close = difflib.get_close_matches(field, _FIELD_NAMES, n=1)
         return "unknown field; " + (f"did you mean '{close[0]}'?" if close else "remove it")
     if kind == "missing":
@@ -501,10 +517,19 @@ def _message(first: dict[str, Any], where: str) -> str:
     if kind == "string_too_long":
         limit = first.get("ctx", {}).get("max_length")
         return f"is {len(value)} characters, over the {limit} allowed; shorten it"
+    if kind in ("too_long", "too_short"):
+        bound = first.get("ctx", {}).get("max_length" if kind == "too_long" else "min_length")
+        return (f"has {first.get('ctx', {}).get('actual_length', len(value))} items; give "
+                f"{'at most' if kind == 'too_long' else 'at least'} {bound}")
     if kind == "model_type":
         return "should be a mapping of fields (key: value)"
     if kind == "finite_number":
-        return f"is {value}, not a finite number; give a number such as 1.5"
+        return f"is {value}, not a finite number; give a {'whole ' * (field in WHOLE_FIELDS)}number such as " \
+               f"{'3' if field in WHOLE_FIELDS else '1.5'}"
+    if field == "color" and value is None:
+        return "is empty; YAML reads an unquoted #rrggbb as a comment: quote it, e.g. color: '#ff8800'"
+    if field == "direction" and kind in ("float_parsing", "literal_error"):
+        return f"'{value}' is not a direction; give degrees (0 = right, 90 = up) or one of {', '.join(DIRECTIONS)}"
     if kind == "string_pattern_mismatch":
         return f"'{value}' is not allowed; {PATTERN_HINTS.get(field, 'see the field description')}"
     if field == "aspect_ratio" and value in SEXAGESIMAL:
@@ -554,7 +579,7 @@ def load_storyboard(path: str | Path, base_dir: str | None = None) -> Storyboard
     try:
         data = read_storyboard_data(path)
     except InputError as exc:
-        message = str(exc).removeprefix(f"{path}: ")
+        message = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path.name}: ")
         raise StoryboardError(one_line(f"{path.name}: {message}")) from None
     try:
         return parse_storyboard(data, base_dir or path.parent)

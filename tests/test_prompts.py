@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+import yaml
+
 from tasks.prompts import RuleBasedExpander, lint_prompt, take_seeds
 from tasks.storyboard import Shot
 
@@ -45,3 +50,23 @@ def test_seeds_are_distinct_and_stable():
     assert len(set(seeds)) == 5
     assert take_seeds("Film", "shot-01", 3) == seeds[:3]
     assert take_seeds("Film", "shot-02", 5) != seeds
+
+
+BRIEFS = yaml.safe_load((Path(__file__).parent / "data" / "briefs.yaml").read_text())
+
+
+@pytest.mark.parametrize("clause, subject, action, environment", BRIEFS, ids=[b[0][:40] for b in BRIEFS])
+def test_real_briefs_keep_noun_phrases_whole(clause, subject, action, environment):
+    prompt = expand(brief=clause)
+    assert (prompt.subject, prompt.action, prompt.environment) == (subject, action, environment)
+
+
+def test_split_brief_prompt_reads_as_the_brief():
+    prompt = expand(brief="A small fishing boat glides into the harbour past the stone lighthouse; slow dolly "
+                          "in at eye level, the boat stays centred; soft pink dawn light, low mist on the water")
+    assert prompt.subject == "a small fishing boat"
+    assert prompt.action == "glides into the harbour past the stone lighthouse"
+    assert prompt.camera == "slow dolly in at eye level, the boat stays centred"
+    assert prompt.lighting == "soft pink dawn light, low mist on the water" and prompt.environment == ""
+    assert prompt.text().startswith("A small fishing boat glides into the harbour past the stone lighthouse. "
+                                    "Slow dolly in")
