@@ -39,7 +39,7 @@ from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, publish_history, settle_report, write_report
-from tasks.spend import BudgetDraw
+from tasks.spend import BudgetDraw, reconcile_orphans
 from tasks.checks import accept_run
 from tasks.storyboard import Storyboard, StoryboardError, describe_error, slug
 from tasks.super_resolution import upscaler_of
@@ -113,6 +113,9 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
             provider.preflight()
         draw, status = resolve_draw(storyboard, ledger, options.budget, options.budget_name, str(flow_run.id),
                                     sync=sync_budget)
+        for line in reconcile_orphans(ledger, draw.budget, providers):  # what killed runs left open
+            logger.warning(line)
+        status = ledger.status(draw.budget)
         estimate = price(plans)
     except (GenerationError, BudgetError, PriceMissing) as exc:
         return Failed(name="InvalidInput", message=f"{exc} (nothing was spent)")

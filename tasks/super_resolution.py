@@ -107,6 +107,6 @@ def upscale_take(provider: SuperResolution, request: UpscaleRequest, shot_id: st
                 f"{shot_id} upscale {provider.provider_name}/{request.model}") as hold:
         with provider_slot(limit_name(provider)):
             result = provider.upscale(request, dest)
-        if hold is not None:
-            hold.commit(result.credits)
+        if hold is not None:  # what the ledger counted: a task already counted elsewhere is not again
+            result = result.model_copy(update={"credits": hold.commit(result.credits)})
     return result
