@@ -45,6 +45,12 @@ def work_key(task_name: str, **parameters) -> str:
     return hash_objects(task_name, PIPELINE_VERSION, content_identity(parameters))
 
 
+def upscale_key(upscaler, take_key: str, model: str, resolution: str) -> str:
+    """The ledger key of upscaling a take, from the take's own key (known before the run), so the
+    estimate of a rerun whose takes are all reused sees the upscale it already paid for."""
+    return work_key("upscale-take", provider=upscaler, take=take_key, model=model, resolution=resolution)
+
+
 def charged_for_failure(provider: str, exc: BaseException, estimate: float) -> float:
     """Credits a failed call cost: the provider's own figure where the client has one, else the
     estimate when the provider bills this kind of failure, else 0."""
@@ -124,7 +130,9 @@ def paying(draw: BudgetDraw | None, provider: str, key: str, estimate: float, la
                 raise
             charge = charged_for_failure(provider, exc, estimate)
             note = f"failed: {str(exc).splitlines()[0][:200]}" if str(exc) else f"failed: {type(exc).__name__}"
-            if charge > 0:
+            if getattr(exc, "kind", None) == "unknown_outcome":
+                hold.commit(charge, f"unknown outcome, assumed charged at the catalogue price: {note}")
+            elif charge > 0:
                 hold.commit(charge, note + " (billed by the provider)")
             else:
                 hold.release(note)
@@ -133,4 +141,4 @@ def paying(draw: BudgetDraw | None, provider: str, key: str, estimate: float, la
             hold.commit(estimate, "settled at the estimate")
 
 
-__all__ = ["BudgetDraw", "OverBudget", "charged_for_failure", "paying", "reconcile_orphans", "work_key"]
+__all__ = ["BudgetDraw", "OverBudget", "charged_for_failure", "paying", "reconcile_orphans", "upscale_key", "work_key"]
