@@ -269,3 +269,40 @@ def test_a_run_paused_at_the_gate_resumes_with_the_decision_from_the_ui(runway, 
     else:  # approved with the limit raised from the form: the whole plan ran
         assert runway.creates == 4 and spent == 4 * TAKE and state.status("project-paused").limit == 4 * TAKE
         assert report["plan_changes"] == [f"approved at the budget gate with the limit raised to {4 * TAKE}"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["budget", "create", "team", "--limit", "nan"], "--limit: nan is not a usable number of credits"),
+    (["budget", "create", "team", "--limit", "-10"], "--limit: -10.0 is not a usable number of credits"),
+    (["budget", "create", "team", "--limit", "ten"], "--limit: 'ten' is not a number of credits"),
+    (["budget", "create", "team", "--limit", "inf"], "--limit: inf is not a usable number of credits"),
+    (["budget", "create", "Team Budget", "--limit", "10"], "budget name 'Team Budget': use 1-63 lowercase"),
+    (["budget", "create", "team", "--limit", "10", "--period", "yearly"], "period 'yearly': use one of daily"),
+    (["budget", "set", "nope", "--limit", "10"], "unknown budget 'nope'; create it with takeflow budget create"),
+    (["budget", "set", "existing", "--limit", "NaN"], "--limit: nan is not a usable number of credits"),
+    (["budget", "show", "nope"], "unknown budget 'nope'"),
+    (["budget", "history", "nope"], "unknown budget 'nope'"),
+])
+def test_bad_budget_commands_are_one_line_and_change_nothing(state, argv, message):
+    state.create_budget("existing", 50)
+    code, err = _cli(*argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert [(s.name, s.limit) for s in state.budgets()] == [("existing", 50)]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"budget": "nan"}, "options.budget:"),
+    ({"budget": -1}, "options.budget: should be greater than or equal to 0"),
+    ({"budget": "plenty"}, "options.budget: should be a valid number"),
+    ({"budget_name": "nope"}, "unknown budget 'nope'; create it with takeflow budget create nope"),
+    ({"budget_name": "Not A Name"}, "options.budget_name:"),
+])
+def test_bad_budget_parameters_of_a_deployment_run_fail_in_one_line_before_spend(runway, state, tmp_path,
+                                                                                 options, message):
+    from flows.produce import produce
+
+    result = produce(storyboard=board("Bad Parameters"), options={"out_dir": str(tmp_path), **options},
+                     return_state=True)
+    assert result.is_failed() and result.name == "InvalidInput" and message in result.message, result.message
+    assert "\n" not in result.message and "nothing was spent" in result.message
+    assert runway.creates == 0 and state.entries() == []
