@@ -26,7 +26,7 @@ from blocks.providers import GenerationError, VideoProvider
 from blocks.registry import load_provider
 from flows.progress import RunProgress
 from tasks.caching import work_name
-from flows.takes import ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
+from flows.takes import UNKNOWN_OUTCOME, ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
 from tasks.generate import ensure_limits
 from tasks.contact_sheet import make_contact_sheet_task
 from blocks.storage import Storage
@@ -39,7 +39,7 @@ from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, publish_history, settle_report, write_report
-from tasks.spend import BudgetDraw
+from tasks.spend import BudgetDraw, reconcile_orphans
 from tasks.checks import accept_run
 from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, describe_error, slug
 from tasks.super_resolution import upscaler_of
@@ -113,6 +113,9 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
             provider.preflight()
         draw, status = resolve_draw(storyboard, ledger, options.budget, options.budget_name, str(flow_run.id),
                                     sync=sync_budget)
+        for line in reconcile_orphans(ledger, draw.budget, providers):  # what killed runs left open
+            logger.warning(line)
+        status = ledger.status(draw.budget)
         estimate = price(plans)
     except (GenerationError, BudgetError, PriceMissing) as exc:
         return Failed(name="InvalidInput", message=f"{exc} (nothing was spent)")
@@ -156,6 +159,10 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     records = [_shot_record(shot, folder) for shot in shots.values()]
     timings["generate+score"] = time.perf_counter() - clock
 
+    unknown = [f"{s.shot_id} take {t.take}: {t.error}" for s in records for t in s.takes
+               if (t.error or "").startswith(UNKNOWN_OUTCOME)]
+    for line in unknown:  # paid for or not, nobody can tell: the user checks the provider's dashboard
+        logger.warning(line)
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
     report = ProductionReport(
         title=storyboard.title, status="complete", width=width, height=height, fps=storyboard.defaults.fps,
@@ -163,7 +170,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         budget=status.limit, budget_name=draw.budget, plan_changes=changes, credits_spent=0.0,
         generated=sum(not t.from_cache for s in records for t in s.takes if t.file),
         cached=sum(t.from_cache for s in records for t in s.takes), timings=timings, shots=records,
-        notices=notices + skipped)
+        notices=notices + skipped + unknown)
     stopped = None if within else _budget_stop(ledger, draw)
 
     missing = [s for s in records if s.chosen is None]
