@@ -1,16 +1,25 @@
 """Scale-out: the produce flow's CPU-heavy tasks on a real Dask cluster (worker processes started
-here), hosted-provider calls kept in threads, caching intact across runs."""
+here), hosted-provider calls kept in threads, caching intact across runs; and two process workers
+of a `prefect server start` backed by PostgreSQL producing two storyboards at once on one budget."""
 
 from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
 
 import cloudpickle
 import pytest
 
-pytest.importorskip("prefect_dask")
+from blocks.ledger import Ledger
+from blocks.previz import PrevizProvider
+from flows.runners import DASK_ADDRESS_ENV, TakeflowTaskRunner, dask_runner, runs_on_cpu
+from tasks.storyboard import parse_storyboard
+from tests.postgres_server import postgres_url  # noqa: F401  (fixture)
+from tests.prefect_pg_server import create_database, prefect_server, start_worker, stop
 
-from blocks.previz import PrevizProvider  # noqa: E402
-from flows.runners import DASK_ADDRESS_ENV, TakeflowTaskRunner, dask_runner, runs_on_cpu  # noqa: E402
-from tasks.storyboard import parse_storyboard  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def board(title: str, takes: int = 2) -> dict:
@@ -102,3 +111,68 @@ def test_a_worker_with_another_ledger_is_refused_before_any_work(dask_cluster, m
         with TakeflowTaskRunner(dask_address=address):
             pass
     assert "not-the-workers-ledger" not in str(caught.value)  # a state URL may carry a password
+
+
+def wait_final(client, run_ids, timeout: float = 300) -> list:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = [client.read_flow_run(run_id) for run_id in run_ids]
+        if all(run.state and run.state.is_final() for run in runs):
+            return runs
+        assert time.monotonic() < deadline, [(run.name, run.state_name) for run in runs]
+        time.sleep(1)
+
+
+def test_two_workers_on_a_postgres_server_produce_two_storyboards_on_one_budget(postgres_url, tmp_path):  # noqa: F811
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.produce import produce
+
+    state_url = create_database(postgres_url, "takeflow_scale_out").replace("+asyncpg", "+psycopg")
+    ledger = Ledger(state_url)
+    ledger.create_budget("shared", 8)  # each storyboard: 2 shots x 2 takes x 1 credit; exactly both fit
+    with prefect_server(create_database(postgres_url, "prefect_scale_out"), tmp_path / "server") as api, \
+            temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        PrevizProvider(render_height=144, credits_per_second=1.0).save("previz", overwrite=True)
+        client.create_work_pool(WorkPoolCreate(name="render", type="process"))
+        produce.from_source(str(ROOT), "flows/produce.py:produce").deploy(
+            "scale-out", work_pool_name="render", print_next_steps=False)
+        env = {**os.environ, "PREFECT_API_URL": api, "PYTHONPATH": str(ROOT), "TAKEFLOW_STATE_URL": state_url,
+               "TAKEFLOW_HOME": str(tmp_path / "home"), "PREFECT_WORKER_QUERY_SECONDS": "1",
+               "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "results")}  # shared by both workers
+        env.pop(DASK_ADDRESS_ENV, None)
+        workers = [start_worker("render", f"worker-{n}", env, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+        try:
+            while len([w for w in client.read_workers_for_work_pool("render") if w.status == "ONLINE"]) < 2:
+                assert all(w.poll() is None for w in workers), (tmp_path / "worker-1.log").read_text()
+                time.sleep(0.5)
+            out = tmp_path / "out"
+            started = [run_deployment("produce/scale-out", timeout=0, parameters={
+                "storyboard": parse_storyboard(board(title)).model_dump(mode="json"),
+                "options": {"out_dir": str(out), "budget_name": "shared"}})
+                for title in ("East Reel", "West Reel", "North Reel")]
+            runs = wait_final(client, [run.id for run in started])
+        finally:
+            for worker in workers:
+                stop(worker)
+    # two runs fit the budget; the third starts when a worker is free and finds it spent or held
+    assert sorted(run.state.name for run in runs) == ["BudgetExceeded", "Completed", "Completed"], \
+        [run.state.message for run in runs]
+    refused = next(run for run in runs if run.state.name == "BudgetExceeded")
+    assert "nothing was spent" in refused.state.message
+    first, second = [run for run in runs if run is not refused]
+    # each worker runs one flow at a time (--limit 1): the two productions ran on both workers at once
+    assert first.start_time < second.end_time and second.start_time < first.end_time
+    status = ledger.status("shared")
+    assert status.spent == 8 and status.reserved == 0
+    entries = ledger.entries("shared")
+    assert sorted(e.credits for e in entries) == [1.0] * 8
+    assert {e.run_id for e in entries} == {str(first.id), str(second.id)}
+    for slug in (first.name.removeprefix("produce-"), second.name.removeprefix("produce-")):  # what each run reports paying for is what it produced
+        report = json.loads((out / slug / "report.json").read_text())
+        takes = [t for shot in report["shots"] for t in shot["takes"] if t["file"] and not t["from_cache"]]
+        assert report["credits_this_run"] == sum(t["credits"] for t in takes) == 4
+        assert all((out / slug / t["file"]).is_file() for t in takes) and (out / slug / "final.mp4").is_file()
