@@ -56,7 +56,7 @@ def test_cpu_heavy_tasks_run_on_dask_and_stay_cached(prefect_server, dask_cluste
     report = first.result()
     assert report.generated == 4 and report.cached == 0
     ran = dask_task_names(client)
-    assert {"generate_take", "score_take"} <= ran, ran  # previz rendering and scoring
+    assert {"generate_take", "score_take", "assemble_final", "make_poster", "make_contact_sheet_task"} <= ran, ran
     assert (tmp_path / "a" / "dask-reel" / "final.mp4").is_file()
     # the same work in another folder is served from the result/cache storage the workers wrote
     again = produce(storyboard=storyboard, options=RunOptions(out_dir=str(tmp_path / "b")), return_state=True)
