@@ -141,7 +141,12 @@ def _resolved(value: Any) -> Any:
 
 
 def _check_workers(client, address: str) -> None:
-    """Refuse a cluster whose workers would write to another ledger or price and score otherwise."""
+    """Refuse a cluster whose workers would write to another ledger or price and score otherwise,
+    or another cluster than the one named (prefect-dask prefers a default client of the process)."""
+    connected = client.scheduler.address
+    if not address.startswith("local") and connected.split("://")[-1] != address.split("://")[-1]:
+        raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}, but this process has a default Dask client of "
+                           f"{connected}; close that client or point {DASK_ADDRESS_ENV} at its scheduler")
     mine = worker_settings()
     theirs = client.run(worker_settings)
     if not theirs:

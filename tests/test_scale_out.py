@@ -36,7 +36,7 @@ def dask_cluster():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
+        with Client(cluster, set_as_default=False) as client:  # the runner must find it by its address
             yield cluster.scheduler_address, client
 
 
@@ -176,3 +176,14 @@ def test_two_workers_on_a_postgres_server_produce_two_storyboards_on_one_budget(
         takes = [t for shot in report["shots"] for t in shot["takes"] if t["file"] and not t["from_cache"]]
         assert report["credits_this_run"] == sum(t["credits"] for t in takes) == 4
         assert all((out / slug / t["file"]).is_file() for t in takes) and (out / slug / "final.mp4").is_file()
+
+
+def test_a_default_client_of_another_cluster_is_refused_not_silently_used(dask_cluster):
+    from distributed import Client, LocalCluster
+
+    address, _ = dask_cluster
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as other, Client(other):
+        with pytest.raises(RuntimeError, match=f"TAKEFLOW_DASK_ADDRESS={address}, but this process has a "
+                                               "default Dask client of"):
+            with TakeflowTaskRunner(dask_address=address):
+                pass
