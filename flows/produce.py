@@ -16,7 +16,6 @@ from prefect.artifacts import create_table_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, ValidationError
 
 from blocks.budget import sync_budget
@@ -25,6 +24,7 @@ from blocks.media import place
 from blocks.providers import GenerationError, VideoProvider
 from blocks.registry import load_provider
 from flows.progress import RunProgress
+from flows.runners import TakeflowTaskRunner
 from tasks.caching import work_name
 from flows.takes import UNKNOWN_OUTCOME, ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
 from tasks.generate import ensure_limits
@@ -79,7 +79,7 @@ def _run_name() -> str:
 
 # Parameters are validated inside, by the CLI's own checks, so a deployment run with a bad
 # storyboard fails with the same one-line message instead of pydantic's multi-line report.
-@flow(name="produce", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_TASKS),
+@flow(name="produce", flow_run_name=_run_name, task_runner=TakeflowTaskRunner(MAX_PARALLEL_TASKS),
       validate_parameters=False)
 def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> ProductionReport:
     """Turn a storyboard into final.mp4, takes, scores and report.json under out_dir/<project>/."""
