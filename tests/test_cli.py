@@ -24,7 +24,8 @@ def write(tmp_path, data, name="board.yaml"):
     return path
 
 
-@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+# prompt-library.yaml is the batch flow's list of briefs, not a storyboard.
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name != "prompt-library.yaml"))
 def test_validate_prints_the_plan_of_every_example(example, capsys):
     assert main(["validate", str(EXAMPLES / example)]) == 0
     out = capsys.readouterr().out
