@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         return run_server_command(args.action, args.host, args.port)
     if args.command in ("produce", "validate", "estimate"):
         from flows.server import attach_to_server
-        with attach_to_server(announce_fallback=args.command == "produce"):
+        with attach_to_server():
             return _run_storyboard(args)
     if args.command == "simulate":
         from simulators.serve import serve
@@ -320,6 +320,8 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace, plans: list[ShotP
         print(f"error: {problem} (nothing was spent)", file=sys.stderr)
         return 2
     _check_providers(plans, storyboard)
+    from flows.server import note_temporary_server
+    note_temporary_server()
     _quiet_prefect_console(args.verbose)
     options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget, storage=args.storage,
                          budget_name=args.budget_name, policy=args.policy)
