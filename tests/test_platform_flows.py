@@ -70,3 +70,36 @@ def test_animate_makes_a_clip_of_a_stored_image_and_refuses_other_files(prefect_
     assert text.name == "InvalidInput" and text.message.startswith("key: inbox/notes.txt is not an image")
     gone = animate(key="inbox/gone.jpg", out_dir=str(tmp_path / "out"), return_state=True)
     assert gone.name == "InvalidInput" and "no such file" in gone.message
+
+
+def test_an_s3_inbox_and_an_s3_library(prefect_server, own_takeflow_home, tmp_path):
+    """The sensor announces each object of an S3 inbox once (again when it is written again); the
+    batch reads a library and its reference image from the same bucket."""
+    from blocks.storage_s3 import S3Storage
+    from flows.batch import batch
+    from flows.sensor import sense_inbox
+    from tests.s3server import serve_s3
+
+    with serve_s3(tmp_path / "s3") as server:
+        store = S3Storage(bucket="team", prefix="media", endpoint_url=server.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key)
+        store.s3_client().create_bucket(Bucket="team")
+        store.save("uploads", overwrite=True)
+        image = EXAMPLES / "references" / "kite-meadow.jpg"
+        store.put(image, "inbox/kite.jpg")
+        store.put(image, "inbox/more/kite-2.jpg")
+        assert sense_inbox(storage="takeflow-s3-storage/uploads", settle_seconds=0) == 2
+        assert sense_inbox(storage="takeflow-s3-storage/uploads", settle_seconds=0) == 0
+        (tmp_path / "changed.jpg").write_bytes(image.read_bytes() + b"\0")
+        store.put(tmp_path / "changed.jpg", "inbox/kite.jpg")
+        assert sense_inbox(storage="takeflow-s3-storage/uploads", settle_seconds=0) == 1
+
+        library = {"defaults": QUICK, "briefs": [{"id": "s3-kite", "brief": "a red kite, static shot",
+                                                  "reference_image": "refs/kite.jpg"}]}
+        (tmp_path / "briefs.yaml").write_text(yaml.safe_dump(library))
+        store.put(tmp_path / "briefs.yaml", "libraries/briefs.yaml")
+        store.put(image, "libraries/refs/kite.jpg")
+        out = tmp_path / "out"
+        assert batch(library="libraries/briefs.yaml", storage="takeflow-s3-storage/uploads",
+                     out_dir=str(out)) == {"produced": ["s3-kite"], "waiting": []}
+        assert (out / "s3-kite" / "final.mp4").is_file()
