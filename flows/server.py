@@ -185,11 +185,19 @@ def run_server_command(action: str, host: str, port: int) -> int:
     return {"start": lambda: start(host, port), "stop": stop, "status": status}[action]()
 
 
+def note_temporary_server() -> None:
+    """Say, in one line, that a run is about to start Prefect's temporary server, and how not to."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        print(f"note: {KEEP_RUNNING_HINT}", file=sys.stderr)
+
+
 @contextlib.contextmanager
-def attach_to_server(announce_fallback: bool) -> Iterator[str | None]:
+def attach_to_server() -> Iterator[str | None]:
     """Point this process at a running Prefect server: PREFECT_API_URL when set, else the one
     `takeflow server start` left (or the local default) when it answers. Yields its API URL, or
-    None when the run falls back to Prefect's temporary server (saying so if `announce_fallback`)."""
+    None when a run would fall back to Prefect's temporary server."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     configured = PREFECT_API_URL.value()
@@ -198,8 +206,6 @@ def attach_to_server(announce_fallback: bool) -> Iterator[str | None]:
         return
     _, url = recorded_server()
     if not healthy(url):
-        if announce_fallback:
-            print(f"note: {KEEP_RUNNING_HINT}", file=sys.stderr)
         yield None
         return
     # Prefect reads its settings once, at import: a context is what makes this process use it now.
