@@ -27,6 +27,7 @@ class PrevizProvider(VideoProvider):
     """
 
     _block_type_name = "takeflow previz"
+    _documentation_url = "https://docs.prefect.io/v3/concepts/blocks"
     _description = "Local motion-preview renderer: free, offline previews of a storyboard's shots."
     models = ("motion-preview",)
     provider_name = "previz"

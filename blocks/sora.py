@@ -68,6 +68,7 @@ class SoraProvider(RemoteVideoProvider):
     """
 
     _block_type_name = "takeflow sora"
+    _documentation_url = "https://developers.openai.com/api/docs/guides/video-generation"
     _description = ("OpenAI Sora 2 Videos API (retired by OpenAI on 2026-09-24): works only against a "
                     "compatible endpoint set in base_url.")
     models: ClassVar[tuple[str, ...]] = ("sora-2", "sora-2-pro")

@@ -179,6 +179,7 @@ class LocalStorage(Storage):
     """
 
     _block_type_name = "takeflow local storage"
+    _documentation_url = "https://docs.prefect.io/v3/concepts/blocks"
     _description = "A local folder for deliverables and inputs; files appear whole, never half-written."
 
     folder: Path = Field(

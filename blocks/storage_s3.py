@@ -73,6 +73,7 @@ class S3Storage(Storage):
     """
 
     _block_type_name = "takeflow s3 storage"
+    _documentation_url = "https://docs.aws.amazon.com/AmazonS3/latest/API/Welcome.html"
     _description = ("An S3 bucket for deliverables and inputs: multipart uploads for big files, "
                     "optional server-side encryption, presigned links to share.")
 
