@@ -64,6 +64,29 @@ def test_cpu_heavy_tasks_run_on_dask_and_stay_cached(prefect_server, dask_cluste
     assert again.result().cached == 4 and again.result().generated == 0
 
 
+def test_a_run_on_its_temporary_server_sends_that_server_to_the_workers(dask_cluster, tmp_path):
+    """Without PREFECT_API_URL the CLI's run has a temporary server; a worker told nothing would
+    start its own, away from the run's task states and provider limits."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    address, client = dask_cluster
+    (tmp_path / "board.yaml").write_text(yaml.safe_dump(board("Embedded Dask Reel", takes=1)))
+    env = {**os.environ, DASK_ADDRESS_ENV: address, "PYTHONPATH": str(ROOT)}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "produce", "board.yaml", "--out", "out"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "out" / "embedded-dask-reel" / "final.mp4").is_file()
+
+    def servers_started(dask_worker):
+        from prefect.server.api.server import SubprocessASGIServer
+        return [s.running for s in SubprocessASGIServer._instances.values()]
+    assert not any(any(started) for started in client.run(servers_started).values())
+
+
 def test_hosted_provider_calls_stay_in_threads_and_local_work_goes_to_the_cluster():
     from blocks.registry import provider_class
 
