@@ -98,8 +98,15 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
         if address:
             try:
                 self._api_url = _api_url(address)
+                _refuse_other_default_client(address)
                 self._dask = dask_runner(address).__enter__()
-                _check_workers(self._dask.client, address)
+                try:
+                    client = self._dask.client
+                except OSError as exc:  # distributed's connect timeout is an OSError too
+                    raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}: no Dask scheduler answers "
+                                       f"({str(exc).splitlines()[0]}); start one (dask scheduler) or unset "
+                                       f"{DASK_ADDRESS_ENV} to run on threads") from None
+                _check_workers(client, address)
             except BaseException:
                 self.__exit__(None, None, None)
                 raise
@@ -162,13 +169,23 @@ def _resolved(value: Any) -> Any:
     return value.result() if isinstance(value, PrefectFuture) and not _on_dask(value) else value
 
 
-def _check_workers(client, address: str) -> None:
-    """Refuse a cluster whose workers would write to another ledger or price and score otherwise,
-    or another cluster than the one named (prefect-dask prefers a default client of the process)."""
-    connected = client.scheduler.address
-    if not address.startswith("local") and connected.split("://")[-1] != address.split("://")[-1]:
+def _refuse_other_default_client(address: str) -> None:
+    """prefect-dask sends the tasks to the process's default Dask client, if there is one, whatever
+    the address says: refuse one of another cluster instead of running there unnoticed."""
+    import distributed
+
+    try:
+        default = distributed.default_client()
+    except ValueError:  # none: the runner connects to `address`
+        return
+    connected = default.scheduler.address
+    if address.startswith("local") or connected.split("://")[-1] != address.split("://")[-1]:
         raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}, but this process has a default Dask client of "
                            f"{connected}; close that client or point {DASK_ADDRESS_ENV} at its scheduler")
+
+
+def _check_workers(client, address: str) -> None:
+    """Refuse a cluster whose workers would write to another ledger or price and score otherwise."""
     mine = worker_settings()
     theirs = client.run(worker_settings)
     if not theirs:
