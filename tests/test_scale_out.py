@@ -1,6 +1,7 @@
 """Scale-out: the produce flow's CPU-heavy tasks on a real Dask cluster (worker processes started
 here), hosted-provider calls kept in threads, caching intact across runs; and two process workers
-of a `prefect server start` backed by PostgreSQL producing two storyboards at once on one budget."""
+of a `prefect server start` backed by PostgreSQL producing two storyboards at once on one budget,
+sharing the ledger (also on PostgreSQL) and the result/cache storage."""
 
 from __future__ import annotations
 
@@ -136,6 +137,10 @@ def test_a_worker_with_another_ledger_is_refused_before_any_work(dask_cluster, m
     assert "not-the-workers-ledger" not in str(caught.value)  # a state URL may carry a password
 
 
+def slug_of(title: str) -> str:
+    return title.lower().replace(" ", "-")
+
+
 def wait_final(client, run_ids, timeout: float = 300) -> list:
     deadline = time.monotonic() + timeout
     while True:
@@ -178,6 +183,15 @@ def test_two_workers_on_a_postgres_server_produce_two_storyboards_on_one_budget(
                 "options": {"out_dir": str(out), "budget_name": "shared"}})
                 for title in ("East Reel", "West Reel", "North Reel")]
             runs = wait_final(client, [run.id for run in started])
+            # the result/cache storage is shared: a completed storyboard again, on the worker that did
+            # not produce it, is served from the cache and pays nothing
+            done = next(run for run in runs if run.state.name == "Completed")
+            title = next(t for t in ("East Reel", "West Reel", "North Reel") if done.name.endswith(slug_of(t)))
+            ran_it = next(n for n in (1, 2) if str(done.id) in (tmp_path / f"worker-{n}.log").read_text())
+            stop(workers[ran_it - 1])
+            rerun, = wait_final(client, [run_deployment("produce/scale-out", timeout=0, parameters={
+                "storyboard": parse_storyboard(board(title)).model_dump(mode="json"),
+                "options": {"out_dir": str(tmp_path / "again"), "budget_name": "shared"}}).id])
         finally:
             for worker in workers:
                 stop(worker)
@@ -194,6 +208,9 @@ def test_two_workers_on_a_postgres_server_produce_two_storyboards_on_one_budget(
     entries = ledger.entries("shared")
     assert sorted(e.credits for e in entries) == [1.0] * 8
     assert {e.run_id for e in entries} == {str(first.id), str(second.id)}
+    assert rerun.state.name == "Completed", rerun.state.message
+    again = json.loads((tmp_path / "again" / slug_of(title) / "report.json").read_text())
+    assert (again["generated"], again["cached"], again["credits_this_run"]) == (0, 4, 0)
     for slug in (first.name.removeprefix("produce-"), second.name.removeprefix("produce-")):  # what each run reports paying for is what it produced
         report = json.loads((out / slug / "report.json").read_text())
         takes = [t for shot in report["shots"] for t in shot["takes"] if t["file"] and not t["from_cache"]]
