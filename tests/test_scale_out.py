@@ -65,6 +65,35 @@ def test_cpu_heavy_tasks_run_on_dask_and_stay_cached(prefect_server, dask_cluste
     assert again.result().cached == 4 and again.result().generated == 0
 
 
+def test_a_hosted_provider_is_polled_in_threads_while_its_takes_are_scored_on_dask(prefect_server, tmp_path,
+                                                                                   monkeypatch):
+    """The Runway adapter (an httpx client in the block) never leaves the flow's process."""
+    from distributed import Client, LocalCluster
+
+    from blocks.registry import provider_class
+    from flows.produce import RunOptions, produce
+    from simulators.serve import client_settings, start_simulator
+
+    sim = start_simulator("runway", latency=0.2)
+    provider_class("runway")(**client_settings("runway", sim), first_poll=0.05, poll_interval=0.2).save(
+        "runway", overwrite=True)
+    data = board("Hosted Dask Reel", takes=1)
+    data["defaults"].update(provider="runway", model="gen4.5", duration=2)
+    data["shots"] = data["shots"][:1]
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster, set_as_default=False) as client:
+            monkeypatch.setenv(DASK_ADDRESS_ENV, cluster.scheduler_address)
+            state = produce(storyboard=parse_storyboard(data), options=RunOptions(out_dir=str(tmp_path)),
+                            return_state=True)
+            ran = dask_task_names(client)
+    finally:
+        sim.stop()
+        provider_class("runway").delete("runway")
+    assert state.is_completed(), state.message
+    assert sim.creates == 1 and "score_take" in ran and "generate_take" not in ran, ran
+
+
 def test_a_run_on_its_temporary_server_sends_that_server_to_the_workers(dask_cluster, tmp_path):
     """Without PREFECT_API_URL the CLI's run has a temporary server; a worker told nothing would
     start its own, away from the run's task states and provider limits."""
