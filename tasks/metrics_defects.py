@@ -115,8 +115,9 @@ class Stillness(Measurement):
     `motion_speed`: the median over pairs of the top-5 % flow, in frame shares per second.
 
     When the shot asks for motion (`asked`, in words: '' when it does not), a take that VBench
-    would not call dynamic and that moves under STILL_SPEED is a defect. Pairs whose frames repeat (frame-repeated files) carry the motion
-    of the distinct frames around them, so repetition alone does not read as stillness.
+    would not call dynamic and that moves under STILL_SPEED is a defect. Pairs whose frames
+    repeat (frame-repeated files) carry the motion of the distinct frames around them, so
+    repetition alone does not read as stillness.
     """
 
     def __init__(self, fps: float, asked: str) -> None:

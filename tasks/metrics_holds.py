@@ -60,12 +60,14 @@ class FrozenFrames:
         return [f"frozen {frozen:.0%} of the clip"]
 
     def defects(self) -> list[str]:
-        """A hold shorter than the hard fail's share: the picture stops while the take runs on
-        (real models' GIFs repeat their last frames), which an editor sees as a stall."""
+        """A freeze under the hard fail's share (the picture stops while the take runs on: real
+        models' GIFs repeat their last frames), and stutter (`_stalls`)."""
         frozen = self.result().get("frozen_share", 0.0)
         if self._still_allowed or frozen >= MAX_FROZEN_SHARE:
             return []
-        out = [f"picture freezes for {self._frozen / self._fps:.1f} s ({frozen:.0%} of the clip)"] if frozen else []
+        out = []
+        if frozen:
+            out.append(f"picture freezes for {self._frozen / self._fps:.1f} s ({frozen:.0%} of the clip)")
         if stalls := self._stalls():
             out.append(f"motion stalls {len(stalls)} times (holds of up to {max(stalls) / self._fps:.2f} s "
                        f"where the take's frames change every {self._typical_hold() / self._fps:.2f} s)")

@@ -1,7 +1,8 @@
 """What the pictures of one take look like, and the picture QC gates, from the shared frame stream.
 
-Image quality (noise, exposure) is measured on a few detail frames per second; subject
-and background consistency, scene cuts and the other gates (black runs, letterboxing) on every frame at the motion size, the first two on the frame's luma thumbnail.
+Image quality (noise, exposure) is measured on a few detail frames per second; subject and
+background consistency, scene cuts and the other gates (black runs, letterboxing) on every frame
+at the motion size, the first two on the frame's luma thumbnail.
 Formulas and thresholds: /work/shared/reference/scoring.md §1.1, §4 and §8.
 """
 
