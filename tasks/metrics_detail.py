@@ -3,8 +3,8 @@
 A sharpness measure counts every fine grey-level change as detail, so a video model's boiling
 texture (ModelScope-style noise that is drawn anew in every frame) reads as sharper than a clean
 take's real detail. Real detail moves with the picture: once the next frame is warped back onto
-this one by the optical flow, its fine structure lines up with this frame's. `DetailPersistence`
-measures how much of it does, and `Sharpness` credits only that share of its detail.
+this one by the optical flow, its fine structure lines up with this frame's. `Sharpness` measures
+how much of it does (`detail_persistence`) and credits only that share of its detail.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 
 from tasks.metrics_temporal import FROZEN_MAFD, Frame, Measurement, _warp, interior
 
-# Fine detail is the Laplacian of the grey frame at the motion size after a Gaussian blur of this
-# many px (a Laplacian of Gaussian): coarser than encoder noise, finer than shapes.
+# Fine detail is the Laplacian of a grey frame after a Gaussian blur of this many px (a Laplacian
+# of Gaussian): coarser than encoder noise, finer than shapes.
 DETAIL_SIGMA = 1.0
 
 
