@@ -6,6 +6,7 @@ ffmpeg must draw with, and every remote input fetched (bounded, with timeouts) a
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -101,16 +102,24 @@ def remote_inputs(storyboard: Storyboard) -> list[tuple[str, str, Kind]]:
             if uri and uri.startswith(("https://", "http://", "s3://"))]
 
 
-def _check_motion_length(storyboard: Storyboard, field: str, seconds: float) -> None:
-    """A remote motion reference's shot must say how long it is: Kling makes clips as long as the
-    reference, and the plan (made before anything is fetched) needs the length."""
+def _check_motion_video(storyboard: Storyboard, field: str, path: Path) -> None:
+    """A remote motion reference's shot must say how long it is (Kling makes clips as long as the
+    reference, and the plan, made before anything is fetched, needs the length), and its shape must
+    be the storyboard's: Kling's clip takes the reference's aspect ratio."""
+    from blocks.media import probe
     from tasks.storyboard import MOTION_TOLERANCE
 
+    seconds = check_file(path, "video")
     shot = storyboard.shots[int(field.split("[")[1].split("]")[0])]
     if shot.duration is None or abs(shot.duration - seconds) > MOTION_TOLERANCE:
         where = field.replace("motion_reference", "duration")
         raise StoryboardError(f"{where}: the motion reference lasts {seconds:.2f} s; set duration: "
                               f"{seconds:.2f} (the shot lasts as long as its motion reference)")
+    info, wanted = probe(path), storyboard.defaults.aspect_ratio
+    width, height = (int(x) for x in wanted.split(":"))
+    if abs(math.log(info.width / info.height) - math.log(width / height)) > 0.1:
+        raise StoryboardError(f"{field}: the video is {info.width}x{info.height}, not {wanted} like the "
+                              "storyboard (defaults.aspect_ratio); the clip takes the reference's shape, so crop it")
 
 
 def check_remote_inputs(storyboard: Storyboard, storage=None, storage_option: str = "--storage BLOCK") -> None:
@@ -132,7 +141,7 @@ def check_remote_inputs(storyboard: Storyboard, storage=None, storage_option: st
                 if kind == "captions":
                     fit_to_edit(read_srt(path, Path(uri).name), storyboard.total_duration(), Path(uri).name)
                 if kind == "video":
-                    _check_motion_length(storyboard, field, check_file(path, "video"))
+                    _check_motion_video(storyboard, field, path)
             except (InputError, SubtitleError) as exc:
                 raise StoryboardError(f"{field}: {exc}") from None
 

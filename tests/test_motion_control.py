@@ -49,7 +49,9 @@ def pan_video(dest: Path, seconds: float, vx: float, vy: float = 0.0, size=(640,
 def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("motion")
     return {"right": pan_video(folder / "right.mp4", 4, 4, 1), "left": pan_video(folder / "left.mp4", 4, -4, -1),
-            "short": pan_video(folder / "short.mp4", 2.0, 4), "folder": folder}
+            "short": pan_video(folder / "short.mp4", 2.0, 4), "square": pan_video(folder / "square.mp4", 4, 2,
+                                                                                  size=(400, 400)),
+            "folder": folder}
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +182,10 @@ def test_a_local_reference_cannot_go_to_kling_and_a_remote_one_needs_its_length(
     remote = parse_storyboard(board(f"{web}/right.mp4", provider="kling", model="kling-v3-motion-control"), ".")
     with pytest.raises(StoryboardError, match=r"shots\[0\].duration: the motion reference lasts 4.00 s"):
         check_run(remote)
+    square = parse_storyboard({**board(f"{web}/square.mp4", provider="kling", model="kling-v3-motion-control",
+                                       duration=4)}, ".")
+    with pytest.raises(StoryboardError, match=r"shots\[0\].motion_reference: the video is 400x400, not 16:9"):
+        check_run(square)
     with pytest.raises(StoryboardError, match=r"shots\[0\].model: runway/gen4_turbo follows no motion reference"):
         parse_storyboard(board(videos["right"], provider="runway", model="gen4_turbo"), ".")
     with pytest.raises(StoryboardError, match="needs a motion reference video"):
