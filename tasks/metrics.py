@@ -194,7 +194,7 @@ def motion_asked(expected: Expectation) -> str:
 def frame_metrics(expected: Expectation, fps: float, frame_count: int) -> list[FrameMetric]:
     """The metrics that apply to this shot, fresh for one take; add new ones here."""
     metrics: list[FrameMetric] = [
-        TemporalFlicker(), BrightnessStability(fps), MotionSmoothness(), Consistency(), Sharpness(),
+        TemporalFlicker(), BrightnessStability(fps), MotionSmoothness(), Consistency(), Sharpness(frame_count),
         LowNoise(), Exposure(), MotionAmount(expected.motion_amount, expected.still_allowed, frame_count),
         FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps),
         Crispness(), Stillness(fps, motion_asked(expected)), BurntInOverlay(frame_count), EdgeBlack(fps),
