@@ -92,10 +92,11 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def wav_silence() -> bytes:
-    frames = b"\x00\x00" * 8000
-    return (b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " +
-            struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data" + struct.pack("<I", len(frames)) + frames)
+def webp_claiming(width: int, height: int) -> bytes:
+    """An extended (VP8X) WebP header claiming a canvas of width x height."""
+    chunk = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4 + (width - 1).to_bytes(3, "little") + \
+        (height - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
 
 
 def fifo(path: Path) -> None:
@@ -311,6 +312,11 @@ CASES: dict[str, Case] = {
                                     files={"r.png": small_png()[:60]}),
     "reference huge jpeg header": Case(shot(reference_image="r.jpg"), "shots[0].reference_image: r.jpg: is 60000x60000",
                                        files={"r.jpg": jpeg_claiming(60000, 60000)}),
+    "reference huge png": Case(shot(reference_image="r.png"), "shots[0].reference_image: r.png: is 20000x20000",
+                               files={"r.png": lambda p: p.write_bytes(png_bomb())}),
+    "reference huge webp header": Case(shot(reference_image="r.webp"),
+                                       "shots[0].reference_image: r.webp: is 30000x9000",
+                                       files={"r.webp": webp_claiming(30000, 9000)}),
     "reference path control characters": Case(shot(reference_image="r\x1b[2J.png"), "shots[0].reference_image"),
     "reference s3 without storage": Case(shot(reference_image="s3://bucket/ref.png"),
                                          "shots[0].reference_image: s3://bucket/ref.png is on S3; pass --storage"),
