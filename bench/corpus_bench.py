@@ -12,7 +12,8 @@ clip's own size and frame rate; each labelled group is then ranked by `select_be
   score), and the share absolute `quality` orders like the label; ties count half;
 - whether the selector's pick is a label-best clip, per comparison group;
 - of the clips with a defect seen in frames that a weight-free scorer can see (`DEFECT_KINDS`),
-  how many are flagged (a hard fail or a defect) or ranked last in their group;
+  how many are flagged (a hard fail, a defect or a flaw of their own, or set aside by the selector
+  for a defect beside their group's other takes) or ranked last in their group;
 - the clips labelled good that fail hard QC, and exceptions (must be none);
 - seconds per clip against a plain full-size decode of the same clip (`iter_frames`).
 """
@@ -155,7 +156,8 @@ def comparison_groups(clips: list[Clip]) -> dict[str, list[Clip]]:
 
 def group_rows(clips: list[Clip], weights: dict[str, float] | None = None,
                gaps: dict[str, float] | None = None) -> tuple[list[str], dict]:
-    rows, totals = [], {"pairs": 0, "rank": 0.0, "quality": 0.0, "groups": 0, "best": 0, "last": {}}
+    rows, totals = [], {"pairs": 0, "rank": 0.0, "quality": 0.0, "groups": 0, "best": 0, "last": {},
+                   "set aside": {}}
     for name, members in comparison_groups(clips).items():
         selection, keys = standings(members, weights, gaps)
         labels = [label_value(c) for c in members]
@@ -174,6 +176,7 @@ def group_rows(clips: list[Clip], weights: dict[str, float] | None = None,
         last = min(range(len(members)), key=lambda i: keys[i])
         for i, clip in enumerate(members):
             totals["last"][clip.file] = i == last
+            totals["set aside"][clip.file] = selection.standing[i] == "set aside"
         if compared:
             totals["groups"] += 1
             totals["best"] += bool(best_ok)
@@ -273,13 +276,13 @@ def main() -> None:
 
     defective = [c for c in clips if c.kinds and c.metrics is not None]
     flagged = [c for c in defective if c.metrics.hard_fails or c.metrics.defects or c.metrics.flaws
-               or totals["last"].get(c.file)]
+               or totals["last"].get(c.file) or totals["set aside"].get(c.file)]
     by_kind = {}
     for kind in DEFECT_KINDS:
         members = [c for c in defective if kind in c.kinds]
         hit = [c for c in members if c in flagged]
         by_kind[kind] = f"{len(hit)}/{len(members)}"
-    print(f"Clips with a seen defect flagged (hard fail or defect) or ranked last in their group: "
+    print(f"Clips with a seen defect flagged (hard fail, defect or flaw; or set aside) or ranked last in their group: "
           f"**{len(flagged)} of {len(defective)}** ({len(flagged) / max(1, len(defective)):.0%}); "
           "by kind: " + ", ".join(f"{k} {v}" for k, v in by_kind.items()))
     missed = [c for c in defective if c not in flagged]

@@ -24,9 +24,18 @@ from blocks.ledger import BudgetError, BudgetStatus, Ledger
 
 
 class Budget(Block):
-    """A named credit budget shared by every takeflow run that draws on it (1 credit = 0.01 USD)."""
+    """A named credit budget shared by every takeflow run that draws on it (1 credit = 0.01 USD).
+
+    Example:
+        ```python
+        from blocks.budget import Budget
+        budget = Budget.load("BLOCK_NAME")
+        print(budget.limit, budget.period)
+        ```
+    """
 
     _block_type_name = "Takeflow Budget"
+    _documentation_url = "https://docs.prefect.io/v3/concepts/blocks"
     _description = ("Limit and period of a takeflow credit budget; runs reserve every paid take against it. "
                     "The block's name is the budget's name.")
 

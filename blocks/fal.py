@@ -104,6 +104,7 @@ class FalProvider(RemoteVideoProvider):
     """
 
     _block_type_name = "takeflow fal"
+    _documentation_url = "https://docs.fal.ai/model-endpoints/queue"
     _description = ("fal.ai queue API: Kling, Veo, LTX 2.3, Seedance, Wan and Hailuo behind one key, billed in USD "
                     "per second, and LTX 2.5 Upscale as a provider upscaler.")
     models: ClassVar[tuple[str, ...]] = tuple(ENDPOINTS)

@@ -132,6 +132,7 @@ class Entry:
     note: str
     created_at: float
     settled_at: float | None
+    owner: str = ""
 
 
 def to_units(credits: float, what: str = "amount") -> int:
@@ -205,14 +206,16 @@ def _owner_alive(owner: str) -> bool:
 _current = contextvars.ContextVar("takeflow_reservation", default=None)
 
 
-def note_task(task_id: str) -> None:
-    """Record the provider task id on the reservation the calling take holds (if any), so an
-    expired reservation shows which provider task it paid for. Called by provider clients the
-    moment a create returns."""
-    held = _current.get()
-    if held is not None:
-        ledger, reservation_id = held
-        ledger.attach_task(reservation_id, task_id)
+def note_task(task: str, credits: float | None = None) -> None:
+    """Record which provider task the calling take's reservation (if any) pays for, and what that
+    task cost once known. `task` is provider-qualified ('runway:<id>'), or names a create whose
+    outcome nobody can know ('runway:unknown:<work>:<when>'). Called by provider clients the
+    moment a create returns or a journalled task is found: a restart then reconciles the
+    reservation against that task's status, and the commit counts each task once."""
+    hold = _current.get()
+    if hold is not None:
+        hold.task, hold.task_credits = task, credits
+        hold.ledger.attach_task(hold.id, task)
 
 
 class Ledger:
@@ -329,10 +332,12 @@ class Ledger:
         self._hold(entry_id)
         return entry_id
 
-    def commit(self, entry_id: str, credits: float, note: str = "") -> None:
-        """Settle a reservation at what the provider charged (may differ from what was held)."""
+    def commit(self, entry_id: str, credits: float, note: str = "", task: str | None = None) -> float:
+        """Settle a reservation at what the provider charged (may differ from what was held); the
+        credits committed. A provider task is charged once: when `task` (or the task attached to
+        the entry) is already counted by another entry, this one is released instead and 0 returned."""
         units = to_units(credits, "charge")
-        self._settle(entry_id, "committed", units, note)
+        return _credits(self._settle(entry_id, "committed", units, note, task))
 
     def release(self, entry_id: str, note: str = "") -> None:
         """Give a reservation back: the provider charged nothing for it."""
@@ -342,16 +347,28 @@ class Ledger:
         with self.engine.begin() as db:
             db.execute(entries_table.update().where(entries_table.c.id == entry_id).values(task_id=task_id))
 
-    def _settle(self, entry_id: str, status: str, units: int, note: str) -> None:
+    def _settle(self, entry_id: str, status: str, units: int, note: str, task: str | None = None,
+                owner: str | None = None) -> int:
         with self.engine.begin() as db:
             row = db.execute(sa.select(entries_table).where(entries_table.c.id == entry_id)).first()
             if row is None:
                 raise BudgetError(f"ledger entry {entry_id} does not exist")
+            if owner is not None and (row.owner != owner or row.status not in ("reserved", "expired")):
+                return -1  # reconciling an orphan that a live run took over (or settled) meanwhile
             if row.status in ("committed", "released"):
                 raise BudgetError(f"ledger entry {entry_id} is already {row.status}")
+            db.execute(sa.select(budgets_table.c.name).where(budgets_table.c.name == row.budget)
+                       .with_for_update())  # PostgreSQL: one settle per budget at a time (SQLite: BEGIN IMMEDIATE)
+            task = task or row.task_id
+            if status == "committed" and task:
+                counted = db.execute(sa.select(entries_table.c.id).where(
+                    entries_table.c.task_id == task, entries_table.c.id != entry_id,
+                    entries_table.c.status.in_(("committed", "expired")))).first()
+                if counted is not None:  # a rerun, a waiter or a restart's reconciliation counted it
+                    status, units, note = "released", 0, f"{note}; task already counted by entry {counted.id[:8]}"
             done = db.execute(entries_table.update().where(
                 entries_table.c.id == entry_id, entries_table.c.status == row.status).values(
-                status=status, units=units, settled_at=time.time(), note=note or row.note))
+                status=status, units=units, settled_at=time.time(), note=note or row.note, task_id=task))
             if done.rowcount != 1:
                 raise BudgetError(f"ledger entry {entry_id} was settled concurrently")
             if row.status == "reserved":
@@ -359,6 +376,28 @@ class Ledger:
             else:  # an expired entry (counted as spent) settled after all by whoever took it over
                 self._move(db, row.budget, row.period, spent=units - row.units)
         self._drop(entry_id)
+        return units
+
+    # ---- reconciling what dead runs left ----------------------------------------------------
+
+    def orphans(self, budget: str, now: float | None = None) -> list[Entry]:
+        """Open reservations nobody holds any more (holder dead, or lease lapsed) and expired ones,
+        that name the provider task they paid for: a restart settles them by that task's status."""
+        now = time.time() if now is None else now
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(entries_table).where(
+                entries_table.c.budget == budget, entries_table.c.status.in_(("reserved", "expired")),
+                entries_table.c.task_id.is_not(None))).all()
+        found = [r for r in rows if ":unknown:" not in r.task_id and (
+            r.status == "expired" or r.expires_at < now or (r.owner != self.owner and not _owner_alive(r.owner)))]
+        return [e for e in self.entries(budget=budget) if e.id in {r.id for r in found}]
+
+    def settle_orphan(self, entry: Entry, credits: float, note: str) -> bool:
+        """Settle an orphan found by `orphans` (committed at `credits`, released at 0), unless a live
+        run took it over meanwhile; True when this call settled it."""
+        units = to_units(credits, "charge")
+        return self._settle(entry.id, "committed" if units else "released", units, note,
+                            owner=entry.owner) >= 0
 
     # ---- expiry -----------------------------------------------------------------------------
 
@@ -450,7 +489,7 @@ class Ledger:
             rows = db.execute(query).all()
         found = [Entry(r.id, r.budget, r.period, r.key, r.label, r.project, r.run_id, r.status,
                        _credits(r.estimate_units), _credits(r.units), r.task_id, r.note, r.created_at,
-                       r.settled_at) for r in rows]
+                       r.settled_at, r.owner) for r in rows]
         return found[-limit:] if limit else found
 
     def paid_keys(self, keys: list[str]) -> dict[str, float]:
@@ -537,10 +576,17 @@ class Hold:
     id: str
     credits: float
     settled: bool = False
+    task: str | None = None  # the provider task it pays for (`note_task`)
+    task_credits: float | None = None  # what that task cost, where the client knows it
 
-    def commit(self, credits: float, note: str = "") -> None:
-        self.ledger.commit(self.id, credits, note)
+    def commit(self, credits: float, note: str = "") -> float:
+        """Commit at `credits`, or at the noted task's cost when this call reused that task's output
+        (reported 0): the task is charged once, by whichever entry commits it first."""
+        if self.task_credits is not None:
+            credits = max(credits, self.task_credits)
+        committed = self.ledger.commit(self.id, credits, note, self.task)
         self.settled = True
+        return committed
 
     def release(self, note: str = "") -> None:
         self.ledger.release(self.id, note)
@@ -550,9 +596,10 @@ class Hold:
 @contextmanager
 def holding(ledger: Ledger, entry_id: str, credits: float) -> Iterator[Hold]:
     """Make `entry_id` the calling context's reservation (for `note_task`) while the body runs."""
-    token = _current.set((ledger, entry_id))
+    hold = Hold(ledger, entry_id, credits)
+    token = _current.set(hold)
     try:
-        yield Hold(ledger, entry_id, credits)
+        yield hold
     finally:
         _current.reset(token)
 

@@ -67,6 +67,7 @@ class LtxProvider(RemoteVideoProvider):
     """
 
     _block_type_name = "takeflow ltx"
+    _documentation_url = "https://docs.ltx.video/"
     _description = "Lightricks LTX-2, 2.3 and 2.5 on api.ltx.video: synchronous text- and image-to-video up to 4K."
     models: ClassVar[tuple[str, ...]] = ("ltx-2-fast", "ltx-2-pro", "ltx-2-3-fast", "ltx-2-3-pro", "ltx-2-5-fast",
                                          "ltx-2-5-pro")

@@ -19,13 +19,14 @@ import numpy as np
 from blocks.media import FrameWriter
 from blocks.previz_camera import CameraPlan, parse_camera, plan_camera
 from blocks.previz_matte import content_matte, fill_uncovered
+from blocks.previz_motion import ReferenceCamera, estimate_motion
 from blocks.previz_plate import Plate, compose_plate, reference_plate
 from blocks.providers import MotionRegion
 
 
 def render_previz(dest: Path, *, width: int, height: int, fps: int, duration: float, prompt: str,
                   seed: int, motion_amount: float, reference_image: Path | None,
-                  regions: Sequence[MotionRegion], crf: int = 18) -> None:
+                  regions: Sequence[MotionRegion], crf: int = 18, motion_reference: Path | None = None) -> None:
     """Render a motion preview to `dest`: an H.264 MP4 of round(duration * fps) frames.
 
     The camera move comes from the prompt ("dolly in", "pan left", "static", "orbit", ...;
@@ -34,13 +35,15 @@ def render_previz(dest: Path, *, width: int, height: int, fps: int, duration: fl
     framing; the same inputs always give the same clip. Motion-brush `regions` (polygons in
     fractions of the reference image, or of the frame without one) travel along their
     vectors over the clip: what each polygon holds moves under a soft matte that follows it
-    (blocks.previz_matte), and the ground it uncovers is filled in.
+    (blocks.previz_matte), and the ground it uncovers is filled in. With a `motion_reference`
+    video the camera replays that video's global motion at its timing instead (previz_motion).
     """
     frames = round(duration * fps)
     if frames < 1:
         raise ValueError(f"{duration} s at {fps} fps is not a single frame")
     frame_size = (width, height)
-    plan = plan_camera(parse_camera(prompt), motion_amount, seed)
+    plan = (ReferenceCamera.following(estimate_motion(motion_reference), duration) if motion_reference
+            else plan_camera(parse_camera(prompt), motion_amount, seed))
     plate = (reference_plate(reference_image, frame_size, plan.overscan) if reference_image
              else compose_plate(prompt, seed, frame_size, plan.overscan))
     brush = MotionBrush(plate, regions, unit=(plate.size[0] / plan.overscan, plate.size[1] / plan.overscan))

@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
 from blocks import journal
 from blocks.catalogue import load_catalogue
+from blocks.ledger import note_task
 from blocks.media import atomic_path, file_digest, place, read_image
 from blocks.outputs import intact, output_path
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
@@ -244,12 +245,13 @@ class RemoteVideoProvider(VideoProvider):
             if entry.state == "done":
                 if intact(out, entry.size):
                     log.info("%s: %s is already paid for and stored; reusing it", self.name, dest.name)
+                    note_task(self.task_ref(entry.task_id), entry.credits)  # counted once, by whoever commits first
                     place(out, dest)
                     return 0.0
                 journal.reopen(work)  # the stored copy is gone: fetch it again from its task
                 continue
             if mine:
-                task_id = self._journalled_create(work, create)
+                task_id = self._journalled_create(work, create, entry.claimed_at)
                 log.info("%s: created task %s for %s", self.name, task_id, dest.name)
                 break
             if entry.task_id:
@@ -259,12 +261,18 @@ class RemoteVideoProvider(VideoProvider):
             if entry.state == "intent" and journal.alive(entry.owner, entry.claimed_at, self.create_window()):
                 time.sleep(random.uniform(0.2, 0.5))  # another run is sending this create: wait for it
                 continue
-            found = (lookup or self._no_lookup)()  # the create's sender died, or its answer was lost
+            try:  # the create's sender died, or its answer was lost
+                found = (lookup or self._no_lookup)()
+            except ProviderError as exc:
+                if exc.kind == "unknown_outcome":  # the same unknown create is counted once, however often asked
+                    note_task(self.task_ref(None, work, entry.claimed_at))
+                raise
             if found is not None:
                 log.info("%s: found task %s, created by an earlier run, for %s", self.name, found, dest.name)
                 journal.created(work, found)
                 continue
             journal.claim(work, self.name, take_over=entry.state)  # it never reached the provider
+        note_task(self.task_ref(task_id))  # a restart reconciles the reservation against this task
         try:
             state = self.wait(task_id)
         except ProviderError as exc:
@@ -278,6 +286,7 @@ class RemoteVideoProvider(VideoProvider):
                 exc.credits = credits_of(state) if journal.forget(work) else 0.0
             raise
         credits = credits_of(state)
+        note_task(self.task_ref(task_id), credits)
         finished = journal.finish(work, out, credits)
         place(out, dest)
         return credits if finished else 0.0
@@ -292,17 +301,23 @@ class RemoteVideoProvider(VideoProvider):
             "cannot find a task by anything but the id it never returned; check the provider's dashboard, "
             "then `python -m blocks.journal forget KEY` (KEY from `python -m blocks.journal`) to create it again"))
 
-    def _journalled_create(self, work: str, create: Callable[[], str]) -> str:
+    def task_ref(self, task_id: str | None, work: str = "", claimed_at: float = 0.0) -> str:
+        """The ledger's name for a provider task, or for a create whose outcome nobody can know."""
+        return f"{self.name}:{task_id}" if task_id else f"{self.name}:unknown:{work}:{claimed_at!r}"
+
+    def _journalled_create(self, work: str, create: Callable[[], str], claimed_at: float) -> str:
         try:
             task_id = create()
         except ProviderError as exc:
             if exc.kind == "unknown_outcome":
                 journal.unknown(work)
+                note_task(self.task_ref(None, work, claimed_at))
             else:  # refused before any task existed
                 journal.forget(work)
             raise
         except Exception:
             journal.unknown(work)  # cannot tell whether it was sent
+            note_task(self.task_ref(None, work, claimed_at))
             raise
         journal.created(work, task_id)
         return task_id

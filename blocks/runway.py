@@ -104,6 +104,7 @@ class RunwayProvider(RemoteVideoProvider):
     """
 
     _block_type_name = "takeflow runway"
+    _documentation_url = "https://docs.dev.runwayml.com/"
     _description = ("Runway developer API: Gen-4.5, Gen-4 Turbo and every model its router offers (Veo 3.1, "
                     "Kling 2.5/3.0/O3/4, Seedance 2.0/2.5, Wan 3, Hailuo 3, Gemini Omni, Grok Imagine...), billed "
                     "in Runway credits.")

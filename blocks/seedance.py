@@ -63,6 +63,7 @@ class SeedanceProvider(RemoteVideoProvider):
     """
 
     _block_type_name = "takeflow seedance"
+    _documentation_url = "https://docs.byteplus.com/en/docs/ModelArk"
     _description = "ByteDance Seedance on BytePlus ModelArk: text- and image-to-video with optional sound."
     models: ClassVar[tuple[str, ...]] = ("dreamina-seedance-2-0-260128", "dreamina-seedance-2-0-fast-260128")
     provider_name: ClassVar[str] = "seedance"

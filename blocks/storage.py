@@ -77,6 +77,18 @@ def manifest_entries(files: Mapping[str, Path]) -> list[ManifestEntry]:
             for name, path in files.items()]
 
 
+class StoredObject(BaseModel):
+    """One object found under a key prefix."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(description="Key of the object, relative to the storage (a block prefix excluded).")
+    size: int = Field(ge=0, description="Size in bytes.")
+    version: str = Field(description="Changes whenever the object is written again: the S3 ETag, or a local "
+                                     "file's size and modification time.")
+    modified: datetime = Field(description="When the object was last written (UTC).")
+
+
 class Storage(Block):
     """Base for storage blocks: put files under keys, get them back, share links, commit sets."""
 
@@ -95,6 +107,11 @@ class Storage(Block):
     @abstractmethod
     def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
+
+    @abstractmethod
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        """Objects under the key prefix `prefix` (a folder, '' for all), sorted by key; only
+        whole objects are listed, never uploads in progress."""
 
     @abstractmethod
     def url(self, key: str, expires_s: int = 3600) -> str:
@@ -162,6 +179,7 @@ class LocalStorage(Storage):
     """
 
     _block_type_name = "takeflow local storage"
+    _documentation_url = "https://docs.prefect.io/v3/concepts/blocks"
     _description = "A local folder for deliverables and inputs; files appear whole, never half-written."
 
     folder: Path = Field(
@@ -196,6 +214,20 @@ class LocalStorage(Storage):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        root = self._path(prefix) if prefix else self.folder
+        found = []
+        for path in sorted(root.rglob("*")) if root.is_dir() else ():
+            relative = path.relative_to(self.folder)
+            # Dot-names are files being written (our atomic writes, editors, rsync): not objects yet.
+            if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                continue
+            stat = path.stat()
+            found.append(StoredObject(key=relative.as_posix(), size=stat.st_size,
+                                      version=f"{stat.st_size}-{stat.st_mtime_ns}",
+                                      modified=datetime.fromtimestamp(stat.st_mtime, timezone.utc)))
+        return found
 
     def url(self, key: str, expires_s: int = 3600) -> str:
         return self.uri(key)  # a file link has nothing to sign, so it never expires

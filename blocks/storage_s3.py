@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from blocks.media import atomic_path
-from blocks.storage import check_key, join_key, Storage, StorageError
+from blocks.storage import check_key, join_key, Storage, StorageError, StoredObject
 
 MIB = 1024 * 1024
 MAX_PRESIGN_S = 7 * 24 * 3600  # the longest a SigV4 presigned link may live
@@ -73,6 +73,7 @@ class S3Storage(Storage):
     """
 
     _block_type_name = "takeflow s3 storage"
+    _documentation_url = "https://docs.aws.amazon.com/AmazonS3/latest/API/Welcome.html"
     _description = ("An S3 bucket for deliverables and inputs: multipart uploads for big files, "
                     "optional server-side encryption, presigned links to share.")
 
@@ -225,6 +226,21 @@ class S3Storage(Storage):
                     return False
                 raise
         return True
+
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        # S3 lists an object only once its upload completed, so every listed object is whole.
+        root = join_key(self.prefix, check_key(prefix) if prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        found = []
+        with self._errors(self.bucket, root):
+            pages = self.s3_client().get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{root}/" if root else "")
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    if not item["Key"].endswith("/"):  # folder markers some consoles create
+                        found.append(StoredObject(key=item["Key"][strip:], size=item["Size"],
+                                                  version=item["ETag"].strip('"'), modified=item["LastModified"]))
+        return sorted(found, key=lambda o: o.key)
 
     def url(self, key: str, expires_s: int = 3600) -> str:
         if not 1 <= expires_s <= MAX_PRESIGN_S:

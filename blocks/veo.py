@@ -96,6 +96,7 @@ class VeoProvider(RemoteVideoProvider):
     """
 
     _block_type_name = "takeflow veo"
+    _documentation_url = "https://ai.google.dev/gemini-api/docs/video"
     _description = "Google Veo on the Gemini API: text- and image-to-video, with sound on Veo 3 and 3.1."
     models: ClassVar[tuple[str, ...]] = (
         "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-001", "veo-3.0-generate-001",

@@ -1,7 +1,7 @@
 """The `takeflow` command: validate a storyboard, or produce it into a finished video.
 
-Prefect runs embedded (a local server started on demand) unless PREFECT_API_URL points at a
-server, in which case runs show up there.
+Runs go to the Prefect server PREFECT_API_URL names, else to the one `takeflow server start` keeps
+running (flows/server.py), else to a temporary server started for the command.
 """
 
 from __future__ import annotations
@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
                           help="first port; one per provider (default 8710)")
     simulate.add_argument("--no-save", action="store_true", help="do not save provider blocks pointing at "
                           "the simulators")
+    server = commands.add_parser("server", help="run a local Prefect server in the background, so runs stay in "
+                                 "its UI and commands skip the temporary server's start-up")
+    server.add_argument("action", choices=("start", "stop", "status"))
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    server.add_argument("--port", type=_bounded(int, 1024, 65535), default=4200, help="port (default 4200)")
     return parser
 
 
@@ -130,10 +135,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "budget":
         from flows.budget_cli import run_budget_command
         return run_budget_command(args)
+    if args.command == "server":
+        from flows.server import run_server_command
+        return run_server_command(args.action, args.host, args.port)
+    if args.command in ("produce", "validate", "estimate"):
+        from flows.server import attach_to_server
+        with attach_to_server():
+            return _run_storyboard(args)
     if args.command == "simulate":
         from simulators.serve import serve
         _quiet_prefect_console(verbose=False)
         return serve(latency=args.latency, fault_rate=args.fault_rate, first_port=args.port, save=not args.no_save)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _run_storyboard(args: argparse.Namespace) -> int:
     overrides = check_overrides(args.takes, getattr(args, "budget", None))
     storyboard = _read_storyboard(str(args.file), getattr(args, "storage", None))
     storage = _storage(args.storage) if args.storage else None
@@ -304,6 +320,8 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace, plans: list[ShotP
         print(f"error: {problem} (nothing was spent)", file=sys.stderr)
         return 2
     _check_providers(plans, storyboard)
+    from flows.server import note_temporary_server
+    note_temporary_server()
     _quiet_prefect_console(args.verbose)
     options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget, storage=args.storage,
                          budget_name=args.budget_name, policy=args.policy)

@@ -116,8 +116,10 @@ def reframe_video(video: Path, width: int, height: int, dest: Path) -> Path:
 
 
 def cached_file(task, *args):
-    """Run a cached task; if its cached output file has since been deleted, redo the work."""
-    result = task(*args)
+    """Run a cached task; if its cached output file has since been deleted, redo the work.
+
+    Submitted rather than called, so the flow's task runner places it (on Dask, see flows/runners.py)."""
+    result = task.submit(*args).result()
     if not Path(result).is_file():
         result = task.with_options(refresh_cache=True)(*args)
     return result

@@ -16,7 +16,6 @@ from prefect.artifacts import create_table_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, ValidationError
 
 from blocks.budget import sync_budget
@@ -25,8 +24,9 @@ from blocks.media import place
 from blocks.providers import GenerationError, VideoProvider
 from blocks.registry import load_provider
 from flows.progress import RunProgress
+from flows.runners import TakeflowTaskRunner
 from tasks.caching import work_name
-from flows.takes import ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
+from flows.takes import UNKNOWN_OUTCOME, ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
 from tasks.generate import ensure_limits
 from tasks.contact_sheet import make_contact_sheet_task
 from blocks.storage import Storage
@@ -39,7 +39,7 @@ from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
 from tasks.prompts import expand_prompt
 from tasks.report import ProductionReport, ShotRecord, publish_history, settle_report, write_report
-from tasks.spend import BudgetDraw
+from tasks.spend import BudgetDraw, reconcile_orphans
 from tasks.checks import accept_run
 from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, describe_error, slug
 from tasks.super_resolution import upscaler_of
@@ -79,7 +79,7 @@ def _run_name() -> str:
 
 # Parameters are validated inside, by the CLI's own checks, so a deployment run with a bad
 # storyboard fails with the same one-line message instead of pydantic's multi-line report.
-@flow(name="produce", flow_run_name=_run_name, task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_TASKS),
+@flow(name="produce", flow_run_name=_run_name, task_runner=TakeflowTaskRunner(MAX_PARALLEL_TASKS),
       validate_parameters=False)
 def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> ProductionReport:
     """Turn a storyboard into final.mp4, takes, scores and report.json under out_dir/<project>/."""
@@ -113,6 +113,9 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
             provider.preflight()
         draw, status = resolve_draw(storyboard, ledger, options.budget, options.budget_name, str(flow_run.id),
                                     sync=sync_budget)
+        for line in reconcile_orphans(ledger, draw.budget, providers):  # what killed runs left open
+            logger.warning(line)
+        status = ledger.status(draw.budget)
         estimate = price(plans)
     except (GenerationError, BudgetError, PriceMissing) as exc:
         return Failed(name="InvalidInput", message=f"{exc} (nothing was spent)")
@@ -125,7 +128,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     storage = load_storage(options.storage) if options.storage else None
     ensure_limits(providers)
     sound = storyboard.sound
-    inputs = ([p.reference_image for p in plans] + ([sound.music, sound.voice_over] if sound else [])
+    inputs = ([p.reference_image for p in plans] + [p.motion_reference for p in plans] + ([sound.music, sound.voice_over] if sound else [])
               + [storyboard.captions])
     if storage is None and any((uri or "").startswith("s3://") for uri in inputs):
         return Failed(name="InvalidInput", message=(
@@ -156,6 +159,10 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     records = [_shot_record(shot, folder) for shot in shots.values()]
     timings["generate+score"] = time.perf_counter() - clock
 
+    unknown = [f"{s.shot_id} take {t.take}: {t.error}" for s in records for t in s.takes
+               if (t.error or "").startswith(UNKNOWN_OUTCOME)]
+    for line in unknown:  # paid for or not, nobody can tell: the user checks the provider's dashboard
+        logger.warning(line)
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
     report = ProductionReport(
         title=storyboard.title, status="complete", width=width, height=height, fps=storyboard.defaults.fps,
@@ -163,7 +170,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         budget=status.limit, budget_name=draw.budget, plan_changes=changes, credits_spent=0.0,
         generated=sum(not t.from_cache for s in records for t in s.takes if t.file),
         cached=sum(t.from_cache for s in records for t in s.takes), timings=timings, shots=records,
-        notices=notices + skipped)
+        notices=notices + skipped + unknown)
     stopped = None if within else _budget_stop(ledger, draw)
 
     missing = [s for s in records if s.chosen is None]
@@ -286,6 +293,9 @@ def _shot_takes(plans: list[ShotPlan], folder: Path, left: float | None, estimat
     for plan in plans:
         reference = plan.reference_image
         reference = local_input(reference, plan.shot_id, folder / "references", storage, "image")
+        if plan.motion_reference and plan.motion_reference.startswith(("https://", "http://", "s3://")):
+            plan = plan.model_copy(update={"motion_reference_file": local_input(
+                plan.motion_reference, f"{plan.shot_id}-motion", folder / "references", storage, "video")})
         share = None
         if left is not None and estimate.needed > 0:
             share = max(0.0, left) * estimate.shot_total(plan.shot_id) / estimate.total

@@ -25,6 +25,9 @@ from tasks.score import DEFECT_GAP, Selection, score_take, select_best
 from tasks.spend import BudgetDraw, work_key
 
 
+UNKNOWN_OUTCOME = "unknown outcome, counted as charged"
+
+
 @dataclass(frozen=True)
 class TakeJob:
     plan: ShotPlan
@@ -116,7 +119,8 @@ def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[
         if record.file:
             expected = shot.expectation(providers[job.choice.provider], job.choice, job.final)
             scoring[job.plan.shot_id, job.take] = score_take.submit(
-                folder / record.file, expected, shot.learned, job.plan.prompts.prompt.text())
+                folder / record.file, expected, shot.learned, job.plan.prompts.prompt.text(),
+                motion_reference=job.plan.motion_fields().get("motion_reference"))
     progress.start("score", len(scoring))
     for (shot_id, take), future in scoring.items():
         shot = shots[shot_id]
@@ -141,7 +145,10 @@ def _take_record(future, provider: VideoProvider, job: TakeJob, request, dest: P
                                                                     job.take, dest, spend)
             from_cache = False
     except Exception as exc:  # a failed take is reported, never fatal for the shot's other takes
-        return TakeRecord(**base, error=str(exc).splitlines()[0][:300], over_budget=isinstance(exc, OverBudget))
+        error = str(exc).splitlines()[0][:300]
+        if getattr(exc, "kind", None) == "unknown_outcome":  # the ledger counts it: say so where users look
+            error = f"{UNKNOWN_OUTCOME} at {base['estimate']:g} credits: {error}"
+        return TakeRecord(**base, error=error, over_budget=isinstance(exc, OverBudget))
     place(result.path, dest)
     return TakeRecord(**base, file=str(dest.relative_to(dest.parents[1])),
                       from_cache=from_cache, credits=result.credits, seconds=round(result.seconds, 3))

@@ -18,7 +18,7 @@ from tasks.caching import work_name
 from tasks.plan import ShotPlan
 from tasks.report import ShotRecord, UpscaleRecord
 from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard
-from tasks.spend import BudgetDraw, work_key
+from tasks.spend import BudgetDraw, upscale_key, work_key
 from tasks.super_resolution import upscale_take, upscaler_of, upscaling_provider
 
 
@@ -36,7 +36,8 @@ def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[Sh
     """The clip to assemble for each shot: its chosen take, or that take upscaled by the
     storyboard's provider upscaler when it is smaller than the delivery size (not when `paid` is
     False: the assembly then scales every take itself)."""
-    takes = [folder / next(t for t in shot.takes if t.take == shot.chosen).file for shot in shots]
+    chosen = [next(t for t in shot.takes if t.take == shot.chosen) for shot in shots]
+    takes = [folder / take.file for take in chosen]
     upscaler = upscaling_provider(storyboard, providers)
     if upscaler is None or not paid:
         return takes
@@ -55,7 +56,8 @@ def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[Sh
                 f"{plans[index].shot_id}: {exc}; set defaults.upscaler: local to scale it in the assembly "
                 "(nothing was spent on upscaling; every take is kept)")) from None
         jobs[index] = request
-    keys = {i: work_key("upscale-take", provider=upscaler, request=r) for i, r in jobs.items()}
+    keys = {i: upscale_key(upscaler, chosen[i].key, model, delivery) if chosen[i].key
+            else work_key("upscale-take", provider=upscaler, request=r) for i, r in jobs.items()}
     ledger = ledger_for(spend.state_url) if spend else None
     done = ledger.paid_keys(list(keys.values())) if ledger else {}
     cost = sum(upscaler.estimate_upscale_credits(model, delivery, r.duration)
@@ -71,10 +73,11 @@ def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[Sh
     for index, request in jobs.items():
         shot_id = plans[index].shot_id
         dest = folder / "work" / f"{shot_id}-upscaled-{work_name(upscaler, request)}.mp4"
-        futures[index] = (upscale_take.submit(upscaler, request, shot_id, dest, spend), request, dest)
+        futures[index] = (upscale_take.submit(upscaler, request, shot_id, dest, spend, keys[index]), request, dest)
     for index, (future, request, dest) in futures.items():
         shot = shots[index]
-        shot.upscale, clip = _finished(future, upscaler, request, shot.shot_id, dest, provider, model, spend)
+        shot.upscale, clip = _finished(future, upscaler, request, shot.shot_id, dest, provider, model, spend,
+                                       keys[index])
         shot.upscale.key = keys[index]
         shot.upscale.estimate = upscaler.estimate_upscale_credits(model, delivery, request.duration)
         if clip is not None:
@@ -88,13 +91,13 @@ def spent_name(spend: BudgetDraw | None) -> str:
 
 
 def _finished(future, upscaler, request: UpscaleRequest, shot_id: str, dest: Path, provider: str,
-              model: str, spend: BudgetDraw | None) -> tuple[UpscaleRecord, Path | None]:
+              model: str, spend: BudgetDraw | None, key: str) -> tuple[UpscaleRecord, Path | None]:
     """The record of one upscale and the clip it made (None when it failed)."""
     try:
         result = future.result()
         from_cache = future.state.name == "Cached"
         if not Path(result.path).is_file():  # the cached clip was deleted since: upscale again
-            result = upscale_take.with_options(refresh_cache=True)(upscaler, request, shot_id, dest, spend)
+            result = upscale_take.with_options(refresh_cache=True)(upscaler, request, shot_id, dest, spend, key)
             from_cache = False
     except Exception as exc:  # a failed upscale never costs the edit: the assembly scales the take
         error = str(exc).splitlines()[0][:300]

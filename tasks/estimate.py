@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from blocks.providers import VideoProvider
 from tasks.plan import ShotPlan
-from tasks.spend import work_key
+from tasks.spend import upscale_key, work_key
 from tasks.storyboard import Storyboard
 from tasks.super_resolution import needs_upscale, upscaler_of, upscaling_provider
 
@@ -113,17 +113,25 @@ def estimate_run(storyboard: Storyboard, plans: list[ShotPlan], providers: dict[
             quotes.append(Quote(shot_id=plan.shot_id, stage="final", model=final.label, seconds=request.duration,
                                 credits=_price(plan, final.label,
                                                lambda: providers[final.provider].estimate_credits(request))))
-    upscaler = upscaling_provider(storyboard, providers)
+    upscaler, upscales = upscaling_provider(storyboard, providers), {}
     if upscaler is not None:
         model, delivery = upscaler_of(storyboard)[1], storyboard.defaults.delivery
         for plan in plans:
             if needs_upscale(plan, providers, delivery):
+                takes = [q.key for q in quotes if q.shot_id == plan.shot_id]
+                if plan.draft is None and takes and all(takes):  # the upscale of whichever take wins
+                    upscales[len(quotes)] = [upscale_key(upscaler, k, model, delivery) for k in takes]
                 quotes.append(Quote(shot_id=plan.shot_id, stage="upscale", model=storyboard.defaults.upscaler,
                                     seconds=plan.duration,
                                     credits=upscaler.estimate_upscale_credits(model, delivery, plan.duration)))
     if paid is not None:
-        charged = paid([q.key for q in quotes if q.key])
+        charged = paid([q.key for q in quotes if q.key] + [k for keys in upscales.values() for k in keys])
         quotes = [q.model_copy(update={"paid": charged.get(q.key, 0.0)}) if q.key else q for q in quotes]
+        for index, keys in upscales.items():  # every take reused: the same take wins, its upscale is reused too
+            shot = [q for q in quotes if q.shot_id == quotes[index].shot_id and q.stage != "upscale"]
+            done = next((k for k in keys if charged.get(k)), None)
+            if done and all(q.paid for q in shot):
+                quotes[index] = quotes[index].model_copy(update={"key": done, "paid": charged[done]})
     return Estimate(quotes=quotes)
 
 

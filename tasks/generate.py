@@ -60,7 +60,7 @@ def generate_take(provider: VideoProvider, request: GenerationRequest, shot_id: 
                 f"{shot_id} take {take} {provider.provider_name}/{request.model}") as hold:
         with provider_slot(limit_name(provider)):
             result = provider.generate(request, dest)
-        if hold is not None:
-            hold.commit(result.credits)
+        if hold is not None:  # what the ledger counted: a task already counted elsewhere is not again
+            result = result.model_copy(update={"credits": hold.commit(result.credits)})
     return result
 

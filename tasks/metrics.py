@@ -7,7 +7,9 @@ class in `frame_metrics()`, never a second decode. Metrics report raw values (hi
 purely informative) and may raise hard QC fails.
 
 - tasks/metrics_temporal.py: the shared frame stream and flow; flicker, smoothness, brightness
-- tasks/metrics_image.py: sharpness, noise, exposure, consistency; the picture QC gates
+- tasks/metrics_image.py: noise, exposure, consistency; the picture QC gates (black, bars, cuts)
+- tasks/metrics_holds.py: frozen output, freezes inside a take, stutter
+- tasks/metrics_detail.py: sharpness, counting only fine detail that persists between frames
 - tasks/metrics_adherence.py: motion amount, camera move, motion brush, reference image
 - tasks/metrics_defects.py: what real video models get wrong: blur, stillness, morphing, burnt-in
   marks, fades, gradual cuts
@@ -34,8 +36,10 @@ from blocks.providers import MotionRegion
 from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity
 from tasks.metrics_defects import (BurntInOverlay, Crispness, EdgeBlack, GradualCut, Instability,
                                    Stillness)
-from tasks.metrics_image import (BlackFrames, Consistency, Exposure, FrozenFrames, Letterbox, LowNoise,
-                                 SceneCuts, Sharpness)
+from tasks.metrics_detail import Sharpness
+from tasks.metrics_holds import FrozenFrames
+from tasks.metrics_image import (BlackFrames, Consistency, Exposure, Letterbox, LowNoise,
+                                 SceneCuts)
 from tasks.metrics_temporal import (BrightnessStability, Frame, FrameStream, MotionSmoothness,
                                     TemporalFlicker)
 
@@ -54,8 +58,9 @@ METRICS: dict[str, str] = {
                            "thumbnails; higher = steadier subject; 0.65-1 (lower when moving)",
     "background_consistency": "VBench formula on the thumbnail ring around the centre; higher = "
                               "steadier background; 0.7-1 (lower when moving)",
-    "sharpness": "median Laplacian-of-Gaussian (sigma 1 px) variance at the detail size; higher = "
-                 "sharper; 5-300, compare within a shot only",
+    "sharpness": "median Laplacian-of-Gaussian (sigma 1 px) variance / grey variance at a 384 px long "
+                 "side, times detail_persistence; higher = sharper; real models 0.002-0.09, compare "
+                 "within a shot only",
     "low_noise": "1 / (1 + sigma), sigma Immerkær's noise estimate in grey levels; higher = "
                  "cleaner; 0.4-0.8",
     "exposure": "(1 - clipped share) x min(1, mean / 32, (255 - mean) / 32); higher = nothing "
@@ -85,6 +90,9 @@ METRICS: dict[str, str] = {
                      "(DIS threshold at half RAFT's 6 px per 256 px); 0-1",
     "overlay_share": "INFORMATIVE: share of the most marked corner covered by strong edges that never "
                      "change (a burnt-in mark); 0-0.07 seen",
+    "detail_persistence": "INFORMATIVE: median over sampled pairs of the correlation of the fine detail "
+                          "(Laplacian of Gaussian) with the next sampled frame's, warped back by the flow; "
+                          "1 = real detail that moves with the picture, near 0 = texture drawn anew each frame",
     "frozen_share": "INFORMATIVE: share of frames in holds of 0.5 s or more; 0-1",
     "black_share": "INFORMATIVE: share of black frames; 0-1",
 }
@@ -171,13 +179,25 @@ def motion_wanted(expected: Expectation) -> bool:
     return moving_camera or bool(expected.regions) or (expected.motion_amount or 0) > 0
 
 
+def motion_asked(expected: Expectation) -> str:
+    """What motion the shot asks for, in words for a take's notes ('' when it asks for none)."""
+    if not motion_wanted(expected):
+        return ""
+    move = parse_camera(expected.camera)
+    if move.phrase and move.kind != "static":
+        return f"a {move.phrase}"
+    if expected.regions:
+        return "motion in its brushed regions"
+    return f"motion (amount {expected.motion_amount:g})"
+
+
 def frame_metrics(expected: Expectation, fps: float, frame_count: int) -> list[FrameMetric]:
     """The metrics that apply to this shot, fresh for one take; add new ones here."""
     metrics: list[FrameMetric] = [
         TemporalFlicker(), BrightnessStability(fps), MotionSmoothness(), Consistency(), Sharpness(),
         LowNoise(), Exposure(), MotionAmount(expected.motion_amount, expected.still_allowed, frame_count),
         FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps),
-        Crispness(), Stillness(fps, motion_wanted(expected)), BurntInOverlay(frame_count), EdgeBlack(fps),
+        Crispness(), Stillness(fps, motion_asked(expected)), BurntInOverlay(frame_count), EdgeBlack(fps),
         GradualCut(fps), Instability(fps)]
     move = parse_camera(expected.camera)
     if move.phrase:  # no camera words means no instruction to adhere to

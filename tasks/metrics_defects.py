@@ -28,10 +28,9 @@ from tasks.metrics_temporal import Frame, Measurement, _warp, interior
 
 # Crété-Roffet blur: the frame is compared with itself re-blurred by a BLUR_TAPS box filter along
 # rows and along columns; a sharp picture loses much of its neighbour differences, a blurred one
-# little. Measured on grey frames brought to CRISP_LONG_SIDE (frame-relative: a take that only
+# little. Measured on grey frames brought to RELATIVE_LONG_SIDE (frame-relative: a take that only
 # fills a 256 px frame is as soft, delivered, as the same picture blurred at 1080p).
 BLUR_TAPS = 9
-CRISP_LONG_SIDE = 384
 
 # VBench dynamic_degree: a pair of frames ~1/8 s apart is "moving" when the mean of its top 5 %
 # flow magnitudes exceeds 6 px at a 256 px short side; a take is dynamic once
@@ -85,24 +84,15 @@ def blur_effect(gray: np.ndarray) -> float:
     return worst
 
 
-def _to_long_side(gray: np.ndarray, side: int) -> np.ndarray:
-    height, width = gray.shape
-    scale = side / max(height, width)
-    if abs(scale - 1) < 1e-3:
-        return gray
-    size = (max(2, round(width * scale)), max(2, round(height * scale)))
-    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-
-
 class Crispness(Measurement):
-    """`crispness` = 1 - median Crété-Roffet blur over the detail frames at CRISP_LONG_SIDE."""
+    """`crispness` = 1 - median Crété-Roffet blur over the detail frames at RELATIVE_LONG_SIDE."""
 
     def __init__(self) -> None:
         self._blur = array("d")
 
     def update(self, frame: Frame) -> None:
         if frame.detail:
-            self._blur.append(blur_effect(_to_long_side(frame.detail_gray, CRISP_LONG_SIDE)))
+            self._blur.append(blur_effect(frame.relative_gray))
 
     def result(self) -> dict[str, float]:
         return {"crispness": 1 - float(np.median(self._blur))} if self._blur else {}
@@ -124,13 +114,14 @@ class Stillness(Measurement):
     """`dynamic_share`: the share of sampled pairs VBench's dynamic_degree calls moving;
     `motion_speed`: the median over pairs of the top-5 % flow, in frame shares per second.
 
-    With `motion_wanted`, a take that VBench would not call dynamic and that moves under
-    STILL_SPEED is a defect. Pairs whose frames repeat (frame-repeated files) carry the motion
-    of the distinct frames around them, so repetition alone does not read as stillness.
+    When the shot asks for motion (`asked`, in words: '' when it does not), a take that VBench
+    would not call dynamic and that moves under STILL_SPEED is a defect. Pairs whose frames
+    repeat (frame-repeated files) carry the motion of the distinct frames around them, so
+    repetition alone does not read as stillness.
     """
 
-    def __init__(self, fps: float, motion_wanted: bool) -> None:
-        self._fps, self._wanted = fps, motion_wanted
+    def __init__(self, fps: float, asked: str) -> None:
+        self._fps, self._asked = fps, asked
         self._moving = 0
         self._speeds = array("d")
 
@@ -151,15 +142,16 @@ class Stillness(Measurement):
             return {}
         speed = float(np.median(self._speeds))
         values = {"dynamic_share": self._moving / len(self._speeds), "motion_speed": speed}
-        if self._wanted:
+        if self._asked:
             values["motion_presence"] = min(1.0, speed / LIVELY_SPEED)
         return values
 
     def defects(self) -> list[str]:
         values = self.result()
-        if not self._wanted or not barely_moves(values):
+        if not self._asked or not barely_moves(values):
             return []
-        return [f"almost no motion (speed {values['motion_speed']:.3f} of the frame per second)"]
+        return [f"almost no motion (speed {values['motion_speed']:.3f} of the frame per second), "
+                f"the shot asks for {self._asked}"]
 
 
 _CORNERS = {"top left": (0, 0), "top right": (0, 1), "bottom left": (1, 0), "bottom right": (1, 1)}

@@ -1,8 +1,8 @@
 """What the pictures of one take look like, and the picture QC gates, from the shared frame stream.
 
-Image quality (sharpness, noise, exposure) is measured on a few detail frames per second; subject
-and background consistency, scene cuts and the other gates (frozen output, black runs,
-letterboxing) on every frame at the motion size, the first two on the frame's luma thumbnail.
+Image quality (noise, exposure) is measured on a few detail frames per second; subject and
+background consistency, scene cuts and the other gates (black runs, letterboxing) on every frame
+at the motion size, the first two on the frame's luma thumbnail.
 Formulas and thresholds: /work/shared/reference/scoring.md §1.1, §4 and §8.
 """
 
@@ -20,9 +20,6 @@ from tasks.metrics_temporal import CLIPPED_HIGH, CLIPPED_LOW, Frame, Measurement
 BLACK_PIXEL_LUMA = 25
 BLACK_PIXEL_SHARE = 0.98
 MAX_BLACK_RUN_S = 0.2
-# freezedetect d=0.5 (scoring.md §8.1): holds shorter than this are stutter, not freezes.
-MIN_FREEZE_S = 0.5
-MAX_FROZEN_SHARE = 0.5
 # Letterbox/pillarbox: rows (columns) that are black by the blackdetect rule, on both opposite
 # edges of every non-black frame, each at least this share of the frame (2.39:1 in 16:9 is 12 %).
 BAR_MIN_SHARE = 0.03
@@ -34,9 +31,6 @@ BAR_EDGE_STEP = 12  # grey levels between a bar's last lines and the picture's f
 CUT_MIN_STRUCTURE = 0.15
 CUT_MIN_TONES = 0.05
 CUT_TYPICAL_RATIO = 8.0
-# Sharpness is the Laplacian variance of the frame blurred this much (px at the detail size), a
-# Laplacian of Gaussian: noise, which has no structure to survive it, no longer reads as detail.
-SHARPNESS_SIGMA = 1.0
 # Exposure: a mean luma within this distance of black or white starts to cost.
 EXPOSURE_MARGIN = 32
 # Immerkær's noise kernel: the difference of two Laplacians cancels smooth image structure; on
@@ -48,26 +42,6 @@ _LOWER_HALF_MEAN = 0.3247
 
 def is_black(gray: np.ndarray) -> bool:
     return np.count_nonzero(gray <= BLACK_PIXEL_LUMA) >= BLACK_PIXEL_SHARE * gray.size
-
-
-class Sharpness(Measurement):
-    """Median over detail frames of the Laplacian variance of the grey detail frame, after a
-    Gaussian blur of SHARPNESS_SIGMA (without it, a noisy twin scores sharper than its source),
-    relative to the frame's own grey variance: detail, not contrast (a contrast boost alone would
-    otherwise read as sharper, since both variances grow with its square)."""
-
-    def __init__(self) -> None:
-        self._per_frame = array("d")  # one per detail frame; takes over 10 minutes are refused
-
-    def update(self, frame: Frame) -> None:
-        if frame.detail:
-            gray = frame.detail_gray.astype(np.float32)
-            smoothed = cv2.GaussianBlur(gray, (0, 0), SHARPNESS_SIGMA)
-            contrast = max(float(gray.var()), 1.0)  # a flat frame has no detail to speak of
-            self._per_frame.append(float(cv2.Laplacian(smoothed, cv2.CV_32F).var()) / contrast)
-
-    def result(self) -> dict[str, float]:
-        return {"sharpness": float(np.median(self._per_frame))} if self._per_frame else {}
 
 
 def noise_sigma(gray: np.ndarray) -> float:
@@ -201,38 +175,6 @@ class SceneCuts(Measurement):
             jumps &= measured & (change > max(floor, CUT_TYPICAL_RATIO * typical))
         cuts = [f"{(index + 1) / self._fps:.2f} s" for index in np.flatnonzero(jumps)]
         return [f"scene cut at {', '.join(cuts)}"] if cuts else []
-
-
-class FrozenFrames:
-    """Frozen output (freezedetect's rule): frames that repeat the last changed frame, in runs of
-    at least MIN_FREEZE_S; frozen for MAX_FROZEN_SHARE of the clip fails, unless the shot allows
-    it. A slow drift makes short runs only, so it does not count."""
-
-    def __init__(self, fps: float, still_allowed: bool = False) -> None:
-        self._min_run = max(1, round(fps * MIN_FREEZE_S))
-        self._still_allowed = still_allowed
-        self._pairs = 0   # frames after the first
-        self._frozen = 0  # of them, in runs long enough to count
-        self._run = 0     # repeats in a row so far
-
-    def update(self, frame: Frame) -> None:
-        if frame.index == 0:
-            return
-        self._pairs += 1
-        self._run = self._run + 1 if frame.repeat else 0
-        if self._run == self._min_run:
-            self._frozen += self._min_run  # the run has just become long enough: count all of it
-        elif self._run > self._min_run:
-            self._frozen += 1
-
-    def result(self) -> dict[str, float]:
-        return {"frozen_share": self._frozen / self._pairs} if self._pairs else {}
-
-    def hard_fails(self) -> list[str]:
-        frozen = self.result().get("frozen_share", 0.0)
-        if self._still_allowed or frozen < MAX_FROZEN_SHARE:
-            return []
-        return [f"frozen {frozen:.0%} of the clip"]
 
 
 class BlackFrames:

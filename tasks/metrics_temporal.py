@@ -42,6 +42,9 @@ BRIGHTNESS_WINDOW_S = 0.5
 HEAVY_FLICKER = 0.975
 # Flicker is the change of average brightness in the cells of this grid (columns, rows).
 FLICKER_CELLS = (16, 9)
+# Sharpness and crispness judge detail frames brought to this long side (`to_long_side`): a take
+# delivered at 256 px is upscaled to it and reads as soft as it will look beside a 720p one.
+RELATIVE_LONG_SIDE = 384
 # Flow and warps are unreliable where content enters the frame; these borders are left out.
 BORDER_SHARE = 0.05
 
@@ -72,6 +75,17 @@ def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if step != (width, height):
         image = cv2.resize(image, step, interpolation=cv2.INTER_AREA)
     return image if step == size else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def to_long_side(gray: np.ndarray, side: int) -> np.ndarray:
+    """`gray` resized to `side` px on its long side: frame-relative measures judge every take at
+    the same share of its frame, so a small delivery reads as soft as it will look on screen."""
+    height, width = gray.shape
+    scale = side / max(height, width)
+    if abs(scale - 1) < 1e-3:
+        return gray
+    size = (max(2, round(width * scale)), max(2, round(height * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
 def normalised(values: np.ndarray) -> np.ndarray:
@@ -116,6 +130,11 @@ class Frame:
     repeat: bool                # it repeats the last frame that changed (never the first frame)
     pair: SampledPair | None    # set on every sampled frame after the first
     detail: bool                # one of the few frames per second image quality looks at
+
+    @cached_property
+    def relative_gray(self) -> np.ndarray:
+        """The detail frame at RELATIVE_LONG_SIDE, for the frame-relative image-quality measures."""
+        return to_long_side(self.detail_gray, RELATIVE_LONG_SIDE)
 
     @cached_property
     def thumbnail(self) -> np.ndarray:

@@ -11,6 +11,7 @@ Where the provider client knows the exact charge it sets `credits` on the error,
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -18,8 +19,11 @@ from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, ConfigDict, Field
 
-from blocks.ledger import Hold, OverBudget, holding, ledger_for
+from blocks.catalogue import load_catalogue
+from blocks.ledger import Hold, Ledger, OverBudget, holding, ledger_for
 from tasks.caching import PIPELINE_VERSION, content_identity
+
+log = logging.getLogger("takeflow.ledger")
 
 # providers that bill a task which ended failed (or was cancelled at its deadline) after creation
 BILLS_FAILED_TASKS = frozenset({"runway", "sora"})
@@ -41,17 +45,57 @@ def work_key(task_name: str, **parameters) -> str:
     return hash_objects(task_name, PIPELINE_VERSION, content_identity(parameters))
 
 
+def upscale_key(upscaler, take_key: str, model: str, resolution: str) -> str:
+    """The ledger key of upscaling a take, from the take's own key (known before the run), so the
+    estimate of a rerun whose takes are all reused sees the upscale it already paid for."""
+    return work_key("upscale-take", provider=upscaler, take=take_key, model=model, resolution=resolution)
+
+
 def charged_for_failure(provider: str, exc: BaseException, estimate: float) -> float:
     """Credits a failed call cost: the provider's own figure where the client has one, else the
     estimate when the provider bills this kind of failure, else 0."""
     credits = getattr(exc, "credits", None)
+    kind = getattr(exc, "kind", None)
+    if kind == "unknown_outcome":  # maybe created, nobody knows its task: assumed charged at the quote
+        return max(estimate, float(credits or 0.0))
     if credits is not None:
         return max(0.0, float(credits))
-    kind = getattr(exc, "kind", None)
-    if kind == "unknown_outcome" or kind == "bad_output":  # maybe created / succeeded, then lost
+    if kind == "bad_output":  # succeeded, then lost
         return estimate
     created = type(exc).__name__ == "TaskEnded" or kind == "timeout"
     return estimate if created and provider in BILLS_FAILED_TASKS else 0.0
+
+
+def reconcile_orphans(ledger: Ledger, budget: str, providers: dict) -> list[str]:
+    """Settle what killed runs left open on `budget`: each reservation naming its provider task is
+    committed at what the provider reports for that task (GET task: its cost when it reports one,
+    else the reserved price; a failed task at what the provider bills for it) or released. A task
+    still running is left for the rerun that resumes it. Returns one line per settled entry."""
+    said = []
+    for entry in ledger.orphans(budget):
+        name, _, task_id = (entry.task_id or "").partition(":")
+        provider = providers.get(name)
+        if provider is None or not hasattr(provider, "poll"):
+            continue  # a provider this run does not use: a run that does settles it
+        try:
+            state = provider.poll(task_id)
+        except Exception as exc:  # noqa: BLE001 - unreachable or unknown: leave it open, it expires as charged
+            log.warning("ledger: cannot read %s task %s to settle its reservation: %s", name, task_id,
+                        str(exc).splitlines()[0][:160])
+            continue
+        if state.status == "succeeded":  # the provider's own cost report, converted to credits
+            credits = entry.estimate if state.cost is None else round(
+                state.cost * load_catalogue().providers[name].credits_per_unit, 4)
+        elif state.status in ("failed", "cancelled"):
+            credits = provider.failure_credits(state)
+            if state.cost is None and name in BILLS_FAILED_TASKS:
+                credits = entry.estimate
+        else:
+            continue
+        note = f"reconciled at restart: {name} task {task_id} {state.status}"
+        if ledger.settle_orphan(entry, credits, note):
+            said.append(f"{entry.label}: {note}, {credits:g} credits")
+    return said
 
 
 def retry_follows(exc: BaseException) -> bool:
@@ -86,7 +130,9 @@ def paying(draw: BudgetDraw | None, provider: str, key: str, estimate: float, la
                 raise
             charge = charged_for_failure(provider, exc, estimate)
             note = f"failed: {str(exc).splitlines()[0][:200]}" if str(exc) else f"failed: {type(exc).__name__}"
-            if charge > 0:
+            if getattr(exc, "kind", None) == "unknown_outcome":
+                hold.commit(charge, f"unknown outcome, assumed charged at the catalogue price: {note}")
+            elif charge > 0:
                 hold.commit(charge, note + " (billed by the provider)")
             else:
                 hold.release(note)
@@ -95,4 +141,4 @@ def paying(draw: BudgetDraw | None, provider: str, key: str, estimate: float, la
             hold.commit(estimate, "settled at the estimate")
 
 
-__all__ = ["BudgetDraw", "OverBudget", "charged_for_failure", "paying", "work_key"]
+__all__ = ["BudgetDraw", "OverBudget", "charged_for_failure", "paying", "reconcile_orphans", "upscale_key", "work_key"]

@@ -93,20 +93,21 @@ def estimate_upscale_credits(storyboard: Storyboard, plans: list[ShotPlan],
                      for plan in plans if needs_upscale(plan, providers, delivery)), 4)
 
 
-@task(name="upscale-take", task_run_name="upscale-{shot_id}", cache_key_fn=content_key("shot_id", "dest", "spend"),
+@task(name="upscale-take", task_run_name="upscale-{shot_id}",
+      cache_key_fn=content_key("shot_id", "dest", "spend", "key"),
       persist_result=True, retries=2, retry_delay_seconds=[2, 10], retry_jitter_factor=0.5,
       retry_condition_fn=retry_unless_final)
 def upscale_take(provider: SuperResolution, request: UpscaleRequest, shot_id: str, dest: Path,
-                 spend: BudgetDraw | None = None) -> GenerationResult:
+                 spend: BudgetDraw | None = None, key: str | None = None) -> GenerationResult:
     """Upscale a chosen take into `dest` with a provider's model; the same take and settings
     anywhere are served from the cache. Like a take, it reserves its price on the run's budget
-    first and holds a slot of the provider's concurrency limit."""
-    key = work_key("upscale-take", provider=provider, request=request)
+    first (under `key`, tasks.spend.upscale_key) and holds a slot of the provider's concurrency limit."""
+    key = key or work_key("upscale-take", provider=provider, request=request)
     estimate = provider.estimate_upscale_credits(request.model, request.resolution, request.duration)
     with paying(spend, provider.provider_name, key, estimate,
                 f"{shot_id} upscale {provider.provider_name}/{request.model}") as hold:
         with provider_slot(limit_name(provider)):
             result = provider.upscale(request, dest)
-        if hold is not None:
-            hold.commit(result.credits)
+        if hold is not None:  # what the ledger counted: a task already counted elsewhere is not again
+            result = result.model_copy(update={"credits": hold.commit(result.credits)})
     return result

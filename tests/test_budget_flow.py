@@ -56,7 +56,13 @@ def run(data: dict, out: Path, **options):
 
 
 def test_two_runs_started_together_on_one_budget_never_pass_it(runway, state, prefect_server, tmp_path):
+    from simulators.base import Fault
+    from tests.provider_faults import transient_faults
+
     state.create_budget("shared", 5 * TAKE)  # each run needs 4 takes: together they would need 8
+    # what goes wrong in real use, on the way: 429s, 5xx, dropped polls and downloads, cut and
+    # corrupt files, an expired URL, and a take refused by moderation after submission (charged)
+    runway.inject(*transient_faults(), Fault("fail", failure="moderation"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": prefect_server["api_url"],
            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(prefect_server["results"])}
     runs = []
@@ -69,13 +75,15 @@ def test_two_runs_started_together_on_one_budget_never_pass_it(runway, state, pr
     results = [(p.wait(300), p.stdout.read(), p.stderr.read()) for p in runs]
     status = state.status("shared")
     assert status.spent <= 5 * TAKE and status.reserved == 0
-    assert runway.creates <= 5 and runway.creates * TAKE == status.spent  # the simulator charged what we counted
+    assert runway.creates <= 5 and runway.creates * TAKE == status.spent == runway.record()["charged"]
+    assert [t["status"] for t in runway.record()["tasks"]].count("failed") == 1  # charged, and counted
+    assert not runway.faults  # every fault fired
     stopped = [err for code, _, err in results if code != 0]
     # the later run stops at the gate (what is left is reserved) or when its reservations run out
     assert len(stopped) >= 1 and all("budget 'shared'" in err for err in stopped), results
     assert all([line.startswith("error: ") for line in err.strip().splitlines()].count(True) == 1 for err in stopped)
     for code, out, _ in results:
-        if code == 0:
+        if code == 0:  # a completed run paid its four takes (the moderated one among them, if it was its)
             assert "credits: 96 this run" in out
 
 
@@ -191,3 +199,110 @@ def test_estimate_prints_the_table_and_the_budget(state, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 3 and "needs 204 credits but budget 'team' has 100 left" in err
     assert out.count(" draft ") == 4 and out.count(" final ") == 2 and "runway/kling3.0_standard" in out
+
+
+def test_a_cached_rerun_is_refused_before_spend_when_its_remaining_upscale_is_over_an_exhausted_budget(
+        runway, state, tmp_path):
+    local = board("Upscaled", shots=1, delivery="1080p")
+    assert run(local, tmp_path, budget=2 * TAKE).is_completed()  # both takes paid: the budget is spent
+    upscale = 20  # 2 s at 1080p on the Magnific upscaler, 10 credits/s in the catalogue
+    paid = board("Upscaled", shots=1, delivery="1080p", upscaler="runway/magnific_video_upscaler_creative")
+    refused = run(paid, tmp_path, budget=2 * TAKE)
+    assert refused.name == "BudgetExceeded" and "nothing was spent" in refused.message
+    assert f"needs {upscale} credits ({upscale} of them upscaling) but budget 'project-upscaled' has 0 left" \
+        in refused.message
+    assert runway.creates == 2 and state.status("project-upscaled").spent == 2 * TAKE  # takes cached, no upscale
+    assert run(paid, tmp_path, budget=2 * TAKE + upscale).is_completed()
+    assert runway.creates == 3 and state.status("project-upscaled").spent == 2 * TAKE + upscale
+    again = run(paid, tmp_path, budget=2 * TAKE + upscale)  # all of it paid: nothing left to refuse
+    assert again.is_completed(), again.message
+    report = json.loads((tmp_path / "upscaled" / "report.json").read_text())
+    assert runway.creates == 3 and report["credits_this_run"] == 0 and report["credits_spent"] == 2 * TAKE + upscale
+
+
+def paused_run(client, name: str, process: subprocess.Popen, timeout: float = 180):
+    """The flow run `name` once it waits paused at the budget gate."""
+    import time
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+        paused = [r for r in runs if r.state is not None and r.state.is_paused()]
+        if paused:
+            return paused[0]
+        time.sleep(0.5)
+    raise AssertionError(f"{name} never paused: {process.communicate(timeout=30)}")
+
+
+@pytest.mark.parametrize("decision", [{"action": "reduce"}, {"action": "approve", "new_limit": 4 * TAKE},
+                                      {"action": "cancel"}])
+def test_a_run_paused_at_the_gate_resumes_with_the_decision_from_the_ui(runway, state, prefect_server, tmp_path,
+                                                                        decision):
+    from prefect import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(board("Paused")))  # 4 takes: 96 credits against a budget of 48
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": prefect_server["api_url"],
+           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(prefect_server["results"])}
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "produce", str(path), "--budget", str(2 * TAKE),
+                                "--policy", "pause", "--out", str(tmp_path / "out")], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with get_client(sync_client=True) as client:
+        paused = paused_run(client, "produce-paused", process)
+        assert runway.creates == 0  # nothing is sent while the run waits for a decision
+        resume_flow_run(paused.id, run_input=decision)
+        out, err = process.communicate(timeout=300)
+        final = client.read_flow_run(paused.id).state
+    spent = state.status("project-paused").spent
+    if decision["action"] == "cancel":
+        assert final.is_cancelled() and runway.creates == 0 and spent == 0, (out, err)
+        assert "cancelled at the budget gate (nothing was spent)" in err
+        return
+    assert process.returncode == 0 and final.is_completed(), (out, err)
+    report = json.loads((tmp_path / "out" / "paused" / "report.json").read_text())
+    assert report["credits_spent"] == spent == runway.record()["charged"]
+    if decision["action"] == "reduce":  # shrunk to fit what was left, and said so
+        assert spent <= 2 * TAKE and report["plan_changes"] and state.status("project-paused").limit == 2 * TAKE
+    else:  # approved with the limit raised from the form: the whole plan ran
+        assert runway.creates == 4 and spent == 4 * TAKE and state.status("project-paused").limit == 4 * TAKE
+        assert report["plan_changes"] == [f"approved at the budget gate with the limit raised to {4 * TAKE}"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["budget", "create", "team", "--limit", "nan"], "--limit: nan is not a usable number of credits"),
+    (["budget", "create", "team", "--limit", "-10"], "--limit: -10.0 is not a usable number of credits"),
+    (["budget", "create", "team", "--limit", "ten"], "--limit: 'ten' is not a number of credits"),
+    (["budget", "create", "team", "--limit", "inf"], "--limit: inf is not a usable number of credits"),
+    (["budget", "create", "Team Budget", "--limit", "10"], "budget name 'Team Budget': use 1-63 lowercase"),
+    (["budget", "create", "team", "--limit", "10", "--period", "yearly"], "period 'yearly': use one of daily"),
+    (["budget", "set", "nope", "--limit", "10"], "unknown budget 'nope'; create it with takeflow budget create"),
+    (["budget", "set", "existing", "--limit", "NaN"], "--limit: nan is not a usable number of credits"),
+    (["budget", "show", "nope"], "unknown budget 'nope'"),
+    (["budget", "history", "nope"], "unknown budget 'nope'"),
+])
+def test_bad_budget_commands_are_one_line_and_change_nothing(state, argv, message):
+    state.create_budget("existing", 50)
+    code, err = _cli(*argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert [(s.name, s.limit) for s in state.budgets()] == [("existing", 50)]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"budget": "nan"}, "options.budget:"),
+    ({"budget": -1}, "options.budget: should be greater than or equal to 0"),
+    ({"budget": "plenty"}, "options.budget: should be a valid number"),
+    ({"budget_name": "nope"}, "unknown budget 'nope'; create it with takeflow budget create nope"),
+    ({"budget_name": "Not A Name"}, "options.budget_name:"),
+])
+def test_bad_budget_parameters_of_a_deployment_run_fail_in_one_line_before_spend(runway, state, tmp_path,
+                                                                                 options, message):
+    from flows.produce import produce
+
+    result = produce(storyboard=board("Bad Parameters"), options={"out_dir": str(tmp_path), **options},
+                     return_state=True)
+    assert result.is_failed() and result.name == "InvalidInput" and message in result.message, result.message
+    assert "\n" not in result.message and "nothing was spent" in result.message
+    assert runway.creates == 0 and state.entries() == []

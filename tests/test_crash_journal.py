@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -201,3 +202,100 @@ def test_the_journal_survives_in_the_shared_database_not_the_output_folder(own_t
     journal.claim("k" * 40, "runway")
     tables = sa.inspect(journal._engine()).get_table_names()
     assert "take_journal" in tables and (own_takeflow_home / "state.db").is_file()
+
+
+# ---- the ledger across the same crash points: each provider task is counted once, at its charge ----
+
+def dead_reservation(ledger, key: str, credits: float, task: str | None = None) -> str:
+    """A reservation as a SIGKILLed run leaves it: open, its holder gone, maybe naming its task."""
+    from blocks.ledger import entries_table
+
+    entry = ledger.reserve("crash", credits, key=key, label="take")
+    ledger.abandon(entry)
+    with ledger.engine.begin() as db:
+        db.execute(entries_table.update().where(entries_table.c.id == entry)
+                   .values(owner=dead_owner(), task_id=task))
+    return entry
+
+
+@pytest.fixture
+def draw():
+    from blocks.ledger import ledger_for
+    from tasks.spend import BudgetDraw
+
+    ledger = ledger_for()
+    ledger.create_budget("crash", 1000, exist_ok=True)
+    return ledger, BudgetDraw(budget="crash", state_url=ledger.url, project="crash")
+
+
+def pay(draw, provider, request, dest):
+    """One take through the ledger, as generate-take pays for it."""
+    from tasks.spend import paying, work_key
+
+    ledger, spend = draw
+    key = work_key("generate-take", provider=provider, request=request)
+    with paying(spend, provider.name, key, provider.estimate_credits(request), "take") as hold:
+        return hold.commit(provider.generate(request, dest).credits)
+
+
+def test_a_run_killed_after_storing_the_output_but_before_the_ledger_commit_is_counted_by_the_rerun(
+        runway, runway_sim, draw, tmp_path):
+    from tasks.spend import work_key
+
+    ledger, _ = draw
+    request = TAKE.model_copy(update={"seed": 21})
+    runway.generate(request, tmp_path / "take.mp4")  # the killed run's task, downloaded and stored
+    work = journal.get(runway.work_key(request_key(request)))
+    dead_reservation(ledger, work_key("generate-take", provider=runway, request=request), 24,
+                     f"runway:{work.task_id}")
+    creates = runway_sim.creates
+    assert pay(draw, runway, request, tmp_path / "rerun.mp4") == work.credits == 24
+    assert runway_sim.creates == creates and ledger.status("crash").spent == 24
+    assert pay(draw, runway, request, tmp_path / "again.mp4") == 0  # reused again: counted once
+    assert ledger.status("crash").spent == 24 and ledger.status("crash").reserved == 0
+
+
+def test_an_unknown_create_is_counted_once_as_charged_however_often_the_take_is_asked_for(
+        runway, runway_sim, draw, tmp_path):
+    ledger, _ = draw
+    request = TAKE.model_copy(update={"seed": 22})
+    key = runway.work_key(request_key(request))
+    journal.claim(key, runway.name)
+    leave_as_dead_run(key)  # the intent of a run killed while its create was in flight
+    creates, spent = runway_sim.creates, ledger.status("crash").spent
+    for attempt in range(2):
+        with pytest.raises(ProviderError, match="unknown_outcome|cannot find a task"):
+            pay(draw, runway, request, tmp_path / "take.mp4")
+    assert ledger.status("crash").spent - spent == runway.estimate_credits(request) == 24
+    assert runway_sim.creates == creates
+    unknown = [e for e in ledger.entries("crash") if (e.task_id or "").startswith("runway:unknown:")]
+    assert [e.status for e in unknown] == ["committed", "released"]
+
+
+def test_a_restart_settles_a_dead_runs_reservation_by_its_tasks_status(
+        runway, runway_sim, kling, kling_sim, draw, tmp_path):
+    from tasks.spend import reconcile_orphans
+
+    ledger, _ = draw
+    request = TAKE.model_copy(update={"seed": 23})
+    succeeded = runway.submit(request)  # the run died while polling these two
+    kling_sim.inject(Fault("fail", failure="moderation"))
+    failed = kling.submit(KLING_TAKE.model_copy(update={"seed": 23}))
+    for provider, task in (("runway", succeeded), ("kling", failed)):
+        dead_reservation(ledger, f"{provider}-{task}", 40, f"{provider}:{task}")
+    key = runway.work_key(request_key(request))
+    journal.claim(key, runway.name)
+    journal.created(key, succeeded)
+    leave_as_dead_run(key)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (runway.poll(succeeded).status, kling.poll(failed).status) != (
+            "succeeded", "failed"):
+        time.sleep(0.2)  # both tasks end at the providers while nobody watches
+    spent = ledger.status("crash").spent
+    settled = reconcile_orphans(ledger, "crash", {"runway": runway, "kling": kling})
+    assert len(settled) == 2 and ledger.orphans("crash") == []
+    charges = {t["id"]: t["credits"] for sim in (runway_sim, kling_sim) for t in sim.record()["tasks"]}
+    assert charges[failed.rsplit("/", 1)[-1]] == 0 and charges[succeeded] == 24
+    assert ledger.status("crash").spent - spent == 24  # the failed Kling task released, Runway's at its cost
+    assert pay(draw, runway, request, tmp_path / "take.mp4") == 0  # the rerun resumes it: not counted again
+    assert ledger.status("crash").spent - spent == 24 and ledger.status("crash").reserved == 0

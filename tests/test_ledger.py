@@ -202,3 +202,45 @@ def test_a_period_starts_afresh(tmp_path):
         ledger.reserve("daily", 1, now=day + 60)
     ledger.reserve("daily", 10, now=day + 86_400)
     assert ledger.status("daily", now=day + 86_400).reserved == 10
+
+
+def test_a_provider_task_is_charged_once_whichever_entry_commits_it(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 's.db'}")
+    ledger.create_budget("team", 100)
+    first = ledger.reserve("team", 24, key="take-1")
+    again = ledger.reserve("team", 24, key="take-1-elsewhere")  # a rerun, a waiter: the same task
+    assert ledger.commit(first, 24, task="runway:t-1") == 24
+    assert ledger.commit(again, 24, task="runway:t-1") == 0
+    other = ledger.reserve("team", 24, key="take-1")  # a new task of the same work is charged again
+    assert ledger.commit(other, 24, task="runway:t-2") == 24
+    assert ledger.status("team").spent == 48 and ledger.status("team").reserved == 0
+    released = next(e for e in ledger.entries("team") if e.id == again)
+    assert released.status == "released" and "already counted" in released.note
+    assert ledger.check_totals("team")[0] == ledger.check_totals("team")[1]
+
+
+def test_orphans_name_their_task_and_are_settled_only_if_nobody_took_them_over(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Ledger(url).create_budget("team", 200)
+    context = multiprocessing.get_context("spawn")
+    for key, task in (("take-1", "kling:text2video/a"), ("take-2", "kling:text2video/b"),
+                      ("take-3", "runway:unknown:w:1.0")):
+        worker = context.Process(target=_reserve_note_and_die, args=(url, key, task))
+        worker.start()
+        worker.join(60)
+    ledger = Ledger(url)
+    orphans = {e.key: e for e in ledger.orphans("team")}
+    assert set(orphans) == {"take-1", "take-2"}  # an unknown create has no task to ask about
+    assert ledger.settle_orphan(orphans["take-1"], 30, "reconciled: succeeded")
+    taken = ledger.reserve("team", 40, key="take-2")  # a rerun took take-2 over before the restart settled it
+    assert taken == orphans["take-2"].id and not ledger.settle_orphan(orphans["take-2"], 0, "reconciled")
+    ledger.commit(taken, 40)
+    status = ledger.status("team")
+    assert (status.spent, status.reserved) == (70, 40) and ledger.orphans("team") == []
+
+
+def _reserve_note_and_die(url: str, key: str, task: str) -> None:
+    import os
+    ledger = Ledger(url)
+    ledger.attach_task(ledger.reserve("team", 40, key=key), task)
+    os._exit(0)

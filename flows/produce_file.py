@@ -1,0 +1,65 @@
+"""The `produce-file` flow: produce the storyboard at a location (a path on the worker, or an
+s3:// URI read through a storage block), with a budget and a budget policy. It is the flow the
+Prefect UI's run form and `prefect deployment run` start with a few typed fields, where the
+`produce` flow itself wants the whole storyboard as its parameter.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+from prefect.states import Failed
+
+from flows.produce import RunOptions, produce
+from tasks.storyboard import Storyboard, StoryboardError, load_storyboard
+
+
+def read_storyboard(location: str, storage: str | None) -> Storyboard:
+    """Load a storyboard from a path, or from s3:// through the named storage block; relative
+    inputs inside it resolve beside it."""
+    if not location.startswith("s3://"):
+        return load_storyboard(location)
+    if not storage:
+        raise StoryboardError(f"storyboard: {location} is on S3; set storage to a storage block that reads it")
+    from tasks.deliver import StorageNotFound, load_storage
+
+    with tempfile.TemporaryDirectory(prefix="takeflow-storyboard-") as tmp:
+        try:
+            local = load_storage(storage).get(location, Path(tmp) / location.rsplit("/", 1)[-1])
+        except (StorageNotFound, RuntimeError) as exc:
+            raise StoryboardError(f"storyboard: cannot read {location} ({exc})") from None
+        return load_storyboard(local, base_dir=location.rsplit("/", 1)[0])
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"produce-file-{str(flow_run.parameters['storyboard']).rsplit('/', 1)[-1]}"
+
+
+@flow(name="produce-file", flow_run_name=_run_name, validate_parameters=False)
+def produce_file(storyboard: str, budget: float | None = None, budget_policy: Literal["stop", "pause", "fit"] | None = None,
+                 budget_name: str | None = None, takes: int | None = None, out_dir: str = "out",
+                 storage: str | None = None):
+    """Produce the storyboard file at `storyboard` into `out_dir/<project>/`.
+
+    storyboard: path on the worker (relative to its working folder), or an s3:// URI.
+    budget: credits this storyboard may spend over all its runs; overrides the storyboard's.
+    budget_policy: over the budget: stop, pause for a decision in the UI, or fit the plan.
+    budget_name: named ledger budget to draw on (`takeflow budget create`).
+    takes: takes per shot, overriding the storyboard.
+    out_dir: output folder on the worker.
+    storage: storage block that reads s3:// inputs and receives the deliverables.
+    """
+    try:
+        options = RunOptions(out_dir=out_dir, takes=takes, budget=budget, budget_name=budget_name,
+                             policy=budget_policy, storage=storage)
+        board = read_storyboard(str(storyboard), storage)
+    except (StoryboardError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        return Failed(name="InvalidInput", message=f"{' '.join(str(exc).split())} (nothing was spent)")
+    state = produce(storyboard=board, options=options, return_state=True)
+    # the report when it completed; else its state (BudgetExceeded, NoAcceptableTake...) becomes this run's
+    return state.result() if state.is_completed() else state

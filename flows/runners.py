@@ -1,0 +1,199 @@
+"""Where the produce flow's tasks run: calls to hosted providers in threads of the flow's process
+(they wait on the network, a thread each is plenty), and the CPU-heavy work (previz rendering,
+scoring, assembly) on a Dask cluster when `TAKEFLOW_DASK_ADDRESS` names one.
+
+TAKEFLOW_DASK_ADDRESS (read when each run starts):
+  unset            everything runs in threads of the flow's process (one machine)
+  tcp://HOST:8786  a running scheduler: `dask scheduler`, then on every host
+                   `dask worker tcp://HOST:8786 --nthreads 1` (one thread per process: the work is
+                   numpy/OpenCV/ffmpeg, a process per core scales it without fighting the GIL)
+  local, local:N   a temporary cluster of N single-threaded worker processes for the run
+                   (default: one per core)
+
+Dask workers run the Prefect task engine themselves: they report task states, read and write the
+result/cache storage and the ledger, so they need the flow's PREFECT_API_URL (sent with each task),
+the same result storage and the same TAKEFLOW_STATE_URL, TAKEFLOW_CATALOGUE and TAKEFLOW_MODELS;
+the run refuses to start when a worker's differ.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+from prefect.futures import PrefectFuture
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.utilities.collections import visit_collection
+
+from blocks.home import state_url
+from blocks.remote import RemoteVideoProvider
+
+DASK_ADDRESS_ENV = "TAKEFLOW_DASK_ADDRESS"
+# Tasks that keep a core busy from start to end; everything else waits on I/O.
+CPU_TASKS = frozenset({"score-take", "assemble-final", "make-poster", "contact-sheet", "reframe-vertical",
+                       "match-colour"})
+# Tasks that call a provider: CPU-heavy only when the provider renders here (previz), not when it is hosted.
+PROVIDER_TASKS = {"generate-take": "provider", "upscale-take": "provider"}
+# Settings a Dask worker must share with the flow, or its work lands in another ledger or scores otherwise.
+SHARED_SETTINGS = ("TAKEFLOW_STATE_URL", "TAKEFLOW_CATALOGUE", "TAKEFLOW_MODELS")
+
+
+def runs_on_cpu(task_name: str, parameters: dict[str, Any]) -> bool:
+    """Whether a task does its work on this machine's CPU (and so belongs on the Dask cluster)."""
+    if task_name in PROVIDER_TASKS:
+        return not isinstance(parameters.get(PROVIDER_TASKS[task_name]), RemoteVideoProvider)
+    return task_name in CPU_TASKS
+
+
+def dask_runner(address: str):
+    """The DaskTaskRunner for a TAKEFLOW_DASK_ADDRESS value; ValueError naming the variable when it is malformed."""
+    from prefect_dask import DaskTaskRunner  # the `dask` extra: imported only when a cluster is asked for
+
+    if address == "local" or address.startswith("local:"):
+        count = address.partition(":")[2] or str(os.cpu_count() or 1)
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"{DASK_ADDRESS_ENV}={address}: the worker count after 'local:' must be a whole "
+                             "number >= 1, e.g. local:2")
+        return DaskTaskRunner(cluster_kwargs={"n_workers": int(count), "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+    if "://" not in address and ":" not in address:
+        raise ValueError(f"{DASK_ADDRESS_ENV}={address}: expected a scheduler address such as "
+                         "tcp://host:8786, or local / local:N for a temporary cluster")
+    return DaskTaskRunner(address=address, client_kwargs={"timeout": "10s"})
+
+
+def worker_settings() -> dict[str, str | None]:
+    """The settings of SHARED_SETTINGS as this process sees them (the ledger's URL resolved)."""
+    return {name: state_url() if name == "TAKEFLOW_STATE_URL" else os.environ.get(name)
+            for name in SHARED_SETTINGS}
+
+
+class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
+    """Threads for waiting on providers, a Dask cluster (when configured) for CPU-heavy tasks."""
+
+    def __init__(self, max_threads: int = 8, dask_address: str | None = None):
+        super().__init__()
+        self.max_threads = max_threads
+        self.dask_address = dask_address  # None: TAKEFLOW_DASK_ADDRESS at the start of each run
+        self._threads: ThreadPoolTaskRunner | None = None
+        self._dask = None
+        self._api_url: str | None = None
+
+    @property
+    def name(self) -> str:
+        return "takeflow"
+
+    def duplicate(self) -> "TakeflowTaskRunner":
+        return type(self)(self.max_threads, self.dask_address)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, TakeflowTaskRunner) and other.max_threads == self.max_threads
+                and other.dask_address == self.dask_address)
+
+    def __enter__(self) -> "TakeflowTaskRunner":
+        super().__enter__()
+        self._threads = ThreadPoolTaskRunner(max_workers=self.max_threads).__enter__()
+        address = self.dask_address or os.environ.get(DASK_ADDRESS_ENV, "").strip()
+        if address:
+            try:
+                self._api_url = _api_url(address)
+                _refuse_other_default_client(address)
+                self._dask = dask_runner(address).__enter__()
+                try:
+                    client = self._dask.client
+                except OSError as exc:  # distributed's connect timeout is an OSError too
+                    raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}: no Dask scheduler answers "
+                                       f"({str(exc).splitlines()[0]}); start one (dask scheduler) or unset "
+                                       f"{DASK_ADDRESS_ENV} to run on threads") from None
+                _check_workers(client, address)
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._dask is not None:
+                self._dask.__exit__(*exc)
+        finally:
+            self._dask = None
+            if self._threads is not None:
+                self._threads.__exit__(*exc)
+                self._threads = None
+            super().__exit__(*exc)
+
+    def cancel_all(self) -> None:
+        if self._threads is not None:
+            self._threads.cancel_all()
+
+    def submit(self, task, parameters: dict[str, Any], wait_for: Iterable[PrefectFuture[Any]] | None = None,
+               dependencies=None) -> PrefectFuture[Any]:
+        if not self._started:
+            raise RuntimeError("The task runner must be started before submitting work.")
+        if self._dask is None or not runs_on_cpu(task.name, parameters):
+            return self._threads.submit(task, parameters, wait_for, dependencies)
+        # A future of the thread pool means nothing on a Dask worker: wait for it here instead.
+        parameters = visit_collection(parameters, visit_fn=_resolved, return_data=True)
+        for future in wait_for or ():
+            if not _on_dask(future):
+                future.wait()
+        with temporary_settings({PREFECT_API_URL: self._api_url}):  # shipped with the task to the worker
+            return self._dask.submit(task, parameters, [f for f in wait_for or () if _on_dask(f)] or None,
+                                     dependencies)
+
+
+def _api_url(address: str) -> str:
+    """The Prefect API the Dask workers report to: this run's. Without PREFECT_API_URL the run uses
+    the temporary server Prefect started in this process, and a worker told nothing would start one
+    of its own, where the run's concurrency limits and task states are not."""
+    configured = PREFECT_API_URL.value()
+    if configured:
+        return configured
+    host = address.split("://")[-1].rsplit(":", 1)[0]
+    if not (address.startswith("local") or host in ("localhost", "::1", "[::1]") or host.startswith("127.")):
+        raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}: Dask workers on other hosts cannot reach this run's "
+                           "temporary Prefect server; start one (prefect server start) and set PREFECT_API_URL")
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one this process's client started (start() is then a no-op)
+    server.start()
+    return server.api_url
+
+
+def _on_dask(value: Any) -> bool:
+    return type(value).__name__ == "PrefectDaskFuture"
+
+
+def _resolved(value: Any) -> Any:
+    return value.result() if isinstance(value, PrefectFuture) and not _on_dask(value) else value
+
+
+def _refuse_other_default_client(address: str) -> None:
+    """prefect-dask sends the tasks to the process's default Dask client, if there is one, whatever
+    the address says: refuse one of another cluster instead of running there unnoticed."""
+    import distributed
+
+    try:
+        default = distributed.default_client()
+    except ValueError:  # none: the runner connects to `address`
+        return
+    connected = default.scheduler.address
+    if address.startswith("local") or connected.split("://")[-1] != address.split("://")[-1]:
+        raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}, but this process has a default Dask client of "
+                           f"{connected}; close that client or point {DASK_ADDRESS_ENV} at its scheduler")
+
+
+def _check_workers(client, address: str) -> None:
+    """Refuse a cluster whose workers would write to another ledger or price and score otherwise."""
+    mine = worker_settings()
+    theirs = client.run(worker_settings)
+    if not theirs:
+        raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}: the scheduler has no workers; start some with "
+                           f"`dask worker {address} --nthreads 1`")
+    for worker, settings in sorted(theirs.items()):
+        for name in SHARED_SETTINGS:
+            if settings[name] != mine[name]:
+                shown = "the flow's" if name == "TAKEFLOW_STATE_URL" else repr(mine[name])  # a URL may hold a password
+                raise RuntimeError(f"{DASK_ADDRESS_ENV}: Dask worker {worker} has a different {name}; start the "
+                                   f"workers with {name} set to {shown}, as the flow has it")
