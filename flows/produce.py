@@ -73,7 +73,8 @@ class RunOptions(BaseModel):
 
 def _run_name() -> str:
     board = flow_run.parameters["storyboard"]
-    title = board.title if isinstance(board, Storyboard) else str(board.get("title", "")) if isinstance(board, dict) else ""
+    title = (board.title if isinstance(board, Storyboard) else
+             str(board.get("title", "")) if isinstance(board, dict) else "")
     return f"produce-{slug(title)}"
 
 

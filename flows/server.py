@@ -31,14 +31,15 @@ KEEP_RUNNING_HINT = ("no Prefect server is running, so this run starts a tempora
                      "leaves the UI when it ends; `takeflow server start` keeps one running")
 
 
-def _folder() -> Path:
+def _folder(create: bool = True) -> Path:
     folder = takeflow_home() / "server"
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:  # only a start writes here: a command that is only looking leaves no folder behind
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def _files() -> tuple[Path, Path, Path]:
-    folder = _folder()
+def _files(create: bool = True) -> tuple[Path, Path, Path]:
+    folder = _folder(create)
     return folder / "prefect.pid", folder / "prefect.log", folder / "api-url"
 
 
@@ -117,7 +118,7 @@ def _last_line(log: Path) -> str:
 
 def recorded_server() -> tuple[int | None, str]:
     """The pid (None if not running) and API URL of the server `takeflow server start` left."""
-    pid_file, _, url_file = _files()
+    pid_file, _, url_file = _files(create=False)
     url = url_file.read_text().strip() if url_file.exists() else f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/api"
     try:
         pid = int(pid_file.read_text())

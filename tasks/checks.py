@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from blocks.catalogue import load_catalogue
-from tasks.inputs import InputError, Kind, check_file, fetch_from_storage, download
+from tasks.inputs import InputError, Kind, check_file, download, fetch_from_storage
 from tasks.plan import ShotPlan, plan_storyboard
 from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, one_line
 

@@ -60,7 +60,8 @@ def regular_file(path: Path, limit: int) -> int:
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise InputError(f"{path.name}: {'no such file' if exc.errno == 2 else (exc.strerror or 'cannot read it').lower()}") from None
+        reason = "no such file" if exc.errno == 2 else (exc.strerror or "cannot read it").lower()
+        raise InputError(f"{path.name}: {reason}") from None
     if not stat.S_ISREG(info.st_mode):
         what = ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO (named pipe)" if
                 stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device")
@@ -285,7 +286,8 @@ def read_storyboard_data(path: Path) -> Any:
         line = f"line {mark.line + 1}: " if mark else (f"line {exc.lineno}: " if hasattr(exc, "lineno") else "")
         problem = getattr(exc, "problem", None) or getattr(exc, "msg", None) or str(exc).splitlines()[0]
         if "nesting depth" in problem:  # libyaml's own bound, met before ours when scanning ahead
-            raise InputError(f"{line}nested more than {MAX_NESTING} levels deep; a storyboard needs far fewer") from None
+            raise InputError(f"{line}nested more than {MAX_NESTING} levels deep; a storyboard needs far "
+                             "fewer") from None
         raise InputError(f"{line}not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
                          f"({problem})") from None
     _count_nodes(data)
