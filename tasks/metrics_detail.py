@@ -14,8 +14,15 @@ from array import array
 import cv2
 import numpy as np
 
-from tasks.metrics_temporal import (DETAIL_FRAMES_PER_S, FLOW_PAIRS_PER_S, FROZEN_MAFD, Frame, Measurement,
-                                    _warp, interior)
+from tasks.metrics_temporal import (
+    DETAIL_FRAMES_PER_S,
+    FLOW_PAIRS_PER_S,
+    FROZEN_MAFD,
+    Frame,
+    Measurement,
+    _warp,
+    interior,
+)
 
 # Fine detail is the Laplacian of a grey frame after a Gaussian blur of this many px (a Laplacian
 # of Gaussian): coarser than encoder noise, finer than shapes.
