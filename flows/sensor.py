@@ -45,10 +45,12 @@ def media_kind(key: str) -> str:
 def _announce(store: Storage, storage: str, inbox: str, obj: StoredObject) -> None:
     uri = store.uri(obj.key)
     event = emit_event(
-        UPLOADED, id=event_id(inbox, obj), occurred=obj.modified,
+        # occurred: now, not the file's time, so events reach the trigger in the order they happen
+        UPLOADED, id=event_id(inbox, obj),
         resource={"prefect.resource.id": f"takeflow.asset.{uri}", "prefect.resource.name": obj.key,
                   "takeflow.key": obj.key, "takeflow.storage": storage, "takeflow.media": media_kind(obj.key)},
-        payload={"uri": uri, "key": obj.key, "size": obj.size, "version": obj.version, "storage": storage})
+        payload={"uri": uri, "key": obj.key, "size": obj.size, "version": obj.version, "storage": storage,
+                 "modified": obj.modified.isoformat()})
     if event is None:  # no events client: the event went nowhere, so the object stays unannounced
         raise RuntimeError("cannot emit events: no Prefect API is configured (set PREFECT_API_URL)")
 

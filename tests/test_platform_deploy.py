@@ -115,6 +115,7 @@ def test_deploying_registers_every_deployment_with_its_schedule_and_trigger(plat
     trigger = automation.trigger
     assert automation.enabled and trigger.expect == {"takeflow.asset.uploaded"}
     assert trigger.match.model_dump()["takeflow.media"] == "image"
+    assert trigger.for_each == {"prefect.resource.id"}
     [action] = automation.actions
     assert action.type == "run-deployment" and action.deployment_id == animate.id
     assert action.parameters == {"key": "{{ event.resource['takeflow.key'] }}",
@@ -142,6 +143,7 @@ def test_a_file_dropped_in_the_inbox_is_animated_once(platform, api):
     (inbox / "refs" / "notes.txt").write_text("not an image: announced, but no animate run")
     landed = time.time()
     shutil.copy(EXAMPLES / "references" / "kite-meadow.jpg", inbox / "refs" / "kite.jpg")
+    shutil.copy(EXAMPLES / "references" / "kite-meadow.jpg", inbox / "refs" / "kite-copy.jpg")  # same moment
 
     def animate_runs():
         return [r for r in _runs(api, "animate") if r.parameters.get("key") == "inbox/refs/kite.jpg"]
@@ -162,6 +164,10 @@ def test_a_file_dropped_in_the_inbox_is_animated_once(platform, api):
 
     _wait("two more sensor runs after the animate run", lambda: len(sensor_runs_after()) >= 2, platform, timeout=90)
     assert len(animate_runs()) == 1
+    [copy] = _wait("the animate run of the copy, which landed at the same moment", lambda: [
+        r for r in _runs(api, "animate") if r.parameters.get("key") == "inbox/refs/kite-copy.jpg"
+        and r.state and r.state.is_final()], platform)
+    assert copy.state.is_completed(), copy.state.message
     [event] = _uploaded_events(api, "inbox/refs/kite.jpg")
     assert event["resource"]["prefect.resource.id"] == f"takeflow.asset.{(inbox / 'refs' / 'kite.jpg').as_uri()}"
     assert event["payload"]["size"] == (inbox / "refs" / "kite.jpg").stat().st_size
