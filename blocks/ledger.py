@@ -218,6 +218,17 @@ def note_task(task: str, credits: float | None = None) -> None:
         hold.ledger.attach_task(hold.id, task)
 
 
+def note_resolved(unknown: str, found: str | None) -> None:
+    """A create counted as of unknown outcome (`unknown`, see `note_task`) turned out to be the
+    provider task `found`, or (None) never to have reached the provider: its assumed charge is
+    withdrawn, and the calling take's reservation, which now names `found`, counts what it cost."""
+    hold = _current.get()
+    if hold is not None:
+        if found is not None:
+            note_task(found)
+        hold.ledger.withdraw(unknown, f"resolved by a lookup: {found or 'never reached the provider'}")
+
+
 class Ledger:
     """Budgets and their entries in the shared state database (`TAKEFLOW_STATE_URL`)."""
 
@@ -377,6 +388,17 @@ class Ledger:
                 self._move(db, row.budget, row.period, spent=units - row.units)
         self._drop(entry_id)
         return units
+
+    def withdraw(self, task: str, note: str) -> int:
+        """Release what entries counted for `task` (an assumed charge shown to be wrong); how many."""
+        with self.engine.begin() as db:
+            rows = db.execute(sa.select(entries_table).where(
+                entries_table.c.task_id == task, entries_table.c.status.in_(("committed", "expired")))).all()
+            for row in rows:
+                db.execute(entries_table.update().where(entries_table.c.id == row.id).values(
+                    status="released", units=0, note=f"{row.note}; {note}", settled_at=time.time()))
+                self._move(db, row.budget, row.period, spent=-row.units)
+        return len(rows)
 
     # ---- reconciling what dead runs left ----------------------------------------------------
 

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
 from blocks import journal
 from blocks.catalogue import load_catalogue
-from blocks.ledger import note_task
+from blocks.ledger import note_resolved, note_task
 from blocks.media import atomic_path, file_digest, place, read_image
 from blocks.outputs import intact, output_path
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
@@ -267,11 +267,17 @@ class RemoteVideoProvider(VideoProvider):
                 if exc.kind == "unknown_outcome":  # the same unknown create is counted once, however often asked
                     note_task(self.task_ref(None, work, entry.claimed_at))
                 raise
+            # an earlier run that counted this create as of unknown outcome was wrong either way
+            note_resolved(self.task_ref(None, work, entry.claimed_at), found and self.task_ref(found))
             if found is not None:
                 log.info("%s: found task %s, created by an earlier run, for %s", self.name, found, dest.name)
                 journal.created(work, found)
                 continue
-            journal.claim(work, self.name, take_over=entry.state)  # it never reached the provider
+            taken, mine = journal.claim(work, self.name, take_over=entry.state)  # it never reached the provider
+            if mine:  # ours now: create it (another run that took it over first is waited for above)
+                task_id = self._journalled_create(work, create, taken.claimed_at)
+                log.info("%s: created task %s for %s", self.name, task_id, dest.name)
+                break
         note_task(self.task_ref(task_id))  # a restart reconciles the reservation against this task
         try:
             state = self.wait(task_id)

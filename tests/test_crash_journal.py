@@ -299,3 +299,17 @@ def test_a_restart_settles_a_dead_runs_reservation_by_its_tasks_status(
     assert ledger.status("crash").spent - spent == 24  # the failed Kling task released, Runway's at its cost
     assert pay(draw, runway, request, tmp_path / "take.mp4") == 0  # the rerun resumes it: not counted again
     assert ledger.status("crash").spent - spent == 24 and ledger.status("crash").reserved == 0
+
+
+def test_an_assumed_charge_is_withdrawn_once_a_lookup_shows_what_became_of_the_create(
+        kling, kling_sim, draw, tmp_path):
+    ledger, _ = draw
+    request = KLING_TAKE.model_copy(update={"seed": 24})
+    kling_sim.inject(Fault("drop", on="create", times=kling.max_retries + 1))  # every create's answer lost
+    spent, creates = ledger.status("crash").spent, kling_sim.creates
+    with pytest.raises(ProviderError, match="connection broke"):
+        pay(draw, kling, request, tmp_path / "take.mp4")
+    assert ledger.status("crash").spent - spent == kling.estimate_credits(request)  # assumed charged meanwhile
+    assert pay(draw, kling, request, tmp_path / "take.mp4") > 0  # the lookup: Kling never made it; made now
+    charged = kling_sim.record()["tasks"][-1]["credits"]
+    assert kling_sim.creates == creates + 1 and ledger.status("crash").spent - spent == charged
