@@ -208,8 +208,8 @@ _current = contextvars.ContextVar("takeflow_reservation", default=None)
 
 def note_task(task: str, credits: float | None = None) -> None:
     """Record which provider task the calling take's reservation (if any) pays for, and what that
-    task cost once known. `task` is provider-qualified ('runway:<id>'), or names a create whose
-    outcome nobody can know ('runway:unknown:<work>:<when>'). Called by provider clients the
+    task cost once known. `task` names the provider and the work ('runway:<work>:<task id>'), or
+    a create whose outcome nobody can know ('runway:<work>:unknown@<when>'). Called by provider clients the
     moment a create returns or a journalled task is found: a restart then reconciles the
     reservation against that task's status, and the commit counts each task once."""
     hold = _current.get()
@@ -410,7 +410,7 @@ class Ledger:
             rows = db.execute(sa.select(entries_table).where(
                 entries_table.c.budget == budget, entries_table.c.status.in_(("reserved", "expired")),
                 entries_table.c.task_id.is_not(None))).all()
-        found = [r for r in rows if ":unknown:" not in r.task_id and (
+        found = [r for r in rows if ":unknown@" not in r.task_id and (
             r.status == "expired" or r.expires_at < now or (r.owner != self.owner and not _owner_alive(r.owner)))]
         return [e for e in self.entries(budget=budget) if e.id in {r.id for r in found}]
 
