@@ -208,14 +208,25 @@ _current = contextvars.ContextVar("takeflow_reservation", default=None)
 
 def note_task(task: str, credits: float | None = None) -> None:
     """Record which provider task the calling take's reservation (if any) pays for, and what that
-    task cost once known. `task` is provider-qualified ('runway:<id>'), or names a create whose
-    outcome nobody can know ('runway:unknown:<work>:<when>'). Called by provider clients the
+    task cost once known. `task` names the provider and the work ('runway:<work>:<task id>'), or
+    a create whose outcome nobody can know ('runway:<work>:unknown@<when>'). Called by provider clients the
     moment a create returns or a journalled task is found: a restart then reconciles the
     reservation against that task's status, and the commit counts each task once."""
     hold = _current.get()
     if hold is not None:
         hold.task, hold.task_credits = task, credits
         hold.ledger.attach_task(hold.id, task)
+
+
+def note_resolved(unknown: str, found: str | None) -> None:
+    """A create counted as of unknown outcome (`unknown`, see `note_task`) turned out to be the
+    provider task `found`, or (None) never to have reached the provider: its assumed charge is
+    withdrawn, and the calling take's reservation, which now names `found`, counts what it cost."""
+    hold = _current.get()
+    if hold is not None:
+        if found is not None:
+            note_task(found)
+        hold.ledger.withdraw(unknown, f"resolved by a lookup: {found or 'never reached the provider'}")
 
 
 class Ledger:
@@ -378,6 +389,17 @@ class Ledger:
         self._drop(entry_id)
         return units
 
+    def withdraw(self, task: str, note: str) -> int:
+        """Release what entries counted for `task` (an assumed charge shown to be wrong); how many."""
+        with self.engine.begin() as db:
+            rows = db.execute(sa.select(entries_table).where(
+                entries_table.c.task_id == task, entries_table.c.status.in_(("committed", "expired")))).all()
+            for row in rows:
+                db.execute(entries_table.update().where(entries_table.c.id == row.id).values(
+                    status="released", units=0, note=f"{row.note}; {note}", settled_at=time.time()))
+                self._move(db, row.budget, row.period, spent=-row.units)
+        return len(rows)
+
     # ---- reconciling what dead runs left ----------------------------------------------------
 
     def orphans(self, budget: str, now: float | None = None) -> list[Entry]:
@@ -388,7 +410,7 @@ class Ledger:
             rows = db.execute(sa.select(entries_table).where(
                 entries_table.c.budget == budget, entries_table.c.status.in_(("reserved", "expired")),
                 entries_table.c.task_id.is_not(None))).all()
-        found = [r for r in rows if ":unknown:" not in r.task_id and (
+        found = [r for r in rows if ":unknown@" not in r.task_id and (
             r.status == "expired" or r.expires_at < now or (r.owner != self.owner and not _owner_alive(r.owner)))]
         return [e for e in self.entries(budget=budget) if e.id in {r.id for r in found}]
 

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
 from blocks import journal
 from blocks.catalogue import load_catalogue
-from blocks.ledger import note_task
+from blocks.ledger import note_resolved, note_task
 from blocks.media import atomic_path, file_digest, place, read_image
 from blocks.outputs import intact, output_path
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
@@ -245,7 +245,7 @@ class RemoteVideoProvider(VideoProvider):
             if entry.state == "done":
                 if intact(out, entry.size):
                     log.info("%s: %s is already paid for and stored; reusing it", self.name, dest.name)
-                    note_task(self.task_ref(entry.task_id), entry.credits)  # counted once, by whoever commits first
+                    note_task(self.task_ref(work, entry.task_id), entry.credits)  # counted once, by whoever commits first
                     place(out, dest)
                     return 0.0
                 journal.reopen(work)  # the stored copy is gone: fetch it again from its task
@@ -265,14 +265,20 @@ class RemoteVideoProvider(VideoProvider):
                 found = (lookup or self._no_lookup)()
             except ProviderError as exc:
                 if exc.kind == "unknown_outcome":  # the same unknown create is counted once, however often asked
-                    note_task(self.task_ref(None, work, entry.claimed_at))
+                    note_task(self.task_ref(work, None, entry.claimed_at))
                 raise
+            # an earlier run that counted this create as of unknown outcome was wrong either way
+            note_resolved(self.task_ref(work, None, entry.claimed_at), found and self.task_ref(work, found))
             if found is not None:
                 log.info("%s: found task %s, created by an earlier run, for %s", self.name, found, dest.name)
                 journal.created(work, found)
                 continue
-            journal.claim(work, self.name, take_over=entry.state)  # it never reached the provider
-        note_task(self.task_ref(task_id))  # a restart reconciles the reservation against this task
+            taken, mine = journal.claim(work, self.name, take_over=entry.state)  # it never reached the provider
+            if mine:  # ours now: create it (another run that took it over first is waited for above)
+                task_id = self._journalled_create(work, create, taken.claimed_at)
+                log.info("%s: created task %s for %s", self.name, task_id, dest.name)
+                break
+        note_task(self.task_ref(work, task_id))  # a restart reconciles the reservation against this task
         try:
             state = self.wait(task_id)
         except ProviderError as exc:
@@ -286,7 +292,7 @@ class RemoteVideoProvider(VideoProvider):
                 exc.credits = credits_of(state) if journal.forget(work) else 0.0
             raise
         credits = credits_of(state)
-        note_task(self.task_ref(task_id), credits)
+        note_task(self.task_ref(work, task_id), credits)
         finished = journal.finish(work, out, credits)
         place(out, dest)
         return credits if finished else 0.0
@@ -301,9 +307,10 @@ class RemoteVideoProvider(VideoProvider):
             "cannot find a task by anything but the id it never returned; check the provider's dashboard, "
             "then `python -m blocks.journal forget KEY` (KEY from `python -m blocks.journal`) to create it again"))
 
-    def task_ref(self, task_id: str | None, work: str = "", claimed_at: float = 0.0) -> str:
-        """The ledger's name for a provider task, or for a create whose outcome nobody can know."""
-        return f"{self.name}:{task_id}" if task_id else f"{self.name}:unknown:{work}:{claimed_at!r}"
+    def task_ref(self, work: str, task_id: str | None, claimed_at: float = 0.0) -> str:
+        """The ledger's name for the provider task of `work`, or for its create whose outcome nobody
+        can know (by when it was claimed). The work is part of it: some APIs' ids are not unique."""
+        return f"{self.name}:{work}:{task_id}" if task_id else f"{self.name}:{work}:unknown@{claimed_at!r}"
 
     def _journalled_create(self, work: str, create: Callable[[], str], claimed_at: float) -> str:
         try:
@@ -311,13 +318,13 @@ class RemoteVideoProvider(VideoProvider):
         except ProviderError as exc:
             if exc.kind == "unknown_outcome":
                 journal.unknown(work)
-                note_task(self.task_ref(None, work, claimed_at))
+                note_task(self.task_ref(work, None, claimed_at))
             else:  # refused before any task existed
                 journal.forget(work)
             raise
         except Exception:
             journal.unknown(work)  # cannot tell whether it was sent
-            note_task(self.task_ref(None, work, claimed_at))
+            note_task(self.task_ref(work, None, claimed_at))
             raise
         journal.created(work, task_id)
         return task_id

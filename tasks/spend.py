@@ -74,9 +74,10 @@ def reconcile_orphans(ledger: Ledger, budget: str, providers: dict) -> list[str]
     said = []
     for entry in ledger.orphans(budget):
         name, _, task_id = (entry.task_id or "").partition(":")
+        task_id = task_id.partition(":")[2]  # provider:work:task id
         provider = providers.get(name)
-        if provider is None or not hasattr(provider, "poll"):
-            continue  # a provider this run does not use: a run that does settles it
+        if provider is None or not hasattr(provider, "poll") or task_id.startswith("sync:"):
+            continue  # a provider this run does not use (a run that does settles it), or no task to ask
         try:
             state = provider.poll(task_id)
         except Exception as exc:  # noqa: BLE001 - unreachable or unknown: leave it open, it expires as charged

@@ -247,7 +247,7 @@ def test_a_run_killed_after_storing_the_output_but_before_the_ledger_commit_is_c
     runway.generate(request, tmp_path / "take.mp4")  # the killed run's task, downloaded and stored
     work = journal.get(runway.work_key(request_key(request)))
     dead_reservation(ledger, work_key("generate-take", provider=runway, request=request), 24,
-                     f"runway:{work.task_id}")
+                     runway.task_ref(work.key, work.task_id))
     creates = runway_sim.creates
     assert pay(draw, runway, request, tmp_path / "rerun.mp4") == work.credits == 24
     assert runway_sim.creates == creates and ledger.status("crash").spent == 24
@@ -268,7 +268,7 @@ def test_an_unknown_create_is_counted_once_as_charged_however_often_the_take_is_
             pay(draw, runway, request, tmp_path / "take.mp4")
     assert ledger.status("crash").spent - spent == runway.estimate_credits(request) == 24
     assert runway_sim.creates == creates
-    unknown = [e for e in ledger.entries("crash") if (e.task_id or "").startswith("runway:unknown:")]
+    unknown = [e for e in ledger.entries("crash") if e.task_id == runway.task_ref(key, None, journal.get(key).claimed_at)]
     assert [e.status for e in unknown] == ["committed", "released"]
 
 
@@ -281,9 +281,9 @@ def test_a_restart_settles_a_dead_runs_reservation_by_its_tasks_status(
     succeeded = runway.submit(request)  # the run died while polling these two
     kling_sim.inject(Fault("fail", failure="moderation"))
     failed = kling.submit(KLING_TAKE.model_copy(update={"seed": 23}))
-    for provider, task in (("runway", succeeded), ("kling", failed)):
-        dead_reservation(ledger, f"{provider}-{task}", 40, f"{provider}:{task}")
     key = runway.work_key(request_key(request))
+    for provider, work, task in ((runway, key, succeeded), (kling, "kling-work", failed)):
+        dead_reservation(ledger, f"{provider.name}-{task}", 40, provider.task_ref(work, task))
     journal.claim(key, runway.name)
     journal.created(key, succeeded)
     leave_as_dead_run(key)
@@ -299,3 +299,17 @@ def test_a_restart_settles_a_dead_runs_reservation_by_its_tasks_status(
     assert ledger.status("crash").spent - spent == 24  # the failed Kling task released, Runway's at its cost
     assert pay(draw, runway, request, tmp_path / "take.mp4") == 0  # the rerun resumes it: not counted again
     assert ledger.status("crash").spent - spent == 24 and ledger.status("crash").reserved == 0
+
+
+def test_an_assumed_charge_is_withdrawn_once_a_lookup_shows_what_became_of_the_create(
+        kling, kling_sim, draw, tmp_path):
+    ledger, _ = draw
+    request = KLING_TAKE.model_copy(update={"seed": 24})
+    kling_sim.inject(Fault("drop", on="create", times=kling.max_retries + 1))  # every create's answer lost
+    spent, creates = ledger.status("crash").spent, kling_sim.creates
+    with pytest.raises(ProviderError, match="connection broke"):
+        pay(draw, kling, request, tmp_path / "take.mp4")
+    assert ledger.status("crash").spent - spent == kling.estimate_credits(request)  # assumed charged meanwhile
+    assert pay(draw, kling, request, tmp_path / "take.mp4") > 0  # the lookup: Kling never made it; made now
+    charged = kling_sim.record()["tasks"][-1]["credits"]
+    assert kling_sim.creates == creates + 1 and ledger.status("crash").spent - spent == charged

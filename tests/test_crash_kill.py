@@ -185,9 +185,10 @@ def books(sims: dict, project: str) -> dict:
     for name, sim in sims.items():
         record = sim.record()
         mine = [e for e in counted if (e.task_id or "").startswith(f"{name}:")]
-        unknown = [e for e in mine if e.task_id.startswith(f"{name}:unknown:")]
-        by_task = Counter(e.task_id.split(":", 1)[1].rsplit("/", 1)[-1] for e in mine if e not in unknown)
-        credits = {e.task_id.split(":", 1)[1].rsplit("/", 1)[-1]: e.credits for e in mine if e not in unknown}
+        unknown = [e for e in mine if ":unknown@" in e.task_id]
+        task = {e.id: e.task_id.split(":", 2)[2].rsplit("/", 1)[-1] for e in mine}  # provider:work:id
+        by_task = Counter(task[e.id] for e in mine if e not in unknown)
+        credits = {task[e.id]: e.credits for e in mine if e not in unknown}
         charged = {t["id"]: t["credits"] for t in record["tasks"]}
         result[name] = {
             "charged": record["charged"], "ledger": round(sum(e.credits for e in mine), 4),

@@ -209,10 +209,10 @@ def test_a_provider_task_is_charged_once_whichever_entry_commits_it(tmp_path):
     ledger.create_budget("team", 100)
     first = ledger.reserve("team", 24, key="take-1")
     again = ledger.reserve("team", 24, key="take-1-elsewhere")  # a rerun, a waiter: the same task
-    assert ledger.commit(first, 24, task="runway:t-1") == 24
-    assert ledger.commit(again, 24, task="runway:t-1") == 0
+    assert ledger.commit(first, 24, task="runway:w:t-1") == 24
+    assert ledger.commit(again, 24, task="runway:w:t-1") == 0
     other = ledger.reserve("team", 24, key="take-1")  # a new task of the same work is charged again
-    assert ledger.commit(other, 24, task="runway:t-2") == 24
+    assert ledger.commit(other, 24, task="runway:w:t-2") == 24
     assert ledger.status("team").spent == 48 and ledger.status("team").reserved == 0
     released = next(e for e in ledger.entries("team") if e.id == again)
     assert released.status == "released" and "already counted" in released.note
@@ -223,8 +223,8 @@ def test_orphans_name_their_task_and_are_settled_only_if_nobody_took_them_over(t
     url = f"sqlite:///{tmp_path / 's.db'}"
     Ledger(url).create_budget("team", 200)
     context = multiprocessing.get_context("spawn")
-    for key, task in (("take-1", "kling:text2video/a"), ("take-2", "kling:text2video/b"),
-                      ("take-3", "runway:unknown:w:1.0")):
+    for key, task in (("take-1", "kling:w1:text2video/a"), ("take-2", "kling:w2:text2video/b"),
+                      ("take-3", "runway:w3:unknown@1.0")):
         worker = context.Process(target=_reserve_note_and_die, args=(url, key, task))
         worker.start()
         worker.join(60)
