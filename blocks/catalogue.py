@@ -223,3 +223,47 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
         return _load(str(chosen), chosen.stat().st_mtime)
     except FileNotFoundError:
         raise FileNotFoundError(f"catalogue file {chosen} not found; fix TAKEFLOW_CATALOGUE") from None
+
+
+def _flat(data: dict, prefix: str = "") -> dict[str, object]:
+    """Nested fields as dotted names ('resolutions.720p.price'), so a change names the leaf."""
+    flat: dict[str, object] = {}
+    for name, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def catalogue_changes(mine: Catalogue, shipped: Catalogue) -> list[str]:
+    """What `shipped` (takeflow's current catalogue) changes relative to `mine` (a user's own file,
+    usually an older copy they edited): one line per model or upscaler added, dropped or changed,
+    naming each changed field with its old and new value ('source' is only said to have changed)."""
+    lines = []
+    for kind, old_entries, new_entries in (("model", mine.models, shipped.models),
+                                           ("upscaler", mine.upscalers, shipped.upscalers)):
+        old = {(e.provider, e.model): e for e in old_entries}
+        new = {(e.provider, e.model): e for e in new_entries}
+        for key in sorted(new.keys() - old.keys()):
+            entry = new[key]
+            lines.append(f"+ {kind} {'/'.join(key)}: {entry.label}" + (f" (retired {entry.retired})"
+                                                                        if getattr(entry, "retired", None) else ""))
+        for key in sorted(old.keys() - new.keys()):
+            lines.append(f"- {kind} {'/'.join(key)}: only in your catalogue (takeflow no longer lists it)")
+        for key in sorted(old.keys() & new.keys()):
+            before, after = (_flat(e[key].model_dump(warnings=False)) for e in (old, new))
+            changed = [name for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
+            if not changed:
+                continue
+            words = [f"{name} {_short(before.get(name, '-'))} -> {_short(after.get(name, '-'))}"
+                     for name in changed if name != "source"]
+            if "source" in changed:
+                words.append("source updated")
+            lines.append(f"~ {kind} {'/'.join(key)}: " + "; ".join(words))
+    return lines

@@ -143,7 +143,8 @@ class KlingProvider(RemoteVideoProvider):
 
     _block_type_name = "takeflow kling"
     _documentation_url = "https://app.klingai.com/global/dev/document-api"
-    _description = "Kling AI (Kuaishou): text- and image-to-video, motion brush and camera control."
+    _description = ("Kling AI (Kuaishou): text- and image-to-video, motion brush, camera control and motion "
+                    "control (a character image moved like a reference video).")
     models: ClassVar[tuple[str, ...]] = ("kling-v2-6", "kling-v2-5-turbo", "kling-v2-1-master", "kling-v1-6",
                                          "kling-v1-5", "kling-v3", "kling-v2-6-motion-control",
                                          "kling-v3-motion-control")

@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     add_budget_commands(commands)
     models = commands.add_parser("models", help="list the models in the catalogue, what they can do and cost")
     models.add_argument("--provider", help="only this provider's models")
+    models.add_argument("--changes", metavar="FILE", help="list what takeflow's catalogue changes relative "
+                        "to this catalogue file (default: $TAKEFLOW_CATALOGUE, where you keep your own)")
     simulate = commands.add_parser("simulate", help="run local provider simulators and point the saved "
                                    "provider blocks at them, for demos and tests without keys or credits")
     simulate.add_argument("--latency", type=_bounded(float, 0, 600), default=3.0,
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "models":
-        return _models(args.provider)
+        return _models(args.provider, args.changes)
     if args.command == "budget":
         from flows.budget_cli import run_budget_command
         return run_budget_command(args)
@@ -198,10 +200,13 @@ def _check_providers(plans: list[ShotPlan], storyboard: Storyboard) -> None:
                                          else "; check the network or the block's base_url")) from None
 
 
-def _models(provider: str | None) -> int:
+def _models(provider: str | None, changes: str | None = None) -> int:
     from blocks.catalogue import load_catalogue
 
     catalogue = load_catalogue()
+    mine = changes or os.environ.get("TAKEFLOW_CATALOGUE")
+    if mine:
+        _catalogue_changes(mine, provider)
     known = sorted({m.provider for m in catalogue.models})
     if provider and provider not in known:
         raise StoryboardError(f"--provider: unknown provider '{provider}'; available: {', '.join(known)}")
@@ -226,6 +231,28 @@ def _models(provider: str | None) -> int:
         print(f"{u.provider + '/' + u.model:40} {' '.join(u.resolutions):24} {prices}"
               + ("  (assumed prices: see the catalogue)" if u.price_assumed else ""))
     return 0
+
+
+def _catalogue_changes(path: str, provider: str | None) -> None:
+    """Print what takeflow's shipped catalogue changes relative to the user's catalogue file."""
+    import yaml
+    from pydantic import ValidationError
+
+    from blocks.catalogue import DEFAULT_PATH, catalogue_changes, load_catalogue
+
+    try:
+        mine = load_catalogue(path)
+    except (FileNotFoundError, ValidationError, yaml.YAMLError) as exc:
+        raise StoryboardError(f"catalogue {path}: {one_line(str(exc))}; fix the file or TAKEFLOW_CATALOGUE") from None
+    shipped = load_catalogue(DEFAULT_PATH)
+    lines = [line for line in catalogue_changes(mine, shipped)
+             if not provider or line.split(" ", 2)[2].startswith(provider + "/")]
+    print(f"takeflow's catalogue {shipped.version} against yours ({path}, {mine.version}): "
+          f"{len(lines) or 'no'} change{'s' if len(lines) != 1 else ''}" + ("" if lines else "\n"))
+    for line in lines:
+        print("  " + line)
+    if lines:
+        print("  (copy what you want into your file: takeflow uses yours while TAKEFLOW_CATALOGUE names it)\n")
 
 
 def _read_storyboard(source: str, storage_name: str | None) -> Storyboard:
