@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem not in ("simulated-providers", "prompt-library"))  # previz storyboards only
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem != "simulated-providers")  # previz only
 TAKEFLOW = str(Path(sys.executable).parent / "takeflow")
 STAGES = ["plan", "generate+score", "assemble"]
 

@@ -59,6 +59,9 @@ class ModelEntry(Strict):
     audio: Literal["none", "optional", "always"] = Field("none", description="Whether it makes sound.")
     motion_brush: bool = Field(False, description="Takes motion-brush regions.")
     camera_control: bool = Field(False, description="Takes an explicit camera move.")
+    motion_reference: Literal["none", "optional", "required"] = Field(
+        "none", description="Whether it follows a motion reference video (a shot's motion_reference); "
+                            "'required' models make clips exactly as long as the reference.")
     seed: bool = Field(False, description="Takes a seed (takes are then reproducible).")
     max_prompt: int | None = Field(None, description="Longest prompt it takes, in characters (UTF-16 "
                                    "units); None where the provider documents no limit.")

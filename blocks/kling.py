@@ -8,6 +8,9 @@ Contract (shared/reference/providers.md §2, ◐ transcriptions of the official 
   string, `image` raw base64 (no `data:`). No cancel endpoint.
 - Errors {code, message}: 401/100x auth, 400/1201 input, 400/1301 moderation, 429/1302 and 1303
   (retried), 429/1101-1102 out of units (not retried: waiting does not refill it), 5xx transient.
+- Motion control (`kling-*-motion-control`): `POST /v1/videos/motion-control` {model_name, image_url
+  (raw base64), video_url (an https URL Kling fetches), character_orientation, mode,
+  keep_original_sound yes|no, prompt}; polled at `/v1/videos/motion-control/{id}` like the others.
 - A failed task whose message names risk control ("Failure to pass the risk control system", what
   integrators report) is moderation, one naming an invalid input is invalid_input, any other is
   transient: Kling does not charge failed tasks (◐ pricing.md) and its other reasons are its own.
@@ -142,7 +145,8 @@ class KlingProvider(RemoteVideoProvider):
     _documentation_url = "https://app.klingai.com/global/dev/document-api"
     _description = "Kling AI (Kuaishou): text- and image-to-video, motion brush and camera control."
     models: ClassVar[tuple[str, ...]] = ("kling-v2-6", "kling-v2-5-turbo", "kling-v2-1-master", "kling-v1-6",
-                                         "kling-v1-5", "kling-v3")
+                                         "kling-v1-5", "kling-v3", "kling-v2-6-motion-control",
+                                         "kling-v3-motion-control")
     provider_name: ClassVar[str] = "kling"
     unit_cost_field: ClassVar[str] = "data.final_unit_deduction"
     cache_neutral: ClassVar[tuple[str, ...]] = (*RemoteVideoProvider.cache_neutral, "access_key", "secret_key")
@@ -180,10 +184,11 @@ class KlingProvider(RemoteVideoProvider):
         if resolution not in entry.resolutions:
             raise _refuse(f"{model} has no {resolution}; use {', '.join(entry.resolutions)}")
         if not entry.allows_duration(request.duration, resolution):
-            allowed = ", ".join(f"{d:g}" for d in entry.durations_at(resolution))
-            raise _refuse(f"{model} makes {allowed} s clips, not {request.duration:g} s")
+            raise _refuse(f"{model} makes {entry.describe_durations(resolution)} clips, not {request.duration:g} s")
         if len(request.prompt) > PROMPT_LIMIT:
             raise _refuse(f"the prompt is {len(request.prompt)} characters; Kling takes at most {PROMPT_LIMIT}")
+        if entry.motion_reference == "required" or request.motion_reference_url or request.motion_reference:
+            return "motion-control", self.motion_control_body(request, entry, resolution)
         kind = "image2video" if image else "text2video"
         if not (entry.image_to_video if image else entry.text_to_video):
             raise _refuse(f"{model} does not do {kind}; " + ("drop the image" if image else "add a reference image"))
@@ -211,6 +216,31 @@ class KlingProvider(RemoteVideoProvider):
         control = entry.camera_control and motion_ok and not regions and camera_control(
             request.prompt, request.motion_amount)
         return kind, {**body, "camera_control": control} if control else body
+
+    def motion_control_body(self, request: GenerationRequest, entry, resolution: str) -> dict[str, Any]:
+        """`POST /v1/videos/motion-control`: the reference image's character moved the way the motion
+        reference video moves (see the catalogue entries' sources). Kling fetches `video_url`
+        itself and makes a clip as long as it, so the body has no duration."""
+        model, url = request.model, request.motion_reference_url or ""
+        if entry.motion_reference != "required":
+            raise _refuse(f"{model} follows no motion reference; drop it or use kling-v3-motion-control")
+        if not request.reference_image:
+            raise _refuse(f"{model} needs a reference image of the character the motion reference moves")
+        if not url.startswith(("https://", "http://")):
+            where = "a local file" if not url else url.split("://")[0] + "://"
+            raise _refuse(f"{model} fetches the motion reference itself, so it must be an https URL Kling can "
+                          f"reach; this request's is {where}: publish it (e.g. a presigned S3 URL) and use that")
+        if request.motion_regions:
+            raise _refuse(f"{model} takes no motion brush: the motion reference drives the motion")
+        data, _ = image_bytes(request.reference_image, 10 * 2**20)
+        body: dict[str, Any] = {
+            "model_name": model.removesuffix("-motion-control"), "image_url": base64.b64encode(data).decode(),
+            "video_url": url, "mode": MODES[resolution],
+            # 'video': orientation and camera follow the reference too, and it allows 3-30 s ('image': 10 s)
+            "character_orientation": "video", "keep_original_sound": "yes" if request.audio else "no"}
+        if request.prompt:
+            body["prompt"] = request.prompt
+        return body
 
     @staticmethod
     def external_ids(body: dict[str, Any], seed: int) -> list[str]:

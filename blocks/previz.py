@@ -1,7 +1,8 @@
 """The local previz provider: a free, offline motion-preview renderer behind the provider interface.
 
 It is not a generative model. It animates the reference image (or a plate composed from the
-prompt) with the camera move named in the prompt and the motion-brush regions, so users can
+prompt) with the camera move named in the prompt (or the global motion of the shot's motion
+reference video, at its timing) and the motion-brush regions, so users can
 check timing, framing and motion before paying a real model.
 """
 
@@ -55,7 +56,8 @@ class PrevizProvider(VideoProvider):
         render_previz(
             dest, width=width, height=height, fps=request.fps, duration=request.duration,
             prompt=request.prompt, seed=request.seed, motion_amount=request.motion_amount,
-            reference_image=request.reference_image, regions=request.motion_regions, crf=self.crf)
+            reference_image=request.reference_image, regions=request.motion_regions, crf=self.crf,
+            motion_reference=request.motion_reference)
         return GenerationResult(
             path=dest, provider=self.get_block_type_slug(), model=request.model,
             credits=self.estimate_credits(request), seconds=time.perf_counter() - started)

@@ -18,15 +18,15 @@ import numpy as np
 
 from blocks.media import FrameWriter
 from blocks.previz_camera import CameraPlan, parse_camera, plan_camera
+from blocks.previz_matte import content_matte, fill_uncovered
+from blocks.previz_motion import ReferenceCamera, estimate_motion
 from blocks.previz_plate import Plate, compose_plate, reference_plate
 from blocks.providers import MotionRegion
-
-_INPAINT_SIDE = 480  # inpaint on a copy this size at most: the fill is soft anyway, and 10x faster
 
 
 def render_previz(dest: Path, *, width: int, height: int, fps: int, duration: float, prompt: str,
                   seed: int, motion_amount: float, reference_image: Path | None,
-                  regions: Sequence[MotionRegion], crf: int = 18) -> None:
+                  regions: Sequence[MotionRegion], crf: int = 18, motion_reference: Path | None = None) -> None:
     """Render a motion preview to `dest`: an H.264 MP4 of round(duration * fps) frames.
 
     The camera move comes from the prompt ("dolly in", "pan left", "static", "orbit", ...;
@@ -34,13 +34,16 @@ def render_previz(dest: Path, *, width: int, height: int, fps: int, duration: fl
     pan across a fifth of the frame or a 1.35x dolly). The seed varies easing, speed and
     framing; the same inputs always give the same clip. Motion-brush `regions` (polygons in
     fractions of the reference image, or of the frame without one) travel along their
-    vectors over the clip, and the ground they uncover is filled in.
+    vectors over the clip: what each polygon holds moves under a soft matte that follows it
+    (blocks.previz_matte), and the ground it uncovers is filled in. With a `motion_reference`
+    video the camera replays that video's global motion at its timing instead (previz_motion).
     """
     frames = round(duration * fps)
     if frames < 1:
         raise ValueError(f"{duration} s at {fps} fps is not a single frame")
     frame_size = (width, height)
-    plan = plan_camera(parse_camera(prompt), motion_amount, seed)
+    plan = (ReferenceCamera.following(estimate_motion(motion_reference), duration) if motion_reference
+            else plan_camera(parse_camera(prompt), motion_amount, seed))
     plate = (reference_plate(reference_image, frame_size, plan.overscan) if reference_image
              else compose_plate(prompt, seed, frame_size, plan.overscan))
     brush = MotionBrush(plate, regions, unit=(plate.size[0] / plan.overscan, plate.size[1] / plan.overscan))
@@ -106,20 +109,23 @@ class _Sprite:
 class MotionBrush:
     """The plate with its brushed regions in place at any moment of the clip.
 
-    The ground under every region is inpainted once; each frame pastes the regions at their
-    displaced positions, touching only their bounding boxes.
+    Each region's matte (the thing the polygon holds, feathered) and the ground under it are
+    made once; each frame pastes the regions at their displaced positions, touching only their
+    bounding boxes.
     """
 
     def __init__(self, plate: Plate, regions: Sequence[MotionRegion], unit: tuple[float, float]):
         self.plate = plate.image
-        brushed = [(_region_mask(plate, region), region) for region in regions]
+        brushed = [(content_matte(plate.image, _region_mask(plate, region)), region) for region in regions]
         brushed = [(mask, region) for mask, region in brushed if mask.any()]  # off the plate: nothing moves
         self._sprites = [
             _Sprite(plate.image, mask, (region.vector[0] * unit[0], region.vector[1] * unit[1]))
             for mask, region in brushed]
         self._dirty: list[tuple[slice, slice]] = []
         if brushed:
-            self.background = _inpaint(plate.image, np.maximum.reduce([mask for mask, _ in brushed]))
+            self.background = plate.image
+            for mask, _ in brushed:  # one hole at a time: each is filled from its own surroundings
+                self.background = fill_uncovered(self.background, mask)
             self.canvas = self.background.copy()
 
     def composite(self, t: float) -> np.ndarray:
@@ -156,20 +162,3 @@ def _region_mask(plate: Plate, region: MotionRegion) -> np.ndarray:
     # Sub-pixel vertices (4 fractional bits) keep small regions where they were drawn.
     cv2.fillPoly(mask, [np.round(points * 16 - 8).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
     return mask
-
-
-def _inpaint(plate: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The plate with the masked area filled in from its surroundings (one cv2.inpaint call)."""
-    height, width = plate.shape[:2]
-    scale = min(1.0, _INPAINT_SIDE / max(height, width))
-    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    # Grow the mask so the region's soft rim, and the pixels the shrink blends into it, are refilled.
-    grow = 2 * math.ceil(1 / scale) + 1
-    hole = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
-    small = cv2.resize(plate, small_size, interpolation=cv2.INTER_AREA)
-    small_hole = cv2.resize(hole, small_size, interpolation=cv2.INTER_AREA)
-    filled = cv2.inpaint(small, (small_hole > 0).astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
-    background = plate.copy()
-    background[hole > 0] = filled[hole > 0]
-    return background

@@ -55,6 +55,12 @@ class GenerationRequest(BaseModel):
         None, description="Generation resolution by short side ('720p', '1080p', '1440p', '4k'); "
                           "None for the model's default.")
     audio: bool = Field(False, description="Ask the model for sound, where it can make some.")
+    motion_reference: Path | None = Field(
+        None, description="Local motion reference video (remote ones are fetched first): motion control "
+                          "follows its motion, previz its timing and camera motion.")
+    motion_reference_url: str | None = Field(
+        None, description="Where the motion reference came from (https URL or s3:// URI; None for a "
+                          "local file): providers that fetch it themselves, as Kling does, need an https one.")
 
 
 class GenerationResult(BaseModel):

@@ -6,8 +6,9 @@ at once with a `retired` error, before any request; pointed at a compatible endp
 it works as below.
 
 Contract (shared/reference/providers.md §4; ✅ = openai-python source, ◐ = secondary):
-- ✅ `POST /v1/videos` multipart {prompt, model, seconds ("4"|"8"|"12", a string), size ("1280x720",
-  ...), input_reference (file)} → Video {id, status queued|in_progress|completed|failed, progress
+- ✅ `POST /v1/videos` multipart {prompt, model, seconds (a string: the SDK's "4"|"8"|"12", and
+  the guide's "16"|"20"), size ("1280x720", ...; 1920x1080 on sora-2-pro per the guide),
+  input_reference (file)} → Video {id, status queued|in_progress|completed|failed, progress
   0-100, error{code,message}}; `GET /v1/videos/{id}`; `GET /v1/videos/{id}/content` → MP4 bytes
   with the key; `DELETE /v1/videos/{id}` (used as cancel).
 - ✅ Errors are {"error":{"message","type","param","code"}}; 429 honours retry-after(-ms).

@@ -53,4 +53,6 @@ def animate(key: str, storage: str = "", brief: str = DEFAULT_BRIEF, duration: f
                              storage=deliver_to)
     except (StorageError, StoryboardError, ValueError) as exc:
         return Failed(name="InvalidInput", message=f"{' '.join(str(exc).split())} (nothing was spent)")
-    return produce(storyboard=board, options=options, return_state=True)
+    state = produce(storyboard=board, options=options, return_state=True)
+    # the report when it completed; else its state (BudgetExceeded, NoAcceptableTake...) becomes this run's
+    return state.result() if state.is_completed() else state

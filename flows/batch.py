@@ -87,8 +87,12 @@ def due_briefs(briefs: list[Brief], done: set[tuple[str, str]], as_of: datetime)
     return sorted(due, key=lambda b: b.due_at() or as_of)
 
 
-@flow(name="batch", flow_run_name="batch-{library}", validate_parameters=False)
-def batch(library: str = "examples/prompt-library.yaml", storage: str = "", out_dir: str = "out",
+def _run_name() -> str:
+    return f"batch-{str(flow_run.parameters['library']).rsplit('/', 1)[-1]}"
+
+
+@flow(name="batch", flow_run_name=_run_name, validate_parameters=False)
+def batch(library: str = "examples/libraries/briefs.yaml", storage: str = "", out_dir: str = "out",
           budget_name: str | None = None, budget_policy: Literal["stop", "pause", "fit"] | None = None,
           limit: int = 20, deliver_to: str | None = None):
     """Produce the briefs of `library` that are due, up to `limit` of them.

@@ -140,9 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         return run_server_command(args.action, args.host, args.port)
     if args.command in ("produce", "validate", "estimate"):
         from flows.server import attach_to_server
-        # The fallback note waits until the storyboard passed its checks: a refusal stays one line.
-        with attach_to_server(announce_fallback=False) as server_url:
-            args.server_url = server_url
+        with attach_to_server():
             return _run_storyboard(args)
     if args.command == "simulate":
         from simulators.serve import serve
@@ -165,9 +163,6 @@ def _run_storyboard(args: argparse.Namespace) -> int:
         from flows.budget_cli import print_estimate
         return print_estimate(storyboard, overrides.takes, overrides.budget, args.budget_name, _providers)
     args.takes, args.budget = overrides.takes, overrides.budget
-    if args.server_url is None:
-        from flows.server import KEEP_RUNNING_HINT
-        print(f"note: {KEEP_RUNNING_HINT}", file=sys.stderr)
     return _produce(storyboard, args, plans)
 
 
@@ -325,6 +320,8 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace, plans: list[ShotP
         print(f"error: {problem} (nothing was spent)", file=sys.stderr)
         return 2
     _check_providers(plans, storyboard)
+    from flows.server import note_temporary_server
+    note_temporary_server()
     _quiet_prefect_console(args.verbose)
     options = RunOptions(out_dir=args.out, takes=args.takes, budget=args.budget, storage=args.storage,
                          budget_name=args.budget_name, policy=args.policy)

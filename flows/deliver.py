@@ -121,5 +121,5 @@ def cached_file(task, *args):
     Submitted rather than called, so the flow's task runner places it (on Dask, see flows/runners.py)."""
     result = task.submit(*args).result()
     if not Path(result).is_file():
-        result = task.with_options(refresh_cache=True)(*args)
+        result = task.with_options(refresh_cache=True).submit(*args).result()
     return result

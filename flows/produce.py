@@ -75,7 +75,8 @@ class RunOptions(BaseModel):
 
 def _run_name() -> str:
     board = flow_run.parameters["storyboard"]
-    title = board.title if isinstance(board, Storyboard) else str(board.get("title", "")) if isinstance(board, dict) else ""
+    title = (board.title if isinstance(board, Storyboard) else
+             str(board.get("title", "")) if isinstance(board, dict) else "")
     return f"produce-{slug(title)}"
 
 
@@ -130,7 +131,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     storage = load_storage(options.storage) if options.storage else None
     ensure_limits(providers)
     sound = storyboard.sound
-    inputs = ([p.reference_image for p in plans] + ([sound.music, sound.voice_over] if sound else [])
+    inputs = ([p.reference_image for p in plans] + [p.motion_reference for p in plans] + ([sound.music, sound.voice_over] if sound else [])
               + [storyboard.captions])
     if storage is None and any((uri or "").startswith("s3://") for uri in inputs):
         return Failed(name="InvalidInput", message=(
@@ -314,6 +315,9 @@ def _shot_takes(plans: list[ShotPlan], folder: Path, left: float | None, estimat
     for plan in plans:
         reference = plan.reference_image
         reference = local_input(reference, plan.shot_id, folder / "references", storage, "image")
+        if plan.motion_reference and plan.motion_reference.startswith(("https://", "http://", "s3://")):
+            plan = plan.model_copy(update={"motion_reference_file": local_input(
+                plan.motion_reference, f"{plan.shot_id}-motion", folder / "references", storage, "video")})
         share = None
         if left is not None and estimate.needed > 0:
             share = max(0.0, left) * estimate.shot_total(plan.shot_id) / estimate.total

@@ -34,7 +34,13 @@ def read_storyboard(location: str, storage: str | None) -> Storyboard:
         return load_storyboard(local, base_dir=location.rsplit("/", 1)[0])
 
 
-@flow(name="produce-file", flow_run_name="produce-file-{storyboard}", validate_parameters=False)
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return f"produce-file-{str(flow_run.parameters['storyboard']).rsplit('/', 1)[-1]}"
+
+
+@flow(name="produce-file", flow_run_name=_run_name, validate_parameters=False)
 def produce_file(storyboard: str, budget: float | None = None, budget_policy: Literal["stop", "pause", "fit"] | None = None,
                  budget_name: str | None = None, takes: int | None = None, out_dir: str = "out",
                  storage: str | None = None):
@@ -54,4 +60,6 @@ def produce_file(storyboard: str, budget: float | None = None, budget_policy: Li
         board = read_storyboard(str(storyboard), storage)
     except (StoryboardError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         return Failed(name="InvalidInput", message=f"{' '.join(str(exc).split())} (nothing was spent)")
-    return produce(storyboard=board, options=options, return_state=True)
+    state = produce(storyboard=board, options=options, return_state=True)
+    # the report when it completed; else its state (BudgetExceeded, NoAcceptableTake...) becomes this run's
+    return state.result() if state.is_completed() else state

@@ -22,6 +22,7 @@ import os
 from typing import Any, Iterable
 
 from prefect.futures import PrefectFuture
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.collections import visit_collection
 
@@ -77,6 +78,7 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
         self.dask_address = dask_address  # None: TAKEFLOW_DASK_ADDRESS at the start of each run
         self._threads: ThreadPoolTaskRunner | None = None
         self._dask = None
+        self._api_url: str | None = None
 
     @property
     def name(self) -> str:
@@ -95,8 +97,16 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
         address = self.dask_address or os.environ.get(DASK_ADDRESS_ENV, "").strip()
         if address:
             try:
+                self._api_url = _api_url(address)
+                _refuse_other_default_client(address)
                 self._dask = dask_runner(address).__enter__()
-                _check_workers(self._dask.client, address)
+                try:
+                    client = self._dask.client
+                except OSError as exc:  # distributed's connect timeout is an OSError too
+                    raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}: no Dask scheduler answers "
+                                       f"({str(exc).splitlines()[0]}); start one (dask scheduler) or unset "
+                                       f"{DASK_ADDRESS_ENV} to run on threads") from None
+                _check_workers(client, address)
             except BaseException:
                 self.__exit__(None, None, None)
                 raise
@@ -128,8 +138,27 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
         for future in wait_for or ():
             if not _on_dask(future):
                 future.wait()
-        return self._dask.submit(task, parameters, [f for f in wait_for or () if _on_dask(f)] or None,
-                                 dependencies)
+        with temporary_settings({PREFECT_API_URL: self._api_url}):  # shipped with the task to the worker
+            return self._dask.submit(task, parameters, [f for f in wait_for or () if _on_dask(f)] or None,
+                                     dependencies)
+
+
+def _api_url(address: str) -> str:
+    """The Prefect API the Dask workers report to: this run's. Without PREFECT_API_URL the run uses
+    the temporary server Prefect started in this process, and a worker told nothing would start one
+    of its own, where the run's concurrency limits and task states are not."""
+    configured = PREFECT_API_URL.value()
+    if configured:
+        return configured
+    host = address.split("://")[-1].rsplit(":", 1)[0]
+    if not (address.startswith("local") or host in ("localhost", "::1", "[::1]") or host.startswith("127.")):
+        raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}: Dask workers on other hosts cannot reach this run's "
+                           "temporary Prefect server; start one (prefect server start) and set PREFECT_API_URL")
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one this process's client started (start() is then a no-op)
+    server.start()
+    return server.api_url
 
 
 def _on_dask(value: Any) -> bool:
@@ -140,13 +169,23 @@ def _resolved(value: Any) -> Any:
     return value.result() if isinstance(value, PrefectFuture) and not _on_dask(value) else value
 
 
-def _check_workers(client, address: str) -> None:
-    """Refuse a cluster whose workers would write to another ledger or price and score otherwise,
-    or another cluster than the one named (prefect-dask prefers a default client of the process)."""
-    connected = client.scheduler.address
-    if not address.startswith("local") and connected.split("://")[-1] != address.split("://")[-1]:
+def _refuse_other_default_client(address: str) -> None:
+    """prefect-dask sends the tasks to the process's default Dask client, if there is one, whatever
+    the address says: refuse one of another cluster instead of running there unnoticed."""
+    import distributed
+
+    try:
+        default = distributed.default_client()
+    except ValueError:  # none: the runner connects to `address`
+        return
+    connected = default.scheduler.address
+    if address.startswith("local") or connected.split("://")[-1] != address.split("://")[-1]:
         raise RuntimeError(f"{DASK_ADDRESS_ENV}={address}, but this process has a default Dask client of "
                            f"{connected}; close that client or point {DASK_ADDRESS_ENV} at its scheduler")
+
+
+def _check_workers(client, address: str) -> None:
+    """Refuse a cluster whose workers would write to another ledger or price and score otherwise."""
     mine = worker_settings()
     theirs = client.run(worker_settings)
     if not theirs:

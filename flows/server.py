@@ -31,14 +31,15 @@ KEEP_RUNNING_HINT = ("no Prefect server is running, so this run starts a tempora
                      "leaves the UI when it ends; `takeflow server start` keeps one running")
 
 
-def _folder() -> Path:
+def _folder(create: bool = True) -> Path:
     folder = takeflow_home() / "server"
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:  # only a start writes here: a command that is only looking leaves no folder behind
+        folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def _files() -> tuple[Path, Path, Path]:
-    folder = _folder()
+def _files(create: bool = True) -> tuple[Path, Path, Path]:
+    folder = _folder(create)
     return folder / "prefect.pid", folder / "prefect.log", folder / "api-url"
 
 
@@ -121,7 +122,7 @@ def _last_line(log: Path) -> str:
 
 def recorded_server() -> tuple[int | None, str]:
     """The pid (None if not running) and API URL of the server `takeflow server start` left."""
-    pid_file, _, url_file = _files()
+    pid_file, _, url_file = _files(create=False)
     url = url_file.read_text().strip() if url_file.exists() else f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/api"
     try:
         pid = int(pid_file.read_text())
@@ -189,11 +190,19 @@ def run_server_command(action: str, host: str, port: int) -> int:
     return {"start": lambda: start(host, port), "stop": stop, "status": status}[action]()
 
 
+def note_temporary_server() -> None:
+    """Say, in one line, that a run is about to start Prefect's temporary server, and how not to."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        print(f"note: {KEEP_RUNNING_HINT}", file=sys.stderr)
+
+
 @contextlib.contextmanager
-def attach_to_server(announce_fallback: bool) -> Iterator[str | None]:
+def attach_to_server() -> Iterator[str | None]:
     """Point this process at a running Prefect server: PREFECT_API_URL when set, else the one
     `takeflow server start` left (or the local default) when it answers. Yields its API URL, or
-    None when the run falls back to Prefect's temporary server (saying so if `announce_fallback`)."""
+    None when a run would fall back to Prefect's temporary server."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     configured = PREFECT_API_URL.value()
@@ -202,8 +211,6 @@ def attach_to_server(announce_fallback: bool) -> Iterator[str | None]:
         return
     _, url = recorded_server()
     if not healthy(url):
-        if announce_fallback:
-            print(f"note: {KEEP_RUNNING_HINT}", file=sys.stderr)
         yield None
         return
     # Prefect reads its settings once, at import: a context is what makes this process use it now.

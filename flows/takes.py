@@ -119,7 +119,8 @@ def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[
         if record.file:
             expected = shot.expectation(providers[job.choice.provider], job.choice, job.final)
             scoring[job.plan.shot_id, job.take] = score_take.submit(
-                folder / record.file, expected, shot.learned, job.plan.prompts.prompt.text())
+                folder / record.file, expected, shot.learned, job.plan.prompts.prompt.text(),
+                motion_reference=job.plan.motion_fields().get("motion_reference"))
     progress.start("score", len(scoring))
     for (shot_id, take), future in scoring.items():
         shot = shots[shot_id]

@@ -221,11 +221,13 @@ class ProviderSimulator:
 
     def new_task(self, model: str, params: dict[str, Any], *, size: tuple[int, int], duration: float,
                  fps: int, prompt: str, seed: int = 0, image: bytes | None = None,
-                 task_id: str | None = None) -> SimTask:
-        """Record a create (counted) and start rendering its output in the background."""
+                 task_id: str | None = None, motion: Path | None = None) -> SimTask:
+        """Record a create (counted) and start rendering its output in the background; `motion` is a
+        motion reference video whose global motion the output follows."""
         task = self.record_task(model, params, task_id)
         task.extra.setdefault("price", self.catalogue_price(model, duration, size, params))
-        task.video = self.render(size=size, duration=duration, fps=fps, prompt=prompt, seed=seed, image=image)
+        task.video = self.render(size=size, duration=duration, fps=fps, prompt=prompt, seed=seed, image=image,
+                                 motion=motion)
         return task
 
     # ---- the provider's books ----------------------------------------------------------------
@@ -302,18 +304,18 @@ class ProviderSimulator:
         return "succeeded", 1.0
 
     def render(self, *, size: tuple[int, int], duration: float, fps: int, prompt: str, seed: int,
-               image: bytes | None) -> Future:
+               image: bytes | None, motion: Path | None = None) -> Future:
         """A motion preview of `size`, rendered small and scaled up; identical requests share one."""
-        key = hashlib.sha256(json.dumps([size, duration, fps, prompt, seed]).encode()
+        key = hashlib.sha256(json.dumps([size, duration, fps, prompt, seed, str(motion)]).encode()
                              + (image or b"")).hexdigest()[:24]
         with self.lock:
             if key not in self._renders:
                 self._renders[key] = self.renderer.submit(self._render, key, size, duration, fps, prompt,
-                                                          seed, image)
+                                                          seed, image, motion)
             return self._renders[key]
 
     def _render(self, key: str, size: tuple[int, int], duration: float, fps: int, prompt: str, seed: int,
-                image: bytes | None) -> Path:
+                image: bytes | None, motion: Path | None = None) -> Path:
         width, height = size
         aspect = "16:9" if width > height * 1.2 else "9:16" if height > width * 1.2 else "1:1"
         small = frame_size(aspect, min(self.render_height, min(size)))
@@ -323,7 +325,8 @@ class ProviderSimulator:
             reference.write_bytes(image)
         preview = self.media / f"{key}-small.mp4"
         render_previz(preview, width=small[0], height=small[1], fps=fps, duration=duration, prompt=prompt,
-                      seed=seed, motion_amount=0.5, reference_image=reference, regions=(), crf=23)
+                      seed=seed, motion_amount=0.5, reference_image=reference, regions=(), crf=23,
+                      motion_reference=motion)
         out = self.media / f"{key}.mp4"
         stream = ffmpeg.input(str(preview)).video.filter("scale", width, height, flags="bilinear")
         run_ffmpeg(ffmpeg.output(stream, str(out), **{**H264_OUTPUT, "preset": "ultrafast"})

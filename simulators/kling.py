@@ -8,7 +8,9 @@ docs are silent it makes a choice, stated here so tests and adapters can rely on
 - a task that fails moderation after submit reads task_status "failed" with task_status_msg
   "Failure to pass the risk control system" (the message integrators report from Kling);
 - over `concurrency` running tasks a create answers 429/1303, as Kling's resource packs do;
-- only base64 images are taken (no URL fetching), and `aspect_ratio` on image2video is refused.
+- only base64 images are taken (no URL fetching), and `aspect_ratio` on image2video is refused;
+- motion control's `video_url` is fetched for real from loopback hosts (or found in `web`), as
+  Kling fetches it; any other URL cannot be fetched (simulators/kling_motion.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import cv2
 import numpy as np
 
 from blocks.catalogue import load_catalogue
+from simulators.kling_motion import Invalid, check_motion_control
 from simulators.base import Drop, ProviderSimulator, Request, Response, SimTask, collect_routes, route
 
 SIZES = {720: {"16:9": (1280, 720), "9:16": (720, 1280), "1:1": (960, 960)},
@@ -63,10 +66,6 @@ AUTH = {1000: "Authentication failed", 1001: "Authorization is empty", 1002: "Au
 CAMERA_TYPES = ("simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward")
 
 
-class Invalid(Exception):
-    """A 400/1201 answer with this message."""
-
-
 def _b64json(part: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
@@ -77,8 +76,10 @@ class KlingSimulator(ProviderSimulator):
 
     name = "kling"
 
-    def __init__(self, *, access_key: str | None = None, secret_key: str | None = None, **kwargs: Any):
+    def __init__(self, *, access_key: str | None = None, secret_key: str | None = None,
+                 web: dict[str, bytes] | None = None, **kwargs: Any):
         super().__init__(**kwargs)
+        self.web = web if web is not None else {}  # motion references by URL, beside loopback fetches
         self.access_key = access_key or "ak-" + uuid.uuid4().hex
         self.secret_key = secret_key or secrets.token_hex(16)
         self.bodies: list[dict[str, Any]] = []
@@ -129,10 +130,12 @@ class KlingSimulator(ProviderSimulator):
 
     # ---- routes -------------------------------------------------------------------------------
 
-    @route("POST", r"/v1/videos/(text2video|image2video)", "create")
+    @route("POST", r"/v1/videos/(text2video|image2video|motion-control)", "create")
     def create(self, request: Request, kind: str) -> Response:
         try:
             body = request.json()
+            if kind == "motion-control":
+                return self.create_motion(body)
             spec, image, size = self.validate(kind, body)
         except Invalid as exc:
             return self.error(400, "invalid_input", str(exc))
@@ -140,12 +143,9 @@ class KlingSimulator(ProviderSimulator):
             return self.error(400, "invalid_input", "request body is not JSON")
         with self.lock:
             external = body.get("external_task_id")
-            if external and external in self.by_external:
-                return self.error(400, "invalid_input", f"external_task_id {external} already exists")
-            if self.concurrency is not None and sum(
-                    self.status(t)[0] in ("queued", "throttled", "running") for t in self.tasks.values()
-                    ) >= self.concurrency:
-                return self.error(429, "concurrency", "parallel task over resource pack limit")
+            refused = self.refuse_create(external)
+            if refused is not None:
+                return refused
             mode = body.get("mode", "std") if len(spec["modes"]) > 1 else next(iter(spec["modes"]))
             short, price, with_sound = spec["modes"][mode]
             sound = body.get("sound", spec.get("sound_default", "off")) == "on"
@@ -157,18 +157,52 @@ class KlingSimulator(ProviderSimulator):
             task = self.new_task(body.get("model_name", "kling-v1"), params, size=size or SIZES[short][
                 body.get("aspect_ratio", "16:9")], duration=int(duration), fps=spec["fps"],
                 prompt=prompt, image=image, task_id=str(700000000000000000 + self.creates))
-            # billed in units, only for a task that succeeds (final_unit_deduction of a failed one: 0)
-            task.extra["price"] = round(units * load_catalogue().providers["kling"].credits_per_unit, 4)
-            if external:
-                self.by_external[external] = task.id
-            self.bodies.append(body)
-            lose = self.lose_create_answers > 0
-            self.lose_create_answers -= lose
+            lose = self.book_create(task, body, units)
         if lose:
             raise Drop()
         return self.envelope(self.describe(task, with_result=False))
 
-    @route("GET", r"/v1/videos/(text2video|image2video)/([\w.-]+)", "poll")
+    def create_motion(self, body: Any) -> Response:
+        """`POST /v1/videos/motion-control` (simulators/kling_motion.py checks it)."""
+        checked = check_motion_control(body, self.web, self.media)
+        with self.lock:
+            external = body.get("external_task_id")
+            refused = self.refuse_create(external)
+            if refused is not None:
+                return refused
+            duration = f"{round(checked.seconds, 1):g}"
+            params = {"kind": "motion-control", "external": external, "duration": duration,
+                      "units": checked.units}
+            task = self.new_task(checked.model, params, size=checked.size, duration=checked.seconds, fps=24,
+                                 prompt=body.get("prompt") or "", image=checked.image,
+                                 task_id=str(700000000000000000 + self.creates), motion=checked.video)
+            lose = self.book_create(task, body, checked.units)
+        if lose:
+            raise Drop()
+        return self.envelope(self.describe(task, with_result=False))
+
+    def refuse_create(self, external: str | None) -> Response | None:
+        """A create Kling refuses whatever its body: a reused external_task_id, or too many tasks."""
+        if external and external in self.by_external:
+            return self.error(400, "invalid_input", f"external_task_id {external} already exists")
+        if self.concurrency is not None and sum(
+                self.status(t)[0] in ("queued", "throttled", "running") for t in self.tasks.values()
+                ) >= self.concurrency:
+            return self.error(429, "concurrency", "parallel task over resource pack limit")
+        return None
+
+    def book_create(self, task: SimTask, body: dict[str, Any], units: float) -> bool:
+        """Record a made task; True when this create's answer is to be lost."""
+        # billed in units, only for a task that succeeds (final_unit_deduction of a failed one: 0)
+        task.extra["price"] = round(units * load_catalogue().providers["kling"].credits_per_unit, 4)
+        if task.params["external"]:
+            self.by_external[task.params["external"]] = task.id
+        self.bodies.append(body)
+        lose = self.lose_create_answers > 0
+        self.lose_create_answers -= lose
+        return lose
+
+    @route("GET", r"/v1/videos/(text2video|image2video|motion-control)/([\w.-]+)", "poll")
     def query(self, request: Request, kind: str, ident: str) -> Response:
         task = self.tasks.get(self.by_external.get(ident, ident))
         if task is None or task.params["kind"] != kind:

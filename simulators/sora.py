@@ -3,8 +3,8 @@
 OpenAI shut the real API down on 2026-09-24; this keeps the contract the openai SDK (3.x,
 `resources/videos.py`, `types/video*.py`) speaks, so adapters and compatible endpoints can be tested:
 
-- `POST /v1/videos` multipart {prompt, model, seconds ("4"|"8"|"12", a string), size
-  ("1280x720"|...), input_reference (an image file the size of the video)} → Video object
+- `POST /v1/videos` multipart {prompt, model, seconds ("4"|"8"|"12"|"16"|"20", a string), size
+  (sora-2: 1280x720|720x1280; sora-2-pro also 1792x1024|1024x1792|1920x1080|1080x1920), input_reference (an image file the size of the video)} → Video object
   {id "video_…", object "video", status queued|in_progress|completed|failed, progress 0-100,
   seconds, size, error{code,message}}; `GET /v1/videos/{id}`; `GET /v1/videos/{id}/content` → MP4
   bytes (needs the key); `DELETE /v1/videos/{id}` → {id, deleted, object "video.deleted"}.
@@ -27,8 +27,13 @@ import numpy as np
 from simulators.base import ProviderSimulator, Request, Response, SimTask, collect_routes, route
 
 MODELS = ("sora-2", "sora-2-pro", "sora-2-2025-10-06", "sora-2-pro-2025-10-06", "sora-2-2025-12-08")
+# The SDK's literals (openai 3.57 types/video_seconds.py, video_size.py: seconds 4/8/12; sizes
+# 720x1280, 1280x720, 1024x1792, 1792x1024) plus what OpenAI's guide added after them: 16 and 20 s
+# for both models, and 1920x1080 / 1080x1920 for sora-2-pro only (providers.md §4.2). The SDK
+# sends any string, so a client can ask for the guide's values; tests check every SDK literal.
+SECONDS = ("4", "8", "12", "16", "20")
 SIZES_720 = ("720x1280", "1280x720")
-SIZES_PRO = SIZES_720 + ("1024x1792", "1792x1024")
+SIZES_PRO = SIZES_720 + ("1024x1792", "1792x1024", "1080x1920", "1920x1080")
 FIELDS = {"prompt", "model", "seconds", "size", "input_reference"}
 FAILURES = {  # a failed Video's error by simulated failure (◐ only moderation_blocked is attested)
     "moderation": ("moderation_blocked", "Your request was blocked by our moderation system."),
@@ -53,7 +58,7 @@ class SoraSimulator(ProviderSimulator):
 
     name = "sora"
 
-    def __init__(self, *, seconds: tuple[str, ...] = ("4", "8", "12"), fps: int = 30, **kwargs: Any):
+    def __init__(self, *, seconds: tuple[str, ...] = SECONDS, fps: int = 30, **kwargs: Any):
         super().__init__(**kwargs)
         self.seconds, self.fps = seconds, fps
         self.sizes = {m: SIZES_PRO if "pro" in m else SIZES_720 for m in MODELS}

@@ -6,13 +6,14 @@ ffmpeg must draw with, and every remote input fetched (bounded, with timeouts) a
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from blocks.catalogue import load_catalogue
-from tasks.inputs import InputError, Kind, fetch_from_storage, download
+from tasks.inputs import InputError, Kind, check_file, download, fetch_from_storage
 from tasks.plan import ShotPlan, plan_storyboard
 from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, one_line
 
@@ -54,6 +55,19 @@ def check_prompts(storyboard: Storyboard, plans: list[ShotPlan]) -> None:
                                       f"{choice.provider}/{choice.model} takes at most {limit}; shorten it")
 
 
+def check_motion_sources(plans: list[ShotPlan]) -> None:
+    """A provider that fetches the motion reference itself (Kling) needs a URL it can reach."""
+    catalogue = load_catalogue()
+    for plan in plans:
+        for choice in plan.choices + ([plan.fallback] if plan.fallback else []):
+            entry = catalogue.model(choice.provider, choice.model)
+            if entry.motion_reference == "required" and plan.motion_reference \
+                    and not plan.motion_reference.startswith(("https://", "http://")):
+                raise StoryboardError(
+                    f"shots[{plan.index}].motion_reference: {choice.provider}/{choice.model} fetches the video "
+                    "itself, so give an https URL it can reach (a presigned S3 URL works), not a file or s3:// URI")
+
+
 def check_drawing(storyboard: Storyboard) -> None:
     """Dip colours ffmpeg knows, and a font for titles (captions check their own)."""
     from tasks.assemble import _dip_levels
@@ -78,12 +92,34 @@ def remote_inputs(storyboard: Storyboard) -> list[tuple[str, str, Kind]]:
     """(field, URI, kind) of every input that is not a local file."""
     found: list[tuple[str, str | None, Kind]] = [
         (f"shots[{i}].reference_image", shot.reference_image, "image") for i, shot in enumerate(storyboard.shots)]
+    found += [(f"shots[{i}].motion_reference", shot.motion_reference, "video")
+              for i, shot in enumerate(storyboard.shots)]
     if storyboard.sound:
         found += [("sound.music", storyboard.sound.music, "audio"),
                   ("sound.voice_over", storyboard.sound.voice_over, "audio")]
     found.append(("captions", storyboard.captions, "captions"))
     return [(field, uri, kind) for field, uri, kind in found
             if uri and uri.startswith(("https://", "http://", "s3://"))]
+
+
+def _check_motion_video(storyboard: Storyboard, field: str, path: Path) -> None:
+    """A remote motion reference's shot must say how long it is (Kling makes clips as long as the
+    reference, and the plan, made before anything is fetched, needs the length), and its shape must
+    be the storyboard's: Kling's clip takes the reference's aspect ratio."""
+    from blocks.media import probe
+    from tasks.storyboard import MOTION_TOLERANCE
+
+    seconds = check_file(path, "video")
+    shot = storyboard.shots[int(field.split("[")[1].split("]")[0])]
+    if shot.duration is None or abs(shot.duration - seconds) > MOTION_TOLERANCE:
+        where = field.replace("motion_reference", "duration")
+        raise StoryboardError(f"{where}: the motion reference lasts {seconds:.2f} s; set duration: "
+                              f"{seconds:.2f} (the shot lasts as long as its motion reference)")
+    info, wanted = probe(path), storyboard.defaults.aspect_ratio
+    width, height = (int(x) for x in wanted.split(":"))
+    if abs(math.log(info.width / info.height) - math.log(width / height)) > 0.1:
+        raise StoryboardError(f"{field}: the video is {info.width}x{info.height}, not {wanted} like the "
+                              "storyboard (defaults.aspect_ratio); the clip takes the reference's shape, so crop it")
 
 
 def check_remote_inputs(storyboard: Storyboard, storage=None, storage_option: str = "--storage BLOCK") -> None:
@@ -104,6 +140,8 @@ def check_remote_inputs(storyboard: Storyboard, storage=None, storage_option: st
                         else download(uri, Path(tmp), f"input{n}", kind))
                 if kind == "captions":
                     fit_to_edit(read_srt(path, Path(uri).name), storyboard.total_duration(), Path(uri).name)
+                if kind == "video":
+                    _check_motion_video(storyboard, field, path)
             except (InputError, SubtitleError) as exc:
                 raise StoryboardError(f"{field}: {exc}") from None
 
@@ -113,6 +151,7 @@ def check_run(storyboard: Storyboard, takes: int | None = None, storage=None,
     """Everything a run needs that parsing the storyboard cannot see; returns the plans."""
     plans = plan_storyboard(storyboard, takes)
     check_prompts(storyboard, plans)
+    check_motion_sources(plans)
     check_drawing(storyboard)
     check_remote_inputs(storyboard, storage, storage_option)
     return plans

@@ -23,19 +23,21 @@ import httpx
 import yaml
 from prefect import task
 
-from blocks.media import MediaError, atomic_path, audio_duration, read_image
+from blocks.media import MediaError, atomic_path, audio_duration, probe, read_image
 
-Kind = Literal["image", "audio", "captions"]
+Kind = Literal["image", "audio", "captions", "video"]
 REMOTE = ("https://", "http://", "s3://")
 MAX_STORYBOARD_BYTES = 2 * 2**20  # a 200-shot storyboard with long briefs is ~200 KB
 MAX_NESTING = 24  # a storyboard is at most ~6 levels deep
 MAX_NODES = 200_000  # values after YAML aliases are expanded (a "billion laughs" stops here)
-MAX_BYTES: dict[str, int] = {"image": 50 * 2**20, "audio": 200 * 2**20, "captions": 2 * 2**20}
+MAX_BYTES: dict[str, int] = {"image": 50 * 2**20, "audio": 200 * 2**20, "captions": 2 * 2**20,
+                             "video": 100 * 2**20}  # video: Kling motion control takes at most 100 MB
+MOTION_SECONDS = (3.0, 30.0)  # a motion reference's length, as Kling motion control takes it
 MAX_IMAGE_PIXELS = 40_000_000  # 8K UHD is 33 MP; an image over this is a mistake or a bomb
 MAX_IMAGE_SIDE = 16384
 FETCH_TIMEOUT = httpx.Timeout(30, connect=5)
 WANTED = {"image": "a PNG, JPEG or WebP file", "audio": "an audio file (WAV, MP3, M4A, AAC or FLAC)",
-          "captions": "a SubRip (.srt) file"}
+          "captions": "a SubRip (.srt) file", "video": "an MP4 or MOV video of 3-30 s"}
 
 
 class InputError(ValueError):
@@ -58,7 +60,8 @@ def regular_file(path: Path, limit: int) -> int:
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise InputError(f"{path.name}: {'no such file' if exc.errno == 2 else (exc.strerror or 'cannot read it').lower()}") from None
+        reason = "no such file" if exc.errno == 2 else (exc.strerror or "cannot read it").lower()
+        raise InputError(f"{path.name}: {reason}") from None
     if not stat.S_ISREG(info.st_mode):
         what = ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO (named pipe)" if
                 stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device")
@@ -157,11 +160,29 @@ def check_captions(path: Path) -> None:
         raise InputError(str(exc)) from None
 
 
-CHECKS = {"image": check_image, "audio": check_audio, "captions": check_captions}
+def check_video(path: Path) -> float:
+    """The length of a usable motion reference: an MP4/MOV (ISO base media, the containers Kling
+    motion control takes) of at most 100 MB holding 3 to 30 s of video; probed, never decoded."""
+    header = read_bounded(path, MAX_BYTES["video"], head=12)
+    if header[4:8] != b"ftyp":
+        raise InputError(f"{path.name}: is not an MP4 or MOV video")
+    try:
+        info = probe(path)
+    except MediaError as exc:
+        raise InputError(str(exc)) from None
+    low, high = MOTION_SECONDS
+    if not low <= info.duration <= high:
+        raise InputError(f"{path.name}: lasts {info.duration:.1f} s; a motion reference must last "
+                         f"{low:g}-{high:g} s, so trim or extend it")
+    return info.duration
 
 
-def check_file(path: Path, kind: Kind) -> None:
-    CHECKS[kind](Path(path))
+CHECKS = {"image": check_image, "audio": check_audio, "captions": check_captions, "video": check_video}
+
+
+def check_file(path: Path, kind: Kind) -> Any:
+    """What the kind's check returns (an image's size, a clip's length) or InputError."""
+    return CHECKS[kind](Path(path))
 
 
 def locate(value: str, base: str) -> str:
@@ -265,7 +286,8 @@ def read_storyboard_data(path: Path) -> Any:
         line = f"line {mark.line + 1}: " if mark else (f"line {exc.lineno}: " if hasattr(exc, "lineno") else "")
         problem = getattr(exc, "problem", None) or getattr(exc, "msg", None) or str(exc).splitlines()[0]
         if "nesting depth" in problem:  # libyaml's own bound, met before ours when scanning ahead
-            raise InputError(f"{line}nested more than {MAX_NESTING} levels deep; a storyboard needs far fewer") from None
+            raise InputError(f"{line}nested more than {MAX_NESTING} levels deep; a storyboard needs far "
+                             "fewer") from None
         raise InputError(f"{line}not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
                          f"({problem})") from None
     _count_nodes(data)

@@ -7,8 +7,8 @@ class in `frame_metrics()`, never a second decode. Metrics report raw values (hi
 purely informative) and may raise hard QC fails.
 
 - tasks/metrics_temporal.py: the shared frame stream and flow; flicker, smoothness, brightness
-- tasks/metrics_image.py: noise, exposure, consistency; the picture QC gates (frozen, stalls, black,
-  bars, cuts)
+- tasks/metrics_image.py: noise, exposure, consistency; the picture QC gates (black, bars, cuts)
+- tasks/metrics_holds.py: frozen output, freezes inside a take, stutter
 - tasks/metrics_detail.py: sharpness, counting only fine detail that persists between frames
 - tasks/metrics_adherence.py: motion amount, camera move, motion brush, reference image
 - tasks/metrics_defects.py: what real video models get wrong: blur, stillness, morphing, burnt-in
@@ -37,7 +37,8 @@ from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmoun
 from tasks.metrics_defects import (BurntInOverlay, Crispness, EdgeBlack, GradualCut, Instability,
                                    Stillness)
 from tasks.metrics_detail import Sharpness
-from tasks.metrics_image import (BlackFrames, Consistency, Exposure, FrozenFrames, Letterbox, LowNoise,
+from tasks.metrics_holds import FrozenFrames
+from tasks.metrics_image import (BlackFrames, Consistency, Exposure, Letterbox, LowNoise,
                                  SceneCuts)
 from tasks.metrics_temporal import (BrightnessStability, Frame, FrameStream, MotionSmoothness,
                                     TemporalFlicker)
@@ -178,13 +179,25 @@ def motion_wanted(expected: Expectation) -> bool:
     return moving_camera or bool(expected.regions) or (expected.motion_amount or 0) > 0
 
 
+def motion_asked(expected: Expectation) -> str:
+    """What motion the shot asks for, in words for a take's notes ('' when it asks for none)."""
+    if not motion_wanted(expected):
+        return ""
+    move = parse_camera(expected.camera)
+    if move.phrase and move.kind != "static":
+        return f"a {move.phrase}"
+    if expected.regions:
+        return "motion in its brushed regions"
+    return f"motion (amount {expected.motion_amount:g})"
+
+
 def frame_metrics(expected: Expectation, fps: float, frame_count: int) -> list[FrameMetric]:
     """The metrics that apply to this shot, fresh for one take; add new ones here."""
     metrics: list[FrameMetric] = [
-        TemporalFlicker(), BrightnessStability(fps), MotionSmoothness(), Consistency(), Sharpness(),
+        TemporalFlicker(), BrightnessStability(fps), MotionSmoothness(), Consistency(), Sharpness(frame_count),
         LowNoise(), Exposure(), MotionAmount(expected.motion_amount, expected.still_allowed, frame_count),
         FrozenFrames(fps, expected.still_allowed), BlackFrames(fps), Letterbox(), SceneCuts(fps),
-        Crispness(), Stillness(fps, motion_wanted(expected)), BurntInOverlay(frame_count), EdgeBlack(fps),
+        Crispness(), Stillness(fps, motion_asked(expected)), BurntInOverlay(frame_count), EdgeBlack(fps),
         GradualCut(fps), Instability(fps)]
     move = parse_camera(expected.camera)
     if move.phrase:  # no camera words means no instruction to adhere to

@@ -114,13 +114,14 @@ class Stillness(Measurement):
     """`dynamic_share`: the share of sampled pairs VBench's dynamic_degree calls moving;
     `motion_speed`: the median over pairs of the top-5 % flow, in frame shares per second.
 
-    With `motion_wanted`, a take that VBench would not call dynamic and that moves under
-    STILL_SPEED is a defect. Pairs whose frames repeat (frame-repeated files) carry the motion
-    of the distinct frames around them, so repetition alone does not read as stillness.
+    When the shot asks for motion (`asked`, in words: '' when it does not), a take that VBench
+    would not call dynamic and that moves under STILL_SPEED is a defect. Pairs whose frames
+    repeat (frame-repeated files) carry the motion of the distinct frames around them, so
+    repetition alone does not read as stillness.
     """
 
-    def __init__(self, fps: float, motion_wanted: bool) -> None:
-        self._fps, self._wanted = fps, motion_wanted
+    def __init__(self, fps: float, asked: str) -> None:
+        self._fps, self._asked = fps, asked
         self._moving = 0
         self._speeds = array("d")
 
@@ -141,15 +142,16 @@ class Stillness(Measurement):
             return {}
         speed = float(np.median(self._speeds))
         values = {"dynamic_share": self._moving / len(self._speeds), "motion_speed": speed}
-        if self._wanted:
+        if self._asked:
             values["motion_presence"] = min(1.0, speed / LIVELY_SPEED)
         return values
 
     def defects(self) -> list[str]:
         values = self.result()
-        if not self._wanted or not barely_moves(values):
+        if not self._asked or not barely_moves(values):
             return []
-        return [f"almost no motion (speed {values['motion_speed']:.3f} of the frame per second)"]
+        return [f"almost no motion (speed {values['motion_speed']:.3f} of the frame per second), "
+                f"the shot asks for {self._asked}"]
 
 
 _CORNERS = {"top left": (0, 0), "top right": (0, 1), "bottom left": (1, 0), "bottom right": (1, 1)}

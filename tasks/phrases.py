@@ -10,8 +10,6 @@ suffixes guarded by that shape.
 
 from __future__ import annotations
 
-import re
-
 _VERB_BASES = """
 walk run jog sprint stroll wander march trot gallop canter stride step limp hop skip leap jump bound
 climb crawl creep sneak tiptoe stumble trip slip slide fall drop tumble roll spin twirl turn twist rotate

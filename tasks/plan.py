@@ -45,6 +45,9 @@ class ShotPlan(BaseModel):
     motion_amount: float = Field(description="Camera motion, 0 to 1.")
     reference_image: str | None = Field(description="Reference image path or URL.")
     continues_from: str | None = Field(None, description="Shot whose chosen take's last frame is the reference.")
+    motion_reference: str | None = Field(None, description="Motion reference video: path, https URL or s3:// URI.")
+    motion_reference_file: Path | None = Field(None, description="Local copy of a remote motion reference, "
+                                               "once the run has fetched it.")
     motion_regions: tuple[MotionRegion, ...] = Field(description="Motion-brush regions as vectors.")
     transition: Transition | None = Field(description="Join to the next shot (None for the last).")
     prompts: ShotPrompts = Field(description="Expanded prompt, lint report and take seeds.")
@@ -79,7 +82,16 @@ class ShotPlan(BaseModel):
             prompt=self.prompts.prompt.text(), model=choice.model, seed=seed, duration=duration,
             fps=self.fps, aspect_ratio=self.aspect_ratio, motion_amount=self.motion_amount,
             reference_image=reference, motion_regions=self.motion_regions, resolution=choice.resolution,
-            audio=self.audio)
+            audio=self.audio, **self.motion_fields())
+
+    def motion_fields(self) -> dict[str, object]:
+        """The request's motion reference: a local file (remote ones once fetched) and its source."""
+        uri = self.motion_reference
+        if not uri:
+            return {}
+        remote = uri.startswith(("https://", "http://", "s3://"))
+        return {"motion_reference": self.motion_reference_file or (None if remote else Path(uri)),
+                "motion_reference_url": uri if remote else None}
 
 
 def takes_for(storyboard: Storyboard, index: int, override: int | None) -> int:
@@ -102,7 +114,7 @@ def plan_shot(storyboard: Storyboard, index: int, prompts: ShotPrompts) -> ShotP
         extra_takes=defaults.extra_takes,
         duration=duration, fps=defaults.fps, aspect_ratio=defaults.aspect_ratio,
         motion_amount=defaults.motion_amount if shot.motion_amount is None else shot.motion_amount,
-        reference_image=shot.reference_image,
+        reference_image=shot.reference_image, motion_reference=shot.motion_reference,
         continues_from=storyboard.shot_ids()[index - 1] if shot.continues else None,
         motion_regions=tuple(MotionRegion(polygon=tuple(map(tuple, r.polygon)),
                                           vector=r.vector(duration, w / h))

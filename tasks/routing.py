@@ -30,6 +30,7 @@ class Needs:
     brush: bool
     audio: bool
     resolution: str | None  # a native generation resolution, when the shot names one
+    motion: bool = False  # the shot names a motion reference video
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def shot_needs(storyboard: Storyboard, index: int) -> Needs:
     return Needs(duration=storyboard.duration_of(index), aspect_ratio=defaults.aspect_ratio,
                  image=bool(shot.reference_image or shot.continues), brush=bool(shot.motion_brush),
                  audio=shot.audio if shot.audio is not None else defaults.audio,
-                 resolution=shot.resolution or defaults.resolution)
+                 resolution=shot.resolution or defaults.resolution, motion=bool(shot.motion_reference))
 
 
 def problems(entry: ModelEntry, needs: Needs) -> list[str]:
@@ -76,6 +77,11 @@ def problems(entry: ModelEntry, needs: Needs) -> list[str]:
     if needs.brush and not entry.motion_brush:
         found.append(f"{name} has no motion brush; remove motion_brush or choose a model with one "
                      "(e.g. kling/kling-v1-5)")
+    if needs.motion and entry.motion_reference == "none":
+        found.append(f"{name} follows no motion reference; remove motion_reference or choose "
+                     "kling/kling-v3-motion-control (or previz for a free preview)")
+    if not needs.motion and entry.motion_reference == "required":
+        found.append(f"{name} needs a motion reference video; add motion_reference or choose another model")
     if needs.audio and entry.audio == "none":
         found.append(f"{name} makes no sound; set audio: false and add music, or choose a model with audio")
     return found

@@ -20,6 +20,7 @@ from tasks.caching import content_key
 from tasks.learned import default_registry, score_with_learned
 from tasks.metrics import Expectation, TakeMetrics, measure_take
 from tasks.metrics_defects import barely_moves
+from tasks.metrics_motion_ref import NAME as MOTION_REF, motion_reference_adherence
 
 # (worst, best) of each metric on an absolute scale, for `quality`. Values outside are clamped.
 # sharpness (raw Laplacian variance, content-dependent) and dynamic_degree (raw px/frame, not a
@@ -38,7 +39,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "motion_presence": (0.0, 1.0),
     # Our own 0..1 scores (1 = perfect). Nothing published to calibrate them, so the full scale.
     **{name: (0.0, 1.0) for name in ("brightness_stability", "low_noise", "exposure", "motion_amount_match",
-                                     "camera_adherence", "brush_adherence", "reference_fidelity")},
+                                     "camera_adherence", "brush_adherence", "reference_fidelity",
+                                     MOTION_REF)},
 }
 
 # The smallest spread of a metric within a shot that means something; a smaller one (measurement
@@ -52,7 +54,7 @@ NOTICEABLE_SPREAD: dict[str, float] = {
     "subject_consistency": 0.002, "background_consistency": 0.002, "aesthetic_quality": 0.005,
     "low_noise": 0.01, "exposure": 0.01, "motion_amount_match": 0.02, "camera_adherence": 0.02,
     "brush_adherence": 0.02, "reference_fidelity": 0.02, "crispness": 0.02, "warp_stability": 0.03,
-    "motion_presence": 0.05,
+    "motion_presence": 0.05, MOTION_REF: 0.02,
 }
 NOTICEABLE_SHARPNESS_SHARE = 0.15
 
@@ -68,7 +70,7 @@ NOTICEABLE_SHARPNESS_SHARE = 0.15
 DEFECT_GAP: dict[str, float] = {
     "camera_adherence": 0.3, "brush_adherence": 0.3, "reference_fidelity": 0.2,
     "temporal_flicker": 0.015, "brightness_stability": 0.006, "motion_smoothness": 0.04,
-    "exposure": 0.45,
+    "exposure": 0.45, MOTION_REF: 0.3,  # as camera adherence: a take moving against the reference
 }
 
 # Metrics computed from high-frequency frame differences, which blur lowers: a softer take looks
@@ -115,6 +117,8 @@ class ScoringWeights(BaseModel):
     brush_adherence: float = Field(1.0, ge=0, description="Adherence: motion stays in the brushed regions.")
     motion_amount_match: float = Field(1.0, ge=0, description="Adherence: as much motion as requested.")
     reference_fidelity: float = Field(1.0, ge=0, description="Adherence: looks like the reference image.")
+    motion_reference_adherence: float = Field(1.0, ge=0, description="Adherence: moves like the shot's motion "
+                                              "reference video, at its timing (tasks/metrics_motion_ref.py).")
     dynamic_degree: float = Field(0.0, ge=0, description="Raw motion magnitude: informative only; whether "
                                   "the amount is right is motion_amount_match's job.")
 
@@ -132,7 +136,7 @@ _BEST_ON = {
     "exposure": "best exposure", "aesthetic_quality": "most aesthetic", "crispness": "crispest",
     "warp_stability": "steadiest picture", "motion_presence": "most lively",
     "brush_adherence": "follows the motion brush", "motion_amount_match": "right amount of motion",
-    "reference_fidelity": "closest to the reference",
+    "reference_fidelity": "closest to the reference", MOTION_REF: "follows the motion reference",
 }
 _NAMED_AT_MOST = 3  # dimensions named in a reason; more would not fit in a report cell
 # A dimension is named only when the winner leads some rival by half the shot's spread on it, or
@@ -148,6 +152,7 @@ _WORSE_ON = {
     "camera_adherence": "follows the camera instruction less", "brush_adherence": "follows the brush less",
     "motion_amount_match": "wrong amount of camera motion", "reference_fidelity": "further from the reference",
     "warp_stability": "picture morphs more", "motion_presence": "moves less",
+    MOTION_REF: "follows the motion reference less",
 }
 
 
@@ -175,13 +180,18 @@ def _run_name(parameters: dict[str, Any]) -> str:
 
 
 # The scorer's version: takes scored by an earlier scorer are measured again, not read from the cache.
-@task(name="score-take", task_run_name=_run_name, cache_key_fn=content_key(version="real-footage-4"),
+@task(name="score-take", task_run_name=_run_name, cache_key_fn=content_key(version="real-footage-6"),
       persist_result=True, retries=1)
 def score_take(take: Path, expected: Expectation, learned: tuple[str, ...] = (),
-               prompt: str = "") -> TakeMetrics:
+               prompt: str = "", motion_reference: Path | None = None) -> TakeMetrics:
     """QC and measure one take, adding the `learned` scorers' metrics (those whose weights are
-    here); the cache key is the file's content and the scorer names, so a re-run costs nothing."""
+    here) and, for a shot with a motion reference, how closely it follows it; the cache key is
+    the files' content and the scorer names, so a re-run costs nothing."""
     metrics = measure_take(take, expected)
+    if motion_reference is not None and metrics.passed:
+        value = motion_reference_adherence(take, motion_reference)
+        if value is not None:
+            metrics.metrics[MOTION_REF] = value
     if learned and metrics.passed:
         registry, _ = default_registry()
         values, _ = score_with_learned(take, prompt, [s for s in registry.scorers() if s.name in learned])

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import cv2
 import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+                      PrivateAttr, field_validator, model_validator)
 
 from blocks.catalogue import load_catalogue
 from blocks.providers import AspectRatio
@@ -49,6 +49,7 @@ def _not_bool(value: Any) -> Any:
 
 Real = Annotated[float, BeforeValidator(_not_bool)]
 Whole = Annotated[int, BeforeValidator(_not_bool)]
+MOTION_TOLERANCE = 0.5  # seconds a shot's duration may differ from its motion reference's
 MAX_TEXT = 4000  # longer than any provider's prompt limit; the exact limit is checked per model
 MIN_FRAMES = 12  # fewer frames than this cannot be scored for motion (half a second at 24 fps)
 
@@ -214,6 +215,11 @@ class Shot(_Strict):
     lighting: str | None = Field(None, max_length=MAX_TEXT, description="Mood and lighting, e.g. 'warm golden-hour backlight'.")
     reference_image: str | None = Field(None, description="Image file path, https URL or s3:// URI for "
                                         "image-to-video.")
+    motion_reference: str | None = Field(
+        None, description="Motion reference video (MP4/MOV of 3-30 s, at most 100 MB): file path, https URL "
+                          "or s3:// URI. Kling motion control moves the reference image's character the "
+                          "way it moves, previz previews its timing and camera motion; the shot lasts as "
+                          "long as it.")
     continues: bool = Field(False, description="Continue the previous shot: its chosen take's last frame "
                             "becomes this shot's reference image.")
     motion_brush: list[BrushRegion] = Field([], description="Regions that move on their own vectors.")
@@ -231,6 +237,7 @@ class Shot(_Strict):
     motion_amount: Real | None = Field(None, ge=0, le=1, description="Overrides defaults.motion_amount.")
     transition: Transition | None = Field(None, description="Join to the next shot; overrides defaults.transition.")
     draft: Draft | None = Field(None, description="Draft-then-final for this shot; overrides defaults.draft.")
+    _motion_seconds: float | None = PrivateAttr(None)  # a local motion reference's length
 
     @field_validator("brief", "subject", "action", "environment", "camera", "lighting")
     @classmethod
@@ -244,7 +251,23 @@ class Shot(_Strict):
         if self.continues and self.reference_image:
             raise ValueError("a shot that continues the previous one takes its last frame as reference; "
                              "remove reference_image or continues")
+        if self.motion_reference and self.motion_brush:
+            raise ValueError("a motion reference drives the whole shot's motion; remove motion_brush or "
+                             "motion_reference")
+        if self.motion_reference and not self.motion_reference.startswith(REMOTE):
+            # motion control makes clips as long as the reference, so the shot is that long
+            seconds = round(check_file(Path(self.motion_reference), "video"), 2)
+            if self.duration is not None and abs(self.duration - seconds) > MOTION_TOLERANCE:
+                raise ValueError(f"duration is {self.duration:g} s but motion_reference lasts {seconds:g} s; "
+                                 "remove duration (the shot lasts as long as its motion reference) or trim "
+                                 "the reference")
+            self._motion_seconds = seconds
         return self
+
+    @field_validator("motion_reference")
+    @classmethod
+    def _readable_video(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _resolve_input(value, info, "video")
 
     @field_validator("reference_image")
     @classmethod
@@ -362,7 +385,8 @@ class Storyboard(_Strict):
         return Choice(provider, model, None), seconds
 
     def duration_of(self, index: int) -> float:
-        return self.shots[index].duration or self.defaults.duration
+        shot = self.shots[index]
+        return shot.duration or shot._motion_seconds or self.defaults.duration
 
     def transition_after(self, index: int) -> Transition:
         return self.shots[index].transition or self.defaults.transition
@@ -382,7 +406,8 @@ def _plain_text(text: str | None) -> str | None:
 
 
 WANTED_INPUT = {"image": "a PNG, JPEG or WebP file path, https URL or s3:// URI",
-                "audio": "an audio file path, https URL or s3:// URI", "captions": "an .srt file"}
+                "audio": "an audio file path, https URL or s3:// URI", "captions": "an .srt file",
+                "video": "an MP4 or MOV of 3-30 s: file path, https URL or s3:// URI"}
 
 
 def _resolve_input(value: str | None, info: ValidationInfo, kind: Kind) -> str | None:

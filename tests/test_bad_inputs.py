@@ -92,10 +92,11 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def wav_silence() -> bytes:
-    frames = b"\x00\x00" * 8000
-    return (b"RIFF" + struct.pack("<I", 36 + len(frames)) + b"WAVEfmt " +
-            struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data" + struct.pack("<I", len(frames)) + frames)
+def webp_claiming(width: int, height: int) -> bytes:
+    """An extended (VP8X) WebP header claiming a canvas of width x height."""
+    chunk = b"VP8X" + struct.pack("<I", 10) + b"\x00" * 4 + (width - 1).to_bytes(3, "little") + \
+        (height - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
 
 
 def fifo(path: Path) -> None:
@@ -187,7 +188,8 @@ CASES: dict[str, Case] = {
     "title missing": Case({"shots": [FOX]}, "title: is required"),
     "title only spaces": Case({"title": "   ", "shots": [FOX]}, "title: is empty"),
     "title control characters": Case({"title": "t\x1b]0;pwned\x07", "shots": [FOX]}, "title: has a control"),
-    "field in the wrong section": Case(board(music="song.mp3"), "music: unknown field here; 'music' belongs under sound"),
+    "field in the wrong section": Case(board(music="song.mp3"),
+                                       "music: unknown field here; 'music' belongs under sound"),
     "misspelt field": Case(shot(duraton=3), "did you mean 'duration'"),
     "no shots": Case(board(shots=[]), "shots: the storyboard has no shots"),
     "shots a mapping": Case(board(shots={"brief": "x"}), "shots:"),
@@ -261,7 +263,8 @@ CASES: dict[str, Case] = {
     "brush speed zero": Case(brush(speed=0), "shots[0].motion_brush[0].speed"),
     "brush speed 5": Case(brush(speed=5), "shots[0].motion_brush[0].speed"),
     "brush vertex nan": Case(brush(polygon=[[0.1, NAN], [0.4, 0.1], [0.4, 0.4]]), "shots[0].motion_brush[0].polygon"),
-    "brush vertex outside": Case(brush(polygon=[[0.1, 0.1], [1.4, 0.1], [0.4, 0.4]]), "shots[0].motion_brush[0].polygon"),
+    "brush vertex outside": Case(brush(polygon=[[0.1, 0.1], [1.4, 0.1], [0.4, 0.4]]),
+                                 "shots[0].motion_brush[0].polygon"),
     "brush two vertices": Case(brush(polygon=[[0.1, 0.1], [0.4, 0.1]]), "shots[0].motion_brush[0].polygon"),
     "brush in a line": Case(brush(polygon=[[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]), "has no area"),
     "brush regions touching": Case(shot(motion_brush=[
@@ -285,17 +288,20 @@ CASES: dict[str, Case] = {
     "delivery 8k": Case(defaults(delivery="8k"), "defaults.delivery"),
     "resolution 2k": Case(shot(resolution="2k"), "shots[0].resolution"),
     "transition a word": Case(shot(transition="wipe"), "shots[0].transition.kind"),
-    "dip colour unknown name": Case(board(defaults={"transition": {"kind": "dip", "color": "blurple"}}, shots=[FOX, FOX]),
+    "dip colour unknown name": Case(board(defaults={"transition": {"kind": "dip", "color": "blurple"}},
+                                          shots=[FOX, FOX]),
                                     "defaults.transition.color: ffmpeg knows no colour 'blurple'"),
     "dip colour bad hex": Case(board(defaults={"transition": {"kind": "dip", "color": "#ggg"}}, shots=[FOX, FOX]),
                                "defaults.transition.color: '#ggg' is not allowed; give a colour name"),
     "dip colour unquoted hex": Case("title: t\ndefaults:\n  transition:\n    kind: dip\n    color: #ff8800\n"
-                                    "shots: [{brief: a fox}, {brief: a cat}]\n", "defaults.transition.color: is empty; YAML reads an unquoted #rrggbb as a comment"),
+                                    "shots: [{brief: a fox}, {brief: a cat}]\n",
+                                    "defaults.transition.color: is empty; YAML reads an unquoted #rrggbb as a comment"),
     "budget_policy bogus": Case(defaults(budget_policy="maybe"), "defaults.budget_policy"),
     "vertical reframe of 9:16": Case(defaults(aspect_ratio="9:16", vertical_reframe=True), "defaults.vertical_reframe"),
     "upscaler unknown": Case(defaults(upscaler="nosuch/model"), "defaults.upscaler"),
     # reference images, music, voice-over and captions
-    "reference missing": Case(shot(reference_image="missing.png"), "shots[0].reference_image: missing.png: no such file"),
+    "reference missing": Case(shot(reference_image="missing.png"),
+                              "shots[0].reference_image: missing.png: no such file"),
     "reference a directory": Case(shot(reference_image="refs"), "shots[0].reference_image: refs: is a directory",
                                   files={"refs": lambda p: p.mkdir()}),
     "reference empty": Case(shot(reference_image="r.png"), "shots[0].reference_image: r.png: is empty",
@@ -306,6 +312,11 @@ CASES: dict[str, Case] = {
                                     files={"r.png": small_png()[:60]}),
     "reference huge jpeg header": Case(shot(reference_image="r.jpg"), "shots[0].reference_image: r.jpg: is 60000x60000",
                                        files={"r.jpg": jpeg_claiming(60000, 60000)}),
+    "reference huge png": Case(shot(reference_image="r.png"), "shots[0].reference_image: r.png: is 20000x20000",
+                               files={"r.png": lambda p: p.write_bytes(png_bomb())}),
+    "reference huge webp header": Case(shot(reference_image="r.webp"),
+                                       "shots[0].reference_image: r.webp: is 30000x9000",
+                                       files={"r.webp": webp_claiming(30000, 9000)}),
     "reference path control characters": Case(shot(reference_image="r\x1b[2J.png"), "shots[0].reference_image"),
     "reference s3 without storage": Case(shot(reference_image="s3://bucket/ref.png"),
                                          "shots[0].reference_image: s3://bucket/ref.png is on S3; pass --storage"),
@@ -314,20 +325,36 @@ CASES: dict[str, Case] = {
     "reference url 404": Case(shot(reference_image="{remote}/missing.png"),
                               "shots[0].reference_image: {remote}/missing.png answered HTTP 404", fetches=1),
     "reference url a web page": Case(shot(reference_image="{remote}/page.png"),
-                                     "shots[0].reference_image: {remote}/page.png is not a PNG, JPEG or WebP file (the server "
+                                     "shots[0].reference_image: {remote}/page.png is not a PNG, JPEG or WebP file "
+                                     "(the server "
                                      "sent text/html)", fetches=1),
     "reference url 20 GB": Case(shot(reference_image="{remote}/huge.png"),
                                 "shots[0].reference_image: {remote}/huge.png is 20480 MB, over", fetches=1),
-    "reference ftp url": Case(shot(reference_image="ftp://example.com/r.png"), "shots[0].reference_image: ftp:// is not supported"),
+    "reference ftp url": Case(shot(reference_image="ftp://example.com/r.png"),
+                              "shots[0].reference_image: ftp:// is not supported"),
+    "motion reference missing": Case(shot(motion_reference="moves.mp4"),
+                                     "shots[0].motion_reference: moves.mp4: no such file"),
+    "motion reference a FIFO": Case(shot(motion_reference="moves.mp4"),
+                                    "shots[0].motion_reference: moves.mp4: is a FIFO",
+                                    files={"moves.mp4": fifo}),
+    "motion reference is text": Case(shot(motion_reference="moves.mp4"), "shots[0].motion_reference",
+                                     files={"moves.mp4": b"not a video at all\n"}),
+    "motion reference s3 without storage": Case(shot(motion_reference="s3://bucket/moves.mp4"),
+                                                "shots[0].motion_reference: s3://bucket/moves.mp4 is on S3"),
+    "motion reference a web page": Case(shot(motion_reference="{remote}/moves.mp4"),
+                                        "shots[0].motion_reference: {remote}/moves.mp4 is not an MP4", fetches=1),
     "music missing": Case(sound(music="song.mp3"), "sound.music: song.mp3: no such file"),
     "music not audio": Case(sound(music="song.mp3"), "sound.music", files={"song.mp3": small_png()}),
     "music s3 without storage": Case(sound(music="s3://bucket/song.mp3"), "sound.music: s3://bucket/song.mp3 is on S3"),
     "music unreachable url": Case(sound(music="http://127.0.0.1:{closed}/song.mp3"), "sound.music: cannot fetch"),
-    "voice-over a web page": Case(sound(voice_over="{remote}/vo.wav"), "sound.voice_over: {remote}/vo.wav is not an audio file (WAV, MP3, M4A, AAC or FLAC) (the server sent text/html)",
+    "voice-over a web page": Case(sound(voice_over="{remote}/vo.wav"),
+                                  "sound.voice_over: {remote}/vo.wav is not an audio file (WAV, MP3, M4A, AAC or FLAC) "
+                                  "(the server sent text/html)",
                                   fetches=1),
     "captions missing": Case(board(captions="subs.srt"), "captions: subs.srt: no such file"),
     "captions not subtitles": Case(board(captions="subs.srt"), "captions", files={"subs.srt": b"just words\n"}),
-    "captions s3 without storage": Case(board(captions="s3://bucket/subs.srt"), "captions: s3://bucket/subs.srt is on S3"),
+    "captions s3 without storage": Case(board(captions="s3://bucket/subs.srt"),
+                                        "captions: s3://bucket/subs.srt is on S3"),
     # options on the command line
     "--takes nan": Case(board(), "--takes: 'nan' is not allowed", args=("--takes", "nan")),
     "--takes inf": Case(board(), "--takes: 'inf' is not allowed", args=("--takes", "inf")),
@@ -493,7 +520,8 @@ DEPLOYMENT_CASES = {
     "storyboard a word": ("harbour", {}, "storyboard: the top level must be a mapping"),
     "storyboard nan duration": (defaults(duration=NAN), {}, "storyboard.defaults.duration: is nan"),
     "storyboard inf budget": (defaults(budget=INF), {}, "storyboard.defaults.budget: is inf"),
-    "storyboard brush direction inf": (brush(direction=INF), {}, "storyboard.shots[0].motion_brush[0].direction: is inf"),
+    "storyboard brush direction inf": (brush(direction=INF), {},
+                                       "storyboard.shots[0].motion_brush[0].direction: is inf"),
     "storyboard whitespace brief": (shot(brief="   "), {}, "storyboard.shots[0].brief: is empty"),
     "options.takes 10000": (board(), {"takes": 10000}, "options.takes"),
     "options.takes nan": (board(), {"takes": NAN}, "options.takes"),

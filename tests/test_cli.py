@@ -24,8 +24,7 @@ def write(tmp_path, data, name="board.yaml"):
     return path
 
 
-# prompt-library.yaml is the batch flow's list of briefs, not a storyboard.
-@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name != "prompt-library.yaml"))
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
 def test_validate_prints_the_plan_of_every_example(example, capsys):
     assert main(["validate", str(EXAMPLES / example)]) == 0
     out = capsys.readouterr().out

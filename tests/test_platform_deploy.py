@@ -168,3 +168,51 @@ def test_a_file_dropped_in_the_inbox_is_animated_once(platform, api):
     assert len(_uploaded_events(api, "inbox/refs/notes.txt")) == 1
     assert not [r for r in _runs(api, "animate") if r.parameters.get("key") == "inbox/refs/notes.txt"]
     assert run.start_time.timestamp() - landed < 60
+
+
+def test_the_readme_automation_notifies_when_a_budget_is_exceeded(platform, api):
+    """The README's automation, with a webhook notification on loopback in place of Slack: a
+    `takeflow.budget.exceeded` event reaches the notification with the event's resource name."""
+    import json
+    import threading
+    import uuid
+    from datetime import datetime, timezone
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from prefect.automations import Automation, EventTrigger, SendNotification
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        alerts = CustomWebhookNotificationBlock(
+            name="takeflow-alerts", url=f"http://127.0.0.1:{hook.server_port}/hook",
+            json_data={"text": "{{subject}}: {{body}}"}).save("takeflow-alerts", overwrite=True)
+        Automation(
+            name="takeflow budget exceeded",
+            trigger=EventTrigger(expect={"takeflow.budget.exceeded"}, posture="Reactive", threshold=1),
+            actions=[SendNotification(block_document_id=alerts, subject="takeflow: budget exceeded",
+                                      body="{{ event.resource.name }}: {{ event.payload }}")],
+        ).create()
+        time.sleep(2)  # the triggers service loads new automations
+        api.request("POST", "/events", json=[{
+            "id": str(uuid.uuid4()), "occurred": datetime.now(timezone.utc).isoformat(),
+            "event": "takeflow.budget.exceeded", "payload": {"budget": "project-kite", "spent": 41},
+            "resource": {"prefect.resource.id": "takeflow.budget.project-kite",
+                         "prefect.resource.name": "project-kite"}}])
+        _wait("the budget notification", lambda: received, platform, timeout=60)
+        assert received[0]["text"].startswith("takeflow: budget exceeded: project-kite:")
+        assert "41" in received[0]["text"]
+    finally:
+        hook.shutdown()

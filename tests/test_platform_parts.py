@@ -147,14 +147,15 @@ def test_a_csv_library_reads_like_yaml_and_bad_rows_name_the_field():
 def test_produce_without_a_server_says_how_to_keep_one_running(tmp_path, monkeypatch, capsys):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.server import attach_to_server
+    from flows.server import attach_to_server, note_temporary_server
     from tests.prefect_server import free_port
 
     monkeypatch.setenv("TAKEFLOW_HOME", str(tmp_path))
     (tmp_path / "server").mkdir()
     (tmp_path / "server" / "api-url").write_text(f"http://127.0.0.1:{free_port()}/api")  # nobody listens
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    with temporary_settings(restore_defaults={PREFECT_API_URL}), attach_to_server(announce_fallback=True) as url:
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), attach_to_server() as url:
         assert url is None and "PREFECT_API_URL" not in os.environ
+        note_temporary_server()
     [line] = capsys.readouterr().err.splitlines()
     assert "temporary one" in line and "`takeflow server start` keeps one running" in line

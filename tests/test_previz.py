@@ -1,5 +1,6 @@
 """The motion-preview renderer, judged from the decoded frames: camera directions and distances,
-motion-brush regions, reference images and seeds are measured with optical flow."""
+motion-brush regions, reference images and seeds are measured with optical flow; the brush's
+matte and fill are judged on the composited plate."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 
 from blocks.media import iter_frames, probe
 from blocks.previz_camera import parse_camera
-from blocks.previz_plate import compose_plate, subject
-from blocks.previz_render import render_previz
+from blocks.previz_matte import content_matte
+from blocks.previz_plate import Plate, compose_plate, reference_plate, subject
+from blocks.previz_render import MotionBrush, _region_mask, render_previz
 from blocks.providers import MotionRegion
+from tests.conftest import EXAMPLES
 
 WIDTH, HEIGHT, FPS = 320, 180, 12
 
@@ -267,3 +270,73 @@ def test_composed_plate_follows_prompt_and_seed() -> None:
     detail = np.abs(cv2.Laplacian(grey, cv2.CV_32F))
     blocks = detail[: HEIGHT // 20 * 20, : WIDTH // 20 * 20].reshape(HEIGHT // 20, 20, WIDTH // 20, 20)
     assert blocks.mean(axis=(1, 3)).min() > 1.0
+
+
+def grain_with_disc(disc: bool = True) -> np.ndarray:
+    """640x360 coloured grain, with a red disc of radius 40 at (200, 180) to brush around."""
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur(rng.uniform(0, 255, (360, 640, 3)).astype(np.float32), (0, 0), 2)
+    image = np.clip((image - image.mean()) * 3 + 128, 0, 255).astype(np.uint8)
+    if disc:
+        cv2.circle(image, (200, 180), 40, (30, 60, 230), -1, cv2.LINE_AA)
+    return image
+
+
+BOX = (128, 108, 275, 259)  # the brushed rectangle around the disc, in pixels
+
+
+def brushed(image: np.ndarray, box=BOX, vector=(0.25, 0.0)) -> MotionBrush:
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = box[0] / width, box[1] / height, box[2] / width, box[3] / height
+    region = MotionRegion(polygon=((x0, y0), (x1, y0), (x1, y1), (x0, y1)), vector=vector)
+    return MotionBrush(Plate(image, (0, 0, width, height)), [region], unit=(width, height))
+
+
+def test_brush_moves_the_thing_in_the_region_not_its_rectangle() -> None:
+    image = grain_with_disc()
+    middle = brushed(image).composite(0.5).astype(np.float32)
+    # Only the disc moved: what changed is the disc where it was and where it is (2 x 5027 px
+    # and their feathered rims); moving the rectangle changes its whole area (~36000 px).
+    changed = (np.abs(middle - image).max(axis=2) > 12).sum()
+    assert changed < 3 * np.pi * 40 ** 2, changed
+    # No seam where the rectangle's edges would now be: the step across those columns is like
+    # the grain's own from one column to the next (a moved rectangle makes it ~2.8x).
+    step = np.abs(np.diff(middle, axis=1)).mean(axis=2)
+    rows, shift = slice(BOX[1] + 5, BOX[3] - 5), round(0.25 * 640 * 0.5)
+    seam = max(step[rows, edge + shift + d].mean() for edge in (BOX[0], BOX[2]) for d in (-2, -1, 0, 1))
+    typical = np.median(step[rows, 400:600].mean(axis=0))
+    assert seam < 1.5 * typical, (seam, typical)
+
+
+def test_ground_a_brushed_thing_uncovers_has_the_grain_of_its_surroundings() -> None:
+    image = grain_with_disc()
+    end = brushed(image).composite(1.0)
+    uncovered, elsewhere = end[150:210, 170:230], end[20:80, 400:600]
+
+    def texture(area: np.ndarray) -> float:
+        return float(np.abs(cv2.Laplacian(cv2.cvtColor(area, cv2.COLOR_BGR2GRAY), cv2.CV_32F)).mean())
+
+    # Inpainting alone leaves a smooth smear there (a quarter of the grain's texture).
+    assert texture(uncovered) > 0.6 * texture(elsewhere)
+    assert np.abs(uncovered.mean(axis=(0, 1)) - image[20:340, 350:630].mean(axis=(0, 1))).max() < 20
+
+
+def test_brushed_patch_of_one_texture_moves_whole() -> None:
+    """Grain with nothing in it: the brushed area itself is what moves (a patch of water, grass)."""
+    image = grain_with_disc(disc=False)
+    polygon = np.zeros(image.shape[:2], np.uint8)
+    polygon[BOX[1]:BOX[3], BOX[0]:BOX[2]] = 255
+    matte = content_matte(image, polygon)
+    assert (matte[BOX[1]:BOX[3], BOX[0]:BOX[2]] > 127).mean() > 0.9
+
+
+def test_matte_follows_the_kite_in_the_example_reference() -> None:
+    plate = reference_plate(EXAMPLES / "references" / "kite-meadow.jpg", (640, 360), 1.1)
+    region = MotionRegion(polygon=((0.40, 0.20), (0.54, 0.20), (0.54, 0.44), (0.40, 0.44)), vector=(0.1, -0.1))
+    polygon = _region_mask(plate, region) > 127
+    matte = content_matte(plate.image, _region_mask(plate, region)) > 127
+    blue, green, red = (plate.image[..., c].astype(int) for c in range(3))
+    kite = polygon & (red > 150) & (green < 100)  # the red diamond
+    sky = polygon & (blue > red + 40)
+    assert kite.sum() > 2000 and sky.sum() > 2000
+    assert matte[kite].mean() > 0.9 and matte[sky].mean() < 0.1

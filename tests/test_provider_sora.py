@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from blocks.catalogue import load_catalogue
 from blocks.media import probe
 from blocks.providers import GenerationRequest
 from blocks.remote import ProviderError
@@ -88,9 +89,9 @@ def test_image_to_video_round_trip_crops_the_reference_to_the_size(sim, tmp_path
     req = request(model="sora-2-pro", resolution="1080p", aspect_ratio="9:16", reference_image=REFERENCE)
     result = block.generate(req, tmp_path / "take.mp4")
     info = probe(result.path)
-    assert (info.width, info.height) == block.render_size(req) == (1024, 1792)
+    assert (info.width, info.height) == block.render_size(req) == (1080, 1920)
     assert result.credits == pytest.approx(0.50 * 4 * 100) and sim.creates == 1
-    assert sim.forms[0]["size"] == "1024x1792"  # the simulator refuses a reference of another size
+    assert sim.forms[0]["size"] == "1080x1920"  # the simulator refuses a reference of another size
 
 
 @pytest.mark.parametrize("fault", transient_faults(), ids=fault_id)
@@ -197,3 +198,35 @@ def test_openai_sdk_round_trip(sim, tmp_path):
     info = probe(tmp_path / "sdk.mp4")
     assert (info.width, info.height) == (1280, 720) and deleted.deleted and sim.creates == 1
     assert sim.forms[0]["seconds"] == "4"
+
+
+def test_every_seconds_and_size_the_sdk_types_name_is_taken_and_the_guides_additions_too(sim):
+    """The SDK's VideoSeconds / VideoSize literals, each on the models the guide gives it, plus the
+    guide's 16/20 s and sora-2-pro 1920x1080; what neither names is refused in OpenAI's shape."""
+    import typing
+
+    import openai
+    from openai.types import VideoSeconds, VideoSize
+
+    client = openai.OpenAI(api_key=KEY, base_url=sim.url + "/v1", max_retries=0)
+    pro_only = {"1024x1792", "1792x1024", "1080x1920", "1920x1080"}
+    accepted = [("sora-2", s, "1280x720") for s in typing.get_args(VideoSeconds) + ("16", "20")]
+    accepted += [("sora-2-pro" if size in pro_only else "sora-2", "4", size)
+                 for size in typing.get_args(VideoSize) + ("1920x1080", "1080x1920")]
+    refused = [("sora-2", "6", "1280x720", "seconds"), ("sora-2", "4", "1920x1080", "size"),
+               ("sora-2-pro", "24", "1280x720", "seconds"), ("sora-2-pro", "4", "2560x1440", "size")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for model, seconds, size in accepted:
+            video = client.videos.create(prompt="a kite", model=model, seconds=seconds, size=size)
+            assert (video.seconds, video.size) == (seconds, size)
+            client.videos.delete(video.id)  # cancelled: its render is not waited for
+        for model, seconds, size, param in refused:
+            with pytest.raises(openai.BadRequestError) as caught:
+                client.videos.create(prompt="a kite", model=model, seconds=seconds, size=size)
+            assert caught.value.body["param"] == param and caught.value.body["code"] == "invalid_value"
+    assert sim.creates == len(accepted)
+    # the catalogue offers exactly what the simulator takes, per model
+    for entry in load_catalogue().models_of("sora"):
+        assert {f"{d:g}" for d in entry.durations} == set(sim.seconds)
+        assert {s for r in entry.resolutions.values() for s in r.sizes.values()} <= set(sim.sizes[entry.model])

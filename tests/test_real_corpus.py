@@ -170,7 +170,9 @@ def test_a_gradual_cut_between_two_real_clips_is_caught(tmp_path) -> None:
 
 def test_a_take_that_barely_moves_is_a_defect_when_the_shot_asks_for_motion() -> None:
     name = "fastvideo__hiker__wan21_1.3b_2025-06-15.mp4"  # near-static, 68 % of pairs nearly identical
-    assert any("almost no motion" in d for d in measured(name).defects)
+    assert any("almost no motion" in d and d.endswith("asks for motion (amount 0.5)") for d in measured(name).defects)
+    dolly = measure_take(clip(name), as_delivered(clip(name), camera="slow dolly in on the hiker"))
+    assert any(d.endswith("the shot asks for a dolly in") for d in dolly.defects), dolly.defects
     still_shot = measure_take(clip(name), as_delivered(clip(name), motion_amount=0.0, still_allowed=True))
     assert not still_shot.defects and still_shot.passed
 

@@ -1,6 +1,7 @@
 """Scale-out: the produce flow's CPU-heavy tasks on a real Dask cluster (worker processes started
 here), hosted-provider calls kept in threads, caching intact across runs; and two process workers
-of a `prefect server start` backed by PostgreSQL producing two storyboards at once on one budget."""
+of a `prefect server start` backed by PostgreSQL producing two storyboards at once on one budget,
+sharing the ledger (also on PostgreSQL) and the result/cache storage."""
 
 from __future__ import annotations
 
@@ -64,6 +65,58 @@ def test_cpu_heavy_tasks_run_on_dask_and_stay_cached(prefect_server, dask_cluste
     assert again.result().cached == 4 and again.result().generated == 0
 
 
+def test_a_hosted_provider_is_polled_in_threads_while_its_takes_are_scored_on_dask(prefect_server, tmp_path,
+                                                                                   monkeypatch):
+    """The Runway adapter (an httpx client in the block) never leaves the flow's process."""
+    from distributed import Client, LocalCluster
+
+    from blocks.registry import provider_class
+    from flows.produce import RunOptions, produce
+    from simulators.serve import client_settings, start_simulator
+
+    sim = start_simulator("runway", latency=0.2)
+    provider_class("runway")(**client_settings("runway", sim), first_poll=0.05, poll_interval=0.2).save(
+        "runway", overwrite=True)
+    data = board("Hosted Dask Reel", takes=1)
+    data["defaults"].update(provider="runway", model="gen4.5", duration=2)
+    data["shots"] = data["shots"][:1]
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster, set_as_default=False) as client:
+            monkeypatch.setenv(DASK_ADDRESS_ENV, cluster.scheduler_address)
+            state = produce(storyboard=parse_storyboard(data), options=RunOptions(out_dir=str(tmp_path)),
+                            return_state=True)
+            ran = dask_task_names(client)
+    finally:
+        sim.stop()
+        provider_class("runway").delete("runway")
+    assert state.is_completed(), state.message
+    assert sim.creates == 1 and "score_take" in ran and "generate_take" not in ran, ran
+
+
+def test_a_run_on_its_temporary_server_sends_that_server_to_the_workers(dask_cluster, tmp_path):
+    """Without PREFECT_API_URL the CLI's run has a temporary server; a worker told nothing would
+    start its own, away from the run's task states and provider limits."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    address, client = dask_cluster
+    (tmp_path / "board.yaml").write_text(yaml.safe_dump(board("Embedded Dask Reel", takes=1)))
+    env = {**os.environ, DASK_ADDRESS_ENV: address, "PYTHONPATH": str(ROOT)}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "produce", "board.yaml", "--out", "out"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "out" / "embedded-dask-reel" / "final.mp4").is_file()
+
+    def servers_started(dask_worker):
+        from prefect.server.api.server import SubprocessASGIServer
+        return [s.running for s in SubprocessASGIServer._instances.values()]
+    assert not any(any(started) for started in client.run(servers_started).values())
+
+
 def test_hosted_provider_calls_stay_in_threads_and_local_work_goes_to_the_cluster():
     from blocks.registry import provider_class
 
@@ -113,6 +166,10 @@ def test_a_worker_with_another_ledger_is_refused_before_any_work(dask_cluster, m
     assert "not-the-workers-ledger" not in str(caught.value)  # a state URL may carry a password
 
 
+def slug_of(title: str) -> str:
+    return title.lower().replace(" ", "-")
+
+
 def wait_final(client, run_ids, timeout: float = 300) -> list:
     deadline = time.monotonic() + timeout
     while True:
@@ -155,6 +212,15 @@ def test_two_workers_on_a_postgres_server_produce_two_storyboards_on_one_budget(
                 "options": {"out_dir": str(out), "budget_name": "shared"}})
                 for title in ("East Reel", "West Reel", "North Reel")]
             runs = wait_final(client, [run.id for run in started])
+            # the result/cache storage is shared: a completed storyboard again, on the worker that did
+            # not produce it, is served from the cache and pays nothing
+            done = next(run for run in runs if run.state.name == "Completed")
+            title = next(t for t in ("East Reel", "West Reel", "North Reel") if done.name.endswith(slug_of(t)))
+            ran_it = next(n for n in (1, 2) if str(done.id) in (tmp_path / f"worker-{n}.log").read_text())
+            stop(workers[ran_it - 1])
+            rerun, = wait_final(client, [run_deployment("produce/scale-out", timeout=0, parameters={
+                "storyboard": parse_storyboard(board(title)).model_dump(mode="json"),
+                "options": {"out_dir": str(tmp_path / "again"), "budget_name": "shared"}}).id])
         finally:
             for worker in workers:
                 stop(worker)
@@ -171,6 +237,9 @@ def test_two_workers_on_a_postgres_server_produce_two_storyboards_on_one_budget(
     entries = ledger.entries("shared")
     assert sorted(e.credits for e in entries) == [1.0] * 8
     assert {e.run_id for e in entries} == {str(first.id), str(second.id)}
+    assert rerun.state.name == "Completed", rerun.state.message
+    again = json.loads((tmp_path / "again" / slug_of(title) / "report.json").read_text())
+    assert (again["generated"], again["cached"], again["credits_this_run"]) == (0, 4, 0)
     for slug in (first.name.removeprefix("produce-"), second.name.removeprefix("produce-")):  # what each run reports paying for is what it produced
         report = json.loads((out / slug / "report.json").read_text())
         takes = [t for shot in report["shots"] for t in shot["takes"] if t["file"] and not t["from_cache"]]

@@ -84,8 +84,7 @@ def test_yaml_errors_are_one_line(tmp_path):
 
 
 def test_examples_are_valid_and_resolve_reference_paths():
-    # prompt-library.yaml is the batch flow's list of briefs, not a storyboard.
-    boards = {p.stem: load_storyboard(p) for p in EXAMPLES.glob("*.yaml") if p.name != "prompt-library.yaml"}
+    boards = {p.stem: load_storyboard(p) for p in EXAMPLES.glob("*.yaml")}
     assert len(boards) >= 3
     kite = boards["kite-meadow"]
     assert kite.shots[0].reference_image.endswith("examples/references/kite-meadow.jpg")

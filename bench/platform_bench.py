@@ -1,0 +1,154 @@
+"""Benchmark: takeflow on a running local Prefect server.
+
+Run: python bench/platform_bench.py [--files N]   (prints markdown tables; about six minutes)
+
+1. Cached rerun as a fraction of the first run, per example, with `takeflow server start`
+   running and `takeflow produce` finding it by itself (PREFECT_API_URL unset), beside the same
+   cached rerun in embedded mode (no server: Prefect starts a temporary one for the command).
+2. Inbox to animate: the README's platform commands (work pool, `prefect deploy --all`, one
+   `prefect worker start --pool takeflow` with Prefect's default polling), then N images dropped
+   into the inbox one at a time; for each, seconds from the file landing (atomic rename into the
+   inbox) to its animate run starting (the run's start time on the server).
+
+Everything gets a TAKEFLOW_HOME, PREFECT_HOME and result store of its own, and a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.stem != "simulated-providers")
+SENSOR_INTERVAL_S = 15  # deployments/prefect.yaml, inbox deployment
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _timed(command: list[str], env: dict, cwd: Path = ROOT) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True)
+    return time.perf_counter() - started
+
+
+def _takeflow(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flows.cli", *args]
+
+
+def bench_reruns(env: dict, work: Path) -> list[dict]:
+    rows = []
+    for example in EXAMPLES:
+        out = work / "out" / example.stem
+        first = _timed(_takeflow("produce", str(example), "--out", str(out)), env)
+        rerun = _timed(_takeflow("produce", str(example), "--out", str(out)), env)
+        rows.append({"example": example.stem, "first": first, "rerun": rerun})
+    return rows
+
+
+def bench_embedded_reruns(env: dict, work: Path, rows: list[dict]) -> None:
+    for row in rows:  # same caches, server stopped: what the rerun costs without one
+        out = work / "out" / row["example"]
+        row["embedded"] = _timed(_takeflow("produce", str(ROOT / "examples" / f"{row['example']}.yaml"),
+                                           "--out", str(out)), env)
+
+
+def _animate_runs(api: str) -> dict[str, dict]:
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["animate"]}}}, timeout=30).json()
+    return {r["parameters"]["key"]: r for r in runs}
+
+
+def bench_inbox(env: dict, work: Path, api: str, files: int) -> list[float]:
+    prefect = [sys.executable, "-m", "prefect"]
+    _timed([*prefect, "work-pool", "create", "takeflow", "--type", "process"], env)
+    _timed([*prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"], env)
+    deployment = httpx.get(f"{api}/deployments/name/animate/on-upload", timeout=30).json()
+    # Clips as short as the tests': the bench measures the delay until the run starts, and a
+    # long render would only make the next file wait for CPU on two cores.
+    httpx.patch(f"{api}/deployments/{deployment['id']}", timeout=30, json={"parameters": {
+        "takes": 1, "duration": 1, "delivery": "720p", "out_dir": str(work / "animated")}}).raise_for_status()
+    log = open(work / "worker.log", "wb")
+    worker = subprocess.Popen([*prefect, "worker", "start", "--pool", "takeflow"], cwd=work, env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    inbox = Path(env["TAKEFLOW_HOME"]) / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    image = ROOT / "examples" / "references" / "kite-meadow.jpg"
+    delays = []
+    try:
+        time.sleep(10)  # the worker's start-up, as when a user starts it before dropping files
+        for n in range(files):
+            time.sleep(random.uniform(0, SENSOR_INTERVAL_S))  # land at any phase of the sensor
+            staged = inbox / f".upload-{n}.jpg"
+            shutil.copy(image, staged)
+            os.utime(staged)
+            landed = time.time()
+            os.replace(staged, inbox / f"bench-{n}.jpg")
+            key = f"inbox/bench-{n}.jpg"
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                run = _animate_runs(api).get(key)
+                if run and run.get("start_time") and run["state_type"] in ("COMPLETED", "FAILED", "CRASHED"):
+                    started = httpx.get(f"{api}/flow_runs/{run['id']}", timeout=30).json()["start_time"]
+                    from datetime import datetime
+
+                    delays.append(datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp() - landed)
+                    break
+                time.sleep(0.5)
+            else:
+                raise RuntimeError(f"no animate run for {key} within 180 s; see {work / 'worker.log'}")
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(timeout=60)
+        log.close()
+    return delays
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=7, help="images dropped into the inbox")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="takeflow-platform-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "TAKEFLOW_"))}
+    env.update(PYTHONPATH=str(ROOT), TAKEFLOW_HOME=str(work / "takeflow-home"),
+               PREFECT_HOME=str(work / "prefect-home"), PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(work / "results"))
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    start_s = _timed(_takeflow("server", "start", "--port", str(port)), env)
+    try:
+        rows = bench_reruns(env, work)
+        delays = bench_inbox({**env, "PREFECT_API_URL": api}, work, api, args.files)
+    finally:
+        subprocess.run(_takeflow("server", "stop"), env=env, capture_output=True)
+    bench_embedded_reruns(env, work, rows)
+
+    print(f"`takeflow server start` (fresh Prefect database): {start_s:.1f} s\n")
+    print("| example | first run s | cached rerun s | rerun / first | embedded cached rerun s | embedded rerun / first "
+          "| goal |\n|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['example']} | {row['first']:.1f} | {row['rerun']:.1f} | {row['rerun'] / row['first']:.0%} "
+              f"| {row['embedded']:.1f} | {row['embedded'] / row['first']:.0%} | ≤ 15% |")
+    print(f"\n| inbox file → animate run started | seconds |\n|---|---|")
+    for n, delay in enumerate(delays):
+        print(f"| bench-{n}.jpg | {delay:.1f} |")
+    print(f"| **median** of {len(delays)} | **{statistics.median(delays):.1f}** (goal ≤ {SENSOR_INTERVAL_S} + 5) |")
+    print(f"| min / max | {min(delays):.1f} / {max(delays):.1f} |")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
