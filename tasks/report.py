@@ -7,8 +7,12 @@ import json
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import (create_image_artifact, create_link_artifact, create_markdown_artifact,
-                               create_table_artifact)
+from prefect.artifacts import (
+    create_image_artifact,
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from pydantic import BaseModel, Field
 
 from blocks.media import atomic_path

@@ -1,8 +1,8 @@
 """The Prefect UI tells the story of a run, checked as a person would: one produce run against a
 real `prefect server start` (which serves the UI), its artifacts and events read back through the
 API, then its pages opened in headless Chromium (Debian's chromium and chromium-driver, which
-.ci/run installs) until every kind of artifact has rendered. docs/ui-contact-sheet.png is its screenshot of a contact sheet.
-Skipped, with the reason, where Chromium is not installed."""
+.ci/run installs) until every kind of artifact has rendered; docs/ui-contact-sheet.png is its
+screenshot of a contact sheet. Skipped, with the reason, where Chromium is not installed."""
 
 from __future__ import annotations
 
