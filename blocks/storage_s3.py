@@ -2,6 +2,13 @@
 
 Config and the secret are block fields; the boto3 client is built on first use and cached on
 the instance (never a field: clients neither serialize nor copy).
+
+Why not prefect-aws's S3Bucket + AwsCredentials (measured 2026-12-02, 2 loaded cores, median of
+5 interleaved runs): prefect-aws 0.7.12 adds ten packages (aiobotocore, aiohttp, yarl, ...) and a
+boto3/botocore upgrade, and importing it costs 0.79 s over prefect (1.97 s against 1.18 s) where
+this module costs 0.25 s (1.43 s). Its S3Bucket has no manifest-last commit, no existence check by
+HEAD, encryption only as per-call upload kwargs (not a saved setting) and boto3's multi-line
+errors; those would be rebuilt on top of it anyway.
 """
 
 from __future__ import annotations

@@ -38,7 +38,9 @@ from tasks.gate import BudgetDecision, fit_plans, fits, over_message, resolve_dr
 from tasks.learned import default_registry, split_available
 from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
 from tasks.prompts import expand_prompt
-from tasks.report import ProductionReport, ShotRecord, publish_history, settle_report, write_report
+from tasks import events
+from tasks.report import (ProductionReport, ShotRecord, publish_history, publish_media, settle_report,
+                          write_report)
 from tasks.spend import BudgetDraw, reconcile_orphans
 from tasks.checks import accept_run
 from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, describe_error, slug
@@ -140,7 +142,8 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         return Failed(name="InvalidInput", message=f"captions: {str(exc).splitlines()[0]} (nothing was spent)")
     timings["plan"] = time.perf_counter() - clock
 
-    progress = RunProgress({**STAGE_WEIGHTS, "upscale": 1} if upscaler else STAGE_WEIGHTS)
+    progress = RunProgress({**STAGE_WEIGHTS, "upscale": 1} if upscaler else STAGE_WEIGHTS,
+                           key=slug(f"{storyboard.project_slug}-progress", 100))
     clock = time.perf_counter()
     registry, notices = default_registry()
     ready, skipped = split_available(registry.scorers())
@@ -150,6 +153,9 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     within = True
     while jobs:  # each round: generate and score, choose, add takes where none is good enough,
         within = run_round(jobs, shots, providers, folder, progress, draw)  # then start continuing shots
+        for job in jobs:
+            if shots[job.plan.shot_id].records[job.take].file:
+                events.take_generated(storyboard.project_slug, job.plan.shot_id, shots[job.plan.shot_id].records[job.take])
         touched, jobs = dict.fromkeys(job.plan.shot_id for job in jobs), []
         for shot_id in touched:
             choose(shots[shot_id])
@@ -158,6 +164,8 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         if within:
             jobs += continuation_jobs(shots, folder)
     records = [_shot_record(shot, folder) for shot in shots.values()]
+    for record in records:
+        events.shot_decided(storyboard.project_slug, record)
     timings["generate+score"] = time.perf_counter() - clock
 
     unknown = [f"{s.shot_id} take {t.take}: {t.error}" for s in records for t in s.takes
@@ -205,8 +213,12 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
         report.published = publish(storage, files, records, folder, storyboard.project_slug, str(flow_run.id))
         write_report(report, folder)
     publish_history(ledger, draw.budget)
+    publish_media(report, folder, report.published.get(report.final))
+    events.video_published(storyboard.project_slug, report,
+                           report.published.get(report.final) or (folder / report.final).as_uri())
+    progress.finish()
     if stopped:
-        return Failed(name="BudgetExceeded", message=f"{stopped}; {_spend_line(report)}")
+        return _budget_exceeded(report, draw, f"{stopped}; {_spend_line(report)}")
     logger.info(f"{report.final}: {report.generated} takes generated, {report.cached} from cache")
     return report
 
@@ -241,11 +253,13 @@ def _gate(storyboard: Storyboard, plans: list[ShotPlan], providers: dict[str, Vi
             return fitted, fitted_estimate, changes
         message += f"; even shrunk to fit it needs {fitted_estimate.needed:g}"
     upscaling = f" ({estimate.upscaling:g} of them upscaling)" if estimate.upscaling else ""
-    return Failed(name="BudgetExceeded", message=(
+    refusal = (
         f"{message.replace(' credits but', f' credits{upscaling} but', 1)}; raise the limit (takeflow budget set "
         f"{draw.budget} --limit CREDITS), use fewer takes or shorter shots"
         + (", set defaults.upscaler: local" if upscaling else "")
-        + ", or set defaults.budget_policy: fit (nothing was spent)"))
+        + ", or set defaults.budget_policy: fit (nothing was spent)")
+    events.budget_exceeded(storyboard.project_slug, draw.budget, refusal, status.spent, status.limit)
+    return Failed(name="BudgetExceeded", message=refusal)
 
 
 def _pause_markdown(storyboard: Storyboard, estimate: Estimate, status) -> str:
@@ -282,9 +296,16 @@ def _finish(report: ProductionReport, folder: Path, ledger: Ledger, draw: Budget
     settle_report(report, ledger, draw)
     write_report(report, folder)
     publish_history(ledger, draw.budget)
+    publish_media(report, folder, None)
     if stopped:
-        return Failed(name="BudgetExceeded", message=f"{stopped}; {_spend_line(report)}")
+        return _budget_exceeded(report, draw, f"{stopped}; {_spend_line(report)}")
     return Failed(name=state, message=message)
+
+
+def _budget_exceeded(report: ProductionReport, draw: BudgetDraw, message: str) -> State:
+    """The run's final state when the budget stopped it, announced for automations."""
+    events.budget_exceeded(slug(report.title), draw.budget, message, report.credits_spent, report.budget)
+    return Failed(name="BudgetExceeded", message=message)
 
 
 def _shot_takes(plans: list[ShotPlan], folder: Path, left: float | None, estimate: Estimate,

@@ -30,11 +30,11 @@ def terminal_display() -> Iterator[None]:
 class RunProgress:
     """Progress of one production; each stage's share of the artifact's 0–100 % is its weight."""
 
-    def __init__(self, weights: dict[str, float]):
+    def __init__(self, weights: dict[str, float], key: str | None = None):
         total = sum(weights.values())
         self._shares = {name: 100 * w / total for name, w in weights.items()}
         self._percent = 0.0
-        self._artifact = create_progress_artifact(0.0, description="production progress")
+        self._artifact = create_progress_artifact(0.0, key=key, description="production progress")
         self._rows: dict[str, int] = {}
         self._totals: dict[str, int] = {}
 
@@ -55,3 +55,9 @@ class RunProgress:
             update_progress_artifact(self._artifact, round(self._percent, 1))
         if stage in self._rows:
             _display.update(self._rows[stage], advance=1, note=note)
+
+    def finish(self) -> None:
+        """The edit is delivered: 100 %, although takes added mid-run left the stages' sums short."""
+        self._percent = 100.0
+        if self._artifact is not None:
+            update_progress_artifact(self._artifact, 100.0, description="production progress: delivered")

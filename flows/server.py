@@ -55,6 +55,10 @@ def healthy(api_url: str, timeout: float = 0.5) -> bool:
 def spawn_server(host: str, port: int, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`prefect server start` in a process group of its own (so a stop reaches every child),
     output to `log`; the caller waits for health."""
+    # The UI finds its API from these settings, not from --host/--port: without them a server on
+    # any port but 4200 serves a UI that calls 127.0.0.1:4200 (PREFECT_UI_API_URL still wins).
+    env = {**(os.environ if env is None else env), "PREFECT_SERVER_API_HOST": host,
+           "PREFECT_SERVER_API_PORT": str(port)}
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],

@@ -149,7 +149,12 @@ def make_contact_sheet(takes: list[Path], labels: list[str], dest: Path, frames_
     return Path(dest)
 
 
-@task(name="contact-sheet", cache_key_fn=content_key("dest"), persist_result=True)
+def _run_name(parameters: dict) -> str:
+    # dest is '<shot>-sheet-<work key>.jpg': the run's name says which shot's takes it shows
+    return f"contact-sheet-{Path(parameters['dest']).stem.split('-sheet')[0]}"
+
+
+@task(name="contact-sheet", task_run_name=_run_name, cache_key_fn=content_key("dest"), persist_result=True)
 def make_contact_sheet_task(takes: list[Path], labels: list[str], dest: Path, frames_per_take: int = 6,
                             thumb_height: int = 120) -> Path:
     """Cached `make_contact_sheet`: the key is the takes' content and the labels, not `dest`, so a

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from pydantic import BaseModel, Field
 
 from blocks.media import atomic_path
@@ -126,9 +132,45 @@ def write_report(report: ProductionReport, folder: Path) -> Path:
     for shot in report.shots:
         create_table_artifact(score_table(shot), key=slug(f"{key}-{shot.shot_id}-scores", 100),
                               description=f"{report.title} / {shot.shot_id}: {shot.reason}")
+    create_table_artifact(cost_table(report), key=f"{key}-cost", description=(
+        f"{report.title}: {report.credits_spent:g} credits spent on this storyboard, {report.credits_this_run:g} "
+        f"by this run; estimate {report.estimate:g}"))
     create_markdown_artifact(summary_markdown(report), key=f"{key}-summary",
                              description=f"Production summary of '{report.title}'")
     return dest
+
+
+def publish_media(report: ProductionReport, folder: Path, final_link: str | None) -> None:
+    """Each shot's contact sheet as an image artifact, and a link to the final video.
+
+    An image artifact is only a URL the browser fetches; the sheets live on the worker's disk,
+    which the UI's browser cannot reach, so each is embedded as a data: URI (sheets measured
+    40–250 kB for 2–8 takes; base64 adds a third). `final_link` is the published location when
+    a storage block delivered the video (the publish task made its presigned link artifact),
+    else None: the link is then the file:// URI on the machine the run wrote it to."""
+    key = slug(report.title)
+    for shot in report.shots:
+        if shot.contact_sheet and (folder / shot.contact_sheet).is_file():
+            jpeg = base64.b64encode((folder / shot.contact_sheet).read_bytes()).decode("ascii")
+            chosen = f"take {shot.chosen} chosen" if shot.chosen else shot.state
+            create_image_artifact(f"data:image/jpeg;base64,{jpeg}", key=slug(f"{key}-{shot.shot_id}-sheet", 100),
+                                  description=f"{report.title} / {shot.shot_id}: every take's frames; {chosen}")
+    if report.final and final_link is None:
+        create_link_artifact((folder / report.final).as_uri(), link_text=report.final, key=f"{key}-final",
+                             description=f"Finished video of '{report.title}' on the machine that ran it")
+
+
+def cost_table(report: ProductionReport) -> list[dict]:
+    """One row per shot and a total: estimated against charged credits, takes made and reused."""
+    rows = [{"shot": s.shot_id, "model": s.model, "takes": len(s.takes),
+             "generated": sum(bool(t.file) and not t.from_cache for t in s.takes),
+             "cached": sum(t.from_cache for t in s.takes),
+             "estimate": round(sum(t.estimate for t in s.takes) + (s.upscale.estimate if s.upscale else 0), 4),
+             "charged": s.credits_spent} for s in report.shots]
+    rows.append({"shot": "total", "model": "", "takes": sum(r["takes"] for r in rows),
+                 "generated": sum(r["generated"] for r in rows), "cached": sum(r["cached"] for r in rows),
+                 "estimate": round(sum(r["estimate"] for r in rows), 4), "charged": report.credits_spent})
+    return rows
 
 
 def settle_report(report: ProductionReport, ledger, draw) -> None:
