@@ -138,7 +138,7 @@ class Trial:
         else:
             self.sims[sim_name].hook = hook
         try:
-            process.wait(timeout=RUN_TIMEOUT)
+            self.wait(process, n)
         finally:
             for sim in self.sims.values():
                 sim.hook = None
@@ -151,8 +151,19 @@ class Trial:
 
     def complete(self, n: int) -> subprocess.CompletedProcess:
         process = self.start(n)
-        process.wait(timeout=RUN_TIMEOUT)
+        self.wait(process, n)
         return process
+
+    def wait(self, process: subprocess.Popen, n: int) -> None:
+        """Wait for run `n`; a hung run is killed (so it cannot hold up the next series) and reported
+        with the slots still taken on the server."""
+        try:
+            process.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise AssertionError(f"run {n} hung for {RUN_TIMEOUT} s (killed at {self.log}); slots taken: "
+                                 f"{held_slots(self.sims)}; log: {(self.root / f'run{n}.log').read_text()[-2000:]}")
 
 
 def held_slots(sims: dict) -> dict[str, int]:
