@@ -53,8 +53,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from blocks.providers import GenerationRequest  # noqa: E402
-from flows.produce import MAX_PARALLEL_TASKS  # noqa: E402
 from blocks.runway import RunwayProvider  # noqa: E402
+from flows.produce import MAX_PARALLEL_TASKS  # noqa: E402
 from simulators.runway import RunwaySimulator  # noqa: E402
 
 MODEL, RATIO, DURATION = "gen4.5", "1280:720", 2
@@ -270,7 +270,8 @@ def forget_takes() -> None:
 
 def report(target: Target, m: dict[str, Any], args: argparse.Namespace) -> float:
     print(f"\n### {target.label}\n\nsimulator latency {args.latency:g} s, {args.fault_rate:.0%} transient "
-          f"faults, concurrency limit {args.concurrency}, {args.threads} threads, Prefect on {'PostgreSQL' if args.postgres else 'SQLite'}\n")
+          f"faults, concurrency limit {args.concurrency}, {args.threads} threads, "
+          f"Prefect on {'PostgreSQL' if args.postgres else 'SQLite'}\n")
     print("| run | wall s | per take s |\n|---|---|---|")
     print(f"| takeflow: Prefect fan-out | {m['fan_out']:.1f} | {m['fan_out'] / args.takes:.2f} |")
     again = f" ({m['again']} takes submitted again after a 5xx)" if m["again"] else ""

@@ -245,7 +245,8 @@ class RemoteVideoProvider(VideoProvider):
             if entry.state == "done":
                 if intact(out, entry.size):
                     log.info("%s: %s is already paid for and stored; reusing it", self.name, dest.name)
-                    note_task(self.task_ref(work, entry.task_id), entry.credits)  # counted once, by whoever commits first
+                    # counted once, by whoever commits first
+                    note_task(self.task_ref(work, entry.task_id), entry.credits)
                     place(out, dest)
                     return 0.0
                 journal.reopen(work)  # the stored copy is gone: fetch it again from its task

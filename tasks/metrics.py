@@ -180,14 +180,16 @@ def motion_wanted(expected: Expectation) -> bool:
 
 
 def motion_asked(expected: Expectation) -> str:
-    """What motion the shot asks for, in words for a take's notes ('' when it asks for none)."""
+    """What motion the shot asks of the whole frame, in words for a take's notes ('' when none)."""
     if not motion_wanted(expected):
         return ""
     move = parse_camera(expected.camera)
     if move.phrase and move.kind != "static":
         return f"a {move.phrase}"
     if expected.regions:
-        return "motion in its brushed regions"
+        # A brushed region may be a small part of the frame: whether it moved is brush_adherence's
+        # measure, not the whole frame's stillness, so a brush-only shot asks nothing of Stillness.
+        return ""
     return f"motion (amount {expected.motion_amount:g})"
 
 

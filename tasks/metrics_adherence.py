@@ -36,6 +36,8 @@ ORBIT_WITHOUT_PARALLAX = 0.5    # a sideways slide with no depth effect is half 
 REGION_CORE = 0.7               # regions are sampled on their core: flow blurs across edges
 MIN_REGION_PIXELS = 12
 STILL_REGION_TOLERANCE = 0.05   # frame shares a region asked to stay put may drift
+MOVING_PX_PER_FRAME = 0.3       # own motion above flow noise: this pixel of a brushed region moves
+MOVING_SHARE = 0.15             # a region whose moving pixels are fewer than this share did not move
 REFERENCE_THUMB_WIDTH = 96
 REFERENCE_TEMPLATE_SHARE = 0.7  # the frame's centre 70 % is searched for in the reference...
 REFERENCE_ZOOMS = (1.0, 1.1, 1.2, 1.3, 1.4)  # ... at start framings up to a 1.4x dolly
@@ -259,8 +261,8 @@ class BrushAdherence(Measurement):
             if xs.size < MIN_REGION_PIXELS:
                 continue  # off the frame
             camera_x, camera_y = camera_motion(pair).at(xs - (width - 1) / 2, ys - (height - 1) / 2)
-            flow = pair.flow[ys, xs]
-            self._own[index] += (np.median(flow[:, 0] - camera_x), np.median(flow[:, 1] - camera_y))
+            own = pair.flow[ys, xs] - np.stack([camera_x, camera_y], axis=-1)
+            self._own[index] += _moving_part(own, pair.step)
             self._carried[index] += (np.median(camera_x), np.median(camera_y))
             self._steps[index] += pair.step
 
@@ -280,6 +282,18 @@ class BrushAdherence(Measurement):
             return 0.0
         cosine = float(wanted @ moved) / (wanted_length * moved_length)
         return max(0.0, cosine) * min(moved_length / wanted_length, wanted_length / moved_length)
+
+
+def _moving_part(own: np.ndarray, step: int) -> tuple[float, float]:
+    """The motion of what moves inside a brushed polygon (px over the pair), camera removed.
+
+    A model moves the thing the brush was drawn over, not the polygon: the ground around a kite
+    or a boat inside the stroke stays where it is. So when enough of the polygon moves, its
+    motion is the median over the pixels that move; otherwise (nothing moves) the median of all.
+    """
+    moving = np.linalg.norm(own, axis=1) > MOVING_PX_PER_FRAME * step
+    chosen = own[moving] if moving.mean() >= MOVING_SHARE else own
+    return float(np.median(chosen[:, 0])), float(np.median(chosen[:, 1]))
 
 
 def cover_crop(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+
 import pytest
 
 from blocks.catalogue import load_catalogue

@@ -268,7 +268,8 @@ def test_an_unknown_create_is_counted_once_as_charged_however_often_the_take_is_
             pay(draw, runway, request, tmp_path / "take.mp4")
     assert ledger.status("crash").spent - spent == runway.estimate_credits(request) == 24
     assert runway_sim.creates == creates
-    unknown = [e for e in ledger.entries("crash") if e.task_id == runway.task_ref(key, None, journal.get(key).claimed_at)]
+    ref = runway.task_ref(key, None, journal.get(key).claimed_at)
+    unknown = [e for e in ledger.entries("crash") if e.task_id == ref]
     assert [e.status for e in unknown] == ["committed", "released"]
 
 

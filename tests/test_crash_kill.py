@@ -163,7 +163,7 @@ class Trial:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             raise AssertionError(f"run {n} hung for {RUN_TIMEOUT} s (killed at {self.log}); slots taken: "
-                                 f"{held_slots(self.sims)}; log: {(self.root / f'run{n}.log').read_text()[-2000:]}")
+                                 f"{held_slots(self.sims)}; log: {(self.root / f'run{n}.log').read_text()[-2000:]}") from None
 
 
 def held_slots(sims: dict) -> dict[str, int]:
