@@ -25,8 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blocks.camera_vocabulary import parse_camera
 from blocks.media import iter_frames
-from blocks.previz_camera import parse_camera, plan_camera
+from blocks.previz_camera import plan_camera
 from blocks.previz_render import render_previz
 from blocks.providers import MotionRegion
 from tasks.metrics import Expectation, analysis_side, measure_take

@@ -39,7 +39,7 @@ from blocks.catalogue import UpscalerEntry, load_catalogue
 from blocks.media import file_digest, probe
 from blocks.providers import GenerationRequest, GenerationResult
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
-from blocks.upscaling import UpscaleRequest
+from blocks.super_resolution import UpscaleRequest
 
 log = logging.getLogger("takeflow.providers")
 

@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import time
 from typing import Any, ClassVar
 
@@ -38,8 +37,8 @@ import httpx
 import numpy as np
 from pydantic import Field, PrivateAttr, SecretStr
 
+from blocks.camera_vocabulary import parse_camera
 from blocks.catalogue import load_catalogue
-from blocks.previz_camera import parse_camera
 from blocks.providers import GenerationRequest, MotionRegion
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, image_bytes
 
@@ -103,10 +102,8 @@ def camera_control(prompt: str, motion_amount: float) -> dict[str, Any] | None:
     if not move.phrase or move.kind not in axes or strength <= 0:
         return None
     axis, sign = axes[move.kind]
-    if axis == "pan" and re.search(r"truck|track|crab|lateral|sideways", move.phrase):
-        axis = "horizontal"  # the camera travels rather than turns
-    if axis == "tilt" and re.search(r"cran|pedestal|boom", move.phrase):
-        axis = "vertical"
+    if move.travels:  # the camera body travels (truck, crane) rather than turning on its head
+        axis = {"pan": "horizontal", "tilt": "vertical"}.get(axis, axis)
     config = dict.fromkeys(("horizontal", "vertical", "pan", "tilt", "roll", "zoom"), 0)
     config[axis] = sign * strength
     return {"type": "simple", "config": config}

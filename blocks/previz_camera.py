@@ -1,5 +1,5 @@
-"""Camera moves for the motion-preview renderer: which move a prompt asks for, and where the
-camera is at every moment of the clip.
+"""Camera moves for the motion-preview renderer: where the camera is at every moment of the clip
+(which move a prompt asks for is read by blocks/camera_vocabulary.py, shared with prompts and scoring).
 
 Positions are in *frame units*: offsets are fractions of the frame's width and height measured
 from the centre of the plate (the still image being filmed), and zoom 1 shows exactly one
@@ -10,79 +10,13 @@ camera left, so the scene slides right across the frame.
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 
-CameraKind = Literal["push_in", "pull_out", "pan_left", "pan_right", "tilt_up", "tilt_down",
-                     "static", "orbit"]
-
-
-@dataclass(frozen=True)
-class CameraMove:
-    """The camera move a prompt names; `phrase` holds the words it was read from ("" = none named)."""
-
-    kind: CameraKind
-    phrase: str = ""
-    leftward: bool = False  # orbit only: the camera circles to its left, so the scene sweeps right
-
-
-# Verbs in the tenses prompts use ("pan", "pans", "panning", "panned").
-_DOLLY, _PUSH = r"doll(?:y|ies|ied|ying)", r"push(?:es|ed|ing)?"
-_PULL, _MOVE = r"pull(?:s|ed|ing)?", r"mov(?:e|es|ed|ing)"
-_ZOOM, _PAN = r"zoom(?:s|ed|ing)?", r"pan(?:s|ned|ning)?"
-_TRUCK, _TRACK = r"truck(?:s|ed|ing)?", r"track(?:s|ed|ing)?"
-# Tilts, crane and pedestal moves all raise or lower the view: the preview treats them alike.
-_RISE = r"(?:tilt(?:s|ed|ing)?|cran(?:e|es|ed|ing)|pedestal(?:s|ed|ing|led|ling)?|boom(?:s|ed|ing)?)"
-_LATERAL = rf"\b(?:{_PAN}|{_TRUCK}|{_TRACK}|crab(?:s|bing)?|lateral(?:ly)?|sideways)\b"
-# "push in the door", "pull out a gun", "leaves move in the wind" are the subject acting, not the camera.
-_NO_OBJECT = r"(?!\s+(?:the|a|an|his|her|its|their|some)\b)"
-_SIDE = r"[\s-]+(?:to\s+(?:the\s+)?)?"
-
-
-def _across(start: str, end: str) -> str:
-    """'... tracks from left to right' or 'from left to right, the camera tracks' within one sentence."""
-    span = rf"\b(?:from\s+)?{start}\s+to\s+{end}\b"
-    return rf"{_LATERAL}[^.;!?]*?{span}|{span}[^.;!?]*?{_LATERAL}"
-
-
-_PATTERNS: tuple[tuple[CameraKind, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern)) for kind, pattern in (
-        ("pan_right", _across("left", "right")),
-        ("pan_left", _across("right", "left")),
-        ("push_in", rf"\b(?:(?:{_DOLLY}|{_ZOOM})[\s-]+in\b|(?:{_PUSH}|{_MOVE})[\s-]+in\b{_NO_OBJECT})"),
-        ("pull_out", rf"\b(?:(?:{_DOLLY}|{_ZOOM})[\s-]+(?:out|back)\b"
-                     rf"|{_PULL}[\s-]+(?:out|back)\b{_NO_OBJECT})"),
-        # The lookahead leaves "pan left to right" to the across-the-frame patterns above.
-        ("pan_left", rf"\b(?:{_PAN}|{_TRUCK}|{_TRACK})\b{_SIDE}left\b(?!\s+to\s+right)"),
-        ("pan_right", rf"\b(?:{_PAN}|{_TRUCK}|{_TRACK})\b{_SIDE}right\b(?!\s+to\s+left)"),
-        ("tilt_up", rf"\b{_RISE}[\s-]+up(?:ward)?s?\b"),
-        ("tilt_down", rf"\b{_RISE}[\s-]+down(?:ward)?s?\b"),
-        ("static", r"\bstatic\b|\blocked[\s-]?off\b|\bstill\s+camera\b|\btripod\b|\bfixed\s+camera\b"
-                   r"|\bcamera\s+(?:is\s+|stays\s+|remains\s+)?still\b"),
-        ("orbit", rf"(?:\borbit(?:s|ed|ing)?\b|\barc(?:s|ed|ing)?\b(?!\s+of\b)"
-                  rf"|\b(?:circles?|circled|circling)\s+(?:a)?round\b)(?:{_SIDE}(?P<side>left|right)\b)?"),
-    ))
-
-
-def parse_camera(prompt: str) -> CameraMove:
-    """Read the camera move from a prompt (case-insensitive); the first move named wins.
-
-    With no camera words the preview gets a gentle slow push-in, as most video models do.
-    """
-    text = prompt.lower()
-    found = [(match.start(), -len(match.group(0)), kind, match)
-             for kind, pattern in _PATTERNS for match in pattern.finditer(text)]
-    if not found:
-        return CameraMove("push_in")
-    # Earliest first: prompts name the camera once, and a later move is usually a second beat
-    # the preview cannot show. At the same start the longer phrase wins.
-    _, _, kind, match = min(found, key=lambda item: item[:2])
-    side = match.groupdict().get("side")
-    return CameraMove(kind, phrase=" ".join(match.group(0).split()), leftward=side == "left")
+from blocks.camera_vocabulary import CameraMove
 
 
 def _linear(t: float) -> float:

@@ -21,8 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blocks.camera_vocabulary import CameraMove
 from blocks.media import iter_frames, probe
-from blocks.previz_camera import CameraMove, CameraPlan, _linear
+from blocks.previz_camera import CameraPlan, _linear
 
 ANALYSIS_SIDE = 192      # frames are measured at this long side: global motion needs no detail
 MIN_TRACKED = 12         # corners a pair needs for the flow fit; fewer falls back to phase correlation

@@ -16,8 +16,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from blocks.camera_vocabulary import parse_camera
 from blocks.media import FrameWriter
-from blocks.previz_camera import CameraPlan, parse_camera, plan_camera
+from blocks.previz_camera import CameraPlan, plan_camera
 from blocks.previz_matte import content_matte, fill_uncovered
 from blocks.previz_motion import ReferenceCamera, estimate_motion
 from blocks.previz_plate import Plate, compose_plate, reference_plate

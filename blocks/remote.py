@@ -426,7 +426,7 @@ class RemoteVideoProvider(VideoProvider):
         return load_catalogue().credits(self.name, request.model, request.duration, request.resolution,
                                         request.audio)
 
-    # Upscaling adapters (blocks.upscaling.SuperResolution) price and look up their models here.
+    # Upscaling adapters (blocks.super_resolution.SuperResolution) price and look up their models here.
     def estimate_upscale_credits(self, model: str, resolution: str, duration: float) -> float:
         try:
             return load_catalogue().upscale_credits(self.name, model, duration, resolution)

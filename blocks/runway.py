@@ -46,7 +46,7 @@ from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskSta
 from blocks.runway_models import MODELS as RUNWAY_MODELS
 from blocks.runway_models import SDK_VERSION
 from blocks.runway_upload import upload
-from blocks.upscaling import UpscaleRequest
+from blocks.super_resolution import UpscaleRequest
 
 log = logging.getLogger("takeflow.providers")
 

@@ -22,7 +22,7 @@ from tasks.checks import check_overrides, check_run
 from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
 from tasks.storyboard import Storyboard, StoryboardError, load_storyboard, one_line
 from tasks.srt import read_srt
-from tasks.super_resolution import upscaler_of
+from tasks.provider_upscale import upscaler_of
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -169,7 +169,7 @@ def _run_storyboard(args: argparse.Namespace) -> int:
 
 
 def _storage(name: str):
-    from tasks.deliver import StorageNotFound, load_storage
+    from tasks.publish import StorageNotFound, load_storage
 
     try:
         return load_storage(name)
@@ -261,7 +261,7 @@ def _read_storyboard(source: str, storage_name: str | None) -> Storyboard:
         return load_storyboard(source)
     if not storage_name:
         raise StoryboardError(f"{source}: a storyboard on S3 needs --storage BLOCK to read it")
-    from tasks.deliver import StorageNotFound, load_storage
+    from tasks.publish import StorageNotFound, load_storage
 
     with tempfile.TemporaryDirectory(prefix="takeflow-storyboard-") as tmp:
         try:

@@ -30,9 +30,9 @@ from flows.takes import UNKNOWN_OUTCOME, ShotTakes, choose, continuation_jobs, f
 from tasks.generate import ensure_limits
 from tasks.contact_sheet import make_contact_sheet_task
 from blocks.storage import Storage
-from flows.deliver import cached_file, deliver, load_captions, local_input, publish
-from flows.upscaling import UpscaleStopped, upscale_chosen
-from tasks.deliver import load_storage
+from flows.deliverables import cached_file, deliver, load_captions, local_input, publish
+from flows.upscale_chosen import UpscaleStopped, upscale_chosen
+from tasks.publish import load_storage
 from tasks.estimate import Estimate, PriceMissing, estimate_run
 from tasks.gate import BudgetDecision, fit_plans, fits, over_message, resolve_draw
 from tasks.learned import default_registry, split_available
@@ -44,7 +44,7 @@ from tasks.report import (ProductionReport, ShotRecord, publish_history, publish
 from tasks.spend import BudgetDraw, reconcile_orphans
 from tasks.checks import accept_run
 from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, describe_error, slug
-from tasks.super_resolution import upscaler_of
+from tasks.provider_upscale import upscaler_of
 
 # Takes run in threads; providers are remote APIs waiting on the network (previz shares the CPU).
 MAX_PARALLEL_TASKS = 8

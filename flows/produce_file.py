@@ -24,7 +24,7 @@ def read_storyboard(location: str, storage: str | None) -> Storyboard:
         return load_storyboard(location)
     if not storage:
         raise StoryboardError(f"storyboard: {location} is on S3; set storage to a storage block that reads it")
-    from tasks.deliver import StorageNotFound, load_storage
+    from tasks.publish import StorageNotFound, load_storage
 
     with tempfile.TemporaryDirectory(prefix="takeflow-storyboard-") as tmp:
         try:

@@ -33,7 +33,7 @@ def inbox_storage(storage: str) -> Storage:
     default inbox prefix 'inbox' is the folder $TAKEFLOW_HOME/inbox."""
     if not storage:
         return LocalStorage(folder=takeflow_home())
-    from tasks.deliver import load_storage
+    from tasks.publish import load_storage
 
     return load_storage(storage)
 

@@ -26,7 +26,7 @@ from tasks.edit import (AssemblyResult, DeliveryFormat, EditClip, EditTransition
                         Timeline, Title, as_clip, as_transition, clip_timeline)
 from tasks.overlays import caption_chain, caption_slot, render_title, splice_captions, titled
 from tasks.srt import Cue, fit_to_edit
-from tasks.upscale import check_frame_size, delivery_scale
+from tasks.lanczos_scale import check_frame_size, delivery_scale
 
 FINAL_CRF = 18
 HEVC_CRF = 20  # x265 at 20 looks like x264 at 18 at a smaller size

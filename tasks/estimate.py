@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from blocks.providers import VideoProvider
 from tasks.plan import ShotPlan
+from tasks.provider_upscale import needs_upscale, upscaler_of, upscaling_provider
 from tasks.spend import upscale_key, work_key
 from tasks.storyboard import Storyboard
-from tasks.super_resolution import needs_upscale, upscaler_of, upscaling_provider
 
 Stage = Literal["take", "draft", "final", "upscale"]
 

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from blocks.media import MediaError, VideoInfo, iter_frames, probe, read_image
-from blocks.previz_camera import parse_camera
+from blocks.camera_vocabulary import parse_camera
 from blocks.providers import MotionRegion
 from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity
 from tasks.metrics_defects import (BurntInOverlay, Crispness, EdgeBlack, GradualCut, Instability,

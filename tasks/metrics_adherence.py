@@ -2,7 +2,7 @@
 
 All of them read the flow the frame stream computes once per sampled pair
 (tasks/metrics_temporal.py) and the camera's global motion fitted to it once (`camera_motion`).
-Directions follow blocks/previz_camera.py: "pan left" moves the camera left, so the content
+Directions follow blocks/camera_vocabulary.py: "pan left" moves the camera left, so the content
 slides RIGHT across the frame (positive x); "tilt up" slides it DOWN (positive y, rows grow down).
 """
 
@@ -18,8 +18,8 @@ from weakref import WeakKeyDictionary
 import cv2
 import numpy as np
 
+from blocks.camera_vocabulary import CameraMove
 from blocks.media import cover_box
-from blocks.previz_camera import CameraMove
 from blocks.providers import MotionRegion
 from tasks.metrics_temporal import Frame, Measurement, SampledPair, interior
 

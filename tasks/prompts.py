@@ -14,20 +14,15 @@ from typing import Protocol
 from prefect import task
 from pydantic import BaseModel, Field
 
+from blocks.camera_vocabulary import asks_for_still_camera, names_camera
 from tasks.phrases import LOCATIVES, PATHS, split_clause
 from tasks.storyboard import Shot
 
-CAMERA_WORDS = re.compile(
-    r"\b(camera|dolly|push(?:es|ing)?[- ]in|pull(?:s|ing)?[- ](?:out|back)|pan(?:s|ning)?|tilt(?:s|ing)?|"
-    r"zoom(?:s|ing)?|truck(?:s|ing)?|track(?:s|ing)?|tracking shot|crane|pedestal|orbit(?:s|ing)?|arc shot|"
-    r"handheld|hand-held|steadicam|drone|aerial|static shot|locked[- ]off|tripod|close-up|wide shot|"
-    r"medium shot|pov|low angle|high angle|overhead|bird's-eye|dutch angle)\b", re.I)
 LIGHT_WORDS = re.compile(
     r"\b(light|lights|lighting|lit|backlit|backlight|sun|sunlight|sunny|sunset|sunrise|golden[- ]hour|"
     r"blue hour|dusk|dawn|twilight|night|moon|moonlight|neon|overcast|fog|foggy|mist|misty|haze|hazy|"
     r"shadow|shadows|glow|glowing|candle|candlelight|lamp|noon|daylight|studio|rim|silhouette|"
     r"moody|noir|cloudy|storm|stormy)\b", re.I)
-STILL_CAMERA = re.compile(r"\b(static|locked[- ]off|tripod|still camera|no camera (?:movement|motion))\b", re.I)
 PLACE_WORDS = re.compile(r"\s(" + "|".join(sorted(LOCATIVES | PATHS)) + r")\s", re.I)
 # Words that say how something should feel without saying what the camera should see.
 VAGUE_WORDS = {
@@ -61,7 +56,7 @@ class StructuredPrompt(BaseModel):
     lighting: str = Field("", description="Mood and lighting.")
 
     def asks_for_still_camera(self) -> bool:
-        return bool(STILL_CAMERA.search(self.camera))
+        return asks_for_still_camera(self.camera)
 
     def text(self) -> str:
         """The prompt sent to providers: subject + action + environment, then camera, then light."""
@@ -105,7 +100,7 @@ def split_brief(brief: str) -> dict[str, str]:
     """Classify the clauses of a brief into subject, action, environment, camera and lighting."""
     segments = [[c.strip() for c in re.split(r",\s+", part) if c.strip()] for part in re.split(r"[.;\n]+", brief)]
     clauses = [c for segment in segments for c in segment]
-    camera = [c for c in clauses if CAMERA_WORDS.search(c)]
+    camera = [c for c in clauses if names_camera(c)]
     # A note after a camera instruction in the same sentence is about the framing
     # ("slow dolly in, the boat stays centred"), not more scene.
     camera += [c for segment in segments for before, c in zip(segment, segment[1:])
@@ -135,7 +130,7 @@ def lint_prompt(prompt: StructuredPrompt) -> list[LintIssue]:
             if word.lower() in VAGUE_WORDS:
                 issues.append(LintIssue(part=part, problem=f"vague word '{word}'",
                                         suggestion=VAGUE_WORDS[word.lower()]))
-    if not prompt.camera and not CAMERA_WORDS.search(prompt.text()):
+    if not prompt.camera and not names_camera(prompt.text()):
         issues.append(LintIssue(part="camera", problem="no camera instruction",
                                 suggestion="add one in a full sentence, e.g. 'slow dolly in at eye level, "
                                            "subject stays centred'"))

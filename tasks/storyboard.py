@@ -26,7 +26,7 @@ from tasks.routing import AUTO, Choice, problems, resolve, shot_needs
 from tasks.inputs import (MAX_BYTES, REMOTE, InputError, Kind, check_file, locate, read_storyboard_data,
                           regular_file)
 from tasks.srt import SubtitleError, fit_to_edit, read_srt
-from tasks.super_resolution import check_upscaler
+from tasks.provider_upscale import check_upscaler
 
 Delivery = Literal["720p", "1080p", "1440p", "4k"]
 DELIVERY_SHORT_SIDE = {"720p": 720, "1080p": 1080, "1440p": 1440, "4k": 2160}

@@ -19,7 +19,7 @@ import pytest
 from blocks.media import FFMPEG, FrameWriter, iter_frames, probe
 from tasks.assemble import assemble_edit, count_video_encodes
 from tasks.edit import EditClip, EditTransition, Grade, Soundtrack, Title, write_edl
-from tasks.upscale import delivery_scale, upscale_video
+from tasks.lanczos_scale import delivery_scale, upscale_video
 
 W, H, FPS = 320, 180, 24
 RED, GREEN, BLUE = (40, 40, 200), (40, 190, 40), (200, 60, 40)  # BGR

@@ -84,7 +84,7 @@ def test_a_broken_subtitle_file_stops_the_run_before_any_take(prefect_server, s3
 
 
 def test_captions_over_http_are_fetched_and_checked(prefect_server, tmp_path):
-    from flows.deliver import load_captions
+    from flows.deliverables import load_captions
 
     (tmp_path / "film.srt").write_bytes(SUBTITLES)
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler,

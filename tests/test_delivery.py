@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from blocks.media import FFMPEG, FrameWriter, MediaError, iter_frames, probe, read_image
 from tasks.assemble import assemble_edit, extract_poster
+from tasks.lanczos_scale import upscale_video
 from tasks.storyboard import Transition
-from tasks.upscale import upscale_video
 
 RED, GREEN, BLUE, YELLOW = (40, 40, 210), (40, 200, 40), (210, 40, 40), (40, 200, 200)  # BGR
 CUT = Transition(kind="cut")

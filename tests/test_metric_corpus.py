@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 import tasks.metrics
+from blocks.camera_vocabulary import parse_camera
 from blocks.media import FFMPEG, FrameWriter, iter_frames
-from blocks.previz_camera import parse_camera, plan_camera
+from blocks.previz_camera import plan_camera
 from blocks.previz_render import render_previz
 from blocks.providers import MotionRegion
 from tasks.metrics import Expectation, TakeMetrics, measure_take

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from blocks.camera_vocabulary import parse_camera
 from blocks.media import iter_frames, probe
-from blocks.previz_camera import parse_camera
 from blocks.previz_matte import content_matte
 from blocks.previz_plate import Plate, compose_plate, reference_plate, subject
 from blocks.previz_render import MotionBrush, _region_mask, render_previz

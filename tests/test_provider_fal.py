@@ -17,7 +17,7 @@ from blocks.fal import ENDPOINTS, FalProvider
 from blocks.media import H264_OUTPUT, probe, run_ffmpeg
 from blocks.providers import GenerationRequest
 from blocks.remote import ProviderError
-from blocks.upscaling import UpscaleRequest
+from blocks.super_resolution import UpscaleRequest
 from simulators.base import Fault
 from simulators.fal import FalSimulator
 from tests.provider_faults import fault_id, transient_faults

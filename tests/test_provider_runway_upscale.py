@@ -16,7 +16,7 @@ from blocks.catalogue import load_catalogue
 from blocks.media import FFMPEG, FrameWriter, probe
 from blocks.remote import ProviderError
 from blocks.runway import RunwayProvider
-from blocks.upscaling import SuperResolution, UpscaleRequest
+from blocks.super_resolution import SuperResolution, UpscaleRequest
 from simulators.base import Fault
 from simulators.runway import VERSION, RunwaySimulator
 from simulators.runway_upscale import SHORT_SIDE

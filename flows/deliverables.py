@@ -13,15 +13,15 @@ from blocks.storage import Storage
 from flows.progress import RunProgress
 from tasks.assemble import assemble_final, make_poster
 from tasks.caching import content_key, work_name
-from tasks.deliver import publish_run
 from tasks.edit import EditClip, Soundtrack, Title, write_edl
 from tasks.grade import match_colours
 from tasks.inputs import Kind, resolve_input
+from tasks.lanczos_scale import delivery_scale
 from tasks.plan import ShotPlan, delivery_size
+from tasks.publish import publish_run
 from tasks.report import ProductionReport, ShotRecord
 from tasks.srt import Cue, fit_to_edit, read_srt
 from tasks.storyboard import Storyboard
-from tasks.upscale import delivery_scale
 
 FINAL_NAMES = {"h264": "final.mp4", "hevc10": "final.mp4", "prores": "final.mov"}
 

@@ -12,14 +12,14 @@ from prefect import get_run_logger
 from blocks.ledger import ledger_for
 from blocks.media import place, probe
 from blocks.providers import GenerationError, VideoProvider
-from blocks.upscaling import UpscaleRequest
+from blocks.super_resolution import UpscaleRequest
 from flows.progress import RunProgress
 from tasks.caching import work_name
 from tasks.plan import ShotPlan
 from tasks.report import ShotRecord, UpscaleRecord
 from tasks.storyboard import DELIVERY_SHORT_SIDE, Storyboard
 from tasks.spend import BudgetDraw, upscale_key, work_key
-from tasks.super_resolution import upscale_take, upscaler_of, upscaling_provider
+from tasks.provider_upscale import upscale_take, upscaler_of, upscaling_provider
 
 
 class UpscaleStopped(Exception):

@@ -17,7 +17,7 @@ from prefect import task
 
 from blocks.catalogue import RESOLUTIONS, load_catalogue
 from blocks.providers import GenerationError, GenerationResult, VideoProvider
-from blocks.upscaling import SuperResolution, UpscaleRequest
+from blocks.super_resolution import SuperResolution, UpscaleRequest
 from tasks.caching import content_key
 from tasks.generate import limit_name, retry_unless_final
 from tasks.provider_slots import provider_slot
