@@ -164,9 +164,9 @@ def choose(shot: ShotTakes) -> Selection:
                                  defect_gaps=DEFECT_GAP)
     for number, total, quality, note in zip(numbers, shot.selection.totals, shot.selection.quality,
                                             shot.selection.notes):
-        shot.records[number].score, shot.records[number].quality = total, quality
-        shot.records[number].note = note
-    winner = numbers[shot.selection.index] if shot.selection.acceptable and shot.selection.index is not None else None
+        shot.records[number] = shot.records[number].model_copy(update={"score": total, "quality": quality,
+                                                                        "note": note})
+    winner = shot.selection.take
     if shot.plan.draft and not finals:
         shot.draft_winner, shot.chosen = winner, None
     else:
