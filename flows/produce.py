@@ -33,10 +33,10 @@ from blocks.storage import Storage
 from flows.deliver import cached_file, deliver, load_captions, local_input, publish
 from flows.upscaling import UpscaleStopped, upscale_chosen
 from tasks.deliver import load_storage
-from tasks.estimate import Estimate, PriceMissing, estimate_run
+from tasks.estimate import Estimate, PriceMissing, plan_run
 from tasks.gate import BudgetDecision, fit_plans, fits, over_message, resolve_draw
 from tasks.learned import default_registry, split_available
-from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
+from tasks.plan import ShotPlan, delivery_size
 from tasks.prompts import expand_prompt
 from tasks import events
 from tasks.report import (ProductionReport, ShotRecord, publish_history, publish_media, settle_report,
@@ -99,17 +99,16 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    plans = plan_storyboard(storyboard, options.takes, expand=expand_prompt)
+    run = plan_run(storyboard, options.takes, load_provider, expand=expand_prompt)
+    plans, providers = run.plans, run.providers
     for plan in plans:
         for issue in plan.prompts.lint:
             logger.warning(f"{plan.shot_id} prompt, {issue.part}: {issue.problem}; {issue.suggestion}")
     upscaler = upscaler_of(storyboard)
-    names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])})
-    providers = {name: load_provider(name) for name in names}
     ledger = ledger_for()
 
     def price(candidate: list[ShotPlan]) -> Estimate:
-        return estimate_run(storyboard, candidate, providers, paid=ledger.paid_keys)
+        return run.estimate(storyboard, paid=ledger.paid_keys, plans=candidate)
 
     try:  # a provider that cannot work (no key, retired) or an unknown budget stops the run before any spend
         for provider in providers.values():
