@@ -150,11 +150,13 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     jobs = [job for shot in shots.values() if not shot.plan.continues_from for job in first_jobs(shot)]
     within = True
     while jobs:  # each round: generate and score, choose, add takes where none is good enough,
-        within = run_round(jobs, shots, providers, folder, progress, draw)  # then start continuing shots
-        for job in jobs:
-            if shots[job.plan.shot_id].records[job.take].file:
-                events.take_generated(storyboard.project_slug, job.plan.shot_id, shots[job.plan.shot_id].records[job.take])
-        touched, jobs = dict.fromkeys(job.plan.shot_id for job in jobs), []
+        made = run_round(jobs, shots, providers, folder, progress, draw)  # then start continuing shots
+        for result in made:
+            shots[result.shot_id].add(result)
+            if result.record.file:
+                events.take_generated(storyboard.project_slug, result.shot_id, result.record)
+        within = not any(result.record.over_budget for result in made)  # else the budget is spent
+        touched, jobs = dict.fromkeys(result.shot_id for result in made), []
         for shot_id in touched:
             choose(shots[shot_id])
             if within:
