@@ -91,35 +91,35 @@ def _save_block(ledger, name: str) -> None:
     sync_budget(ledger, name)
 
 
-def precheck(storyboard, budget: float | None, budget_name: str | None, providers_of) -> str | None:
+def precheck(storyboard, budget: float | None, budget_name: str | None, load) -> str | None:
     """The one-line problem that would stop a produce before any spend (unknown budget, a model
-    without a price), found without starting Prefect; None when there is none."""
-    from tasks.estimate import PriceMissing, estimate_run
-    from tasks.plan import plan_storyboard
+    without a price), found without starting Prefect; None when there is none. `load` loads a
+    provider by name."""
+    from tasks.estimate import PriceMissing, plan_run
 
     name = budget_name or (None if budget is not None else storyboard.defaults.budget_name)
     try:
         if name:
             ledger_for().status(name)
-        plans = plan_storyboard(storyboard, None)
-        estimate_run(storyboard, plans, providers_of(storyboard, plans))
+        plan_run(storyboard, None, load).estimate(storyboard)
     except (BudgetError, PriceMissing) as exc:
         return str(exc)
     return None
 
 
 def print_estimate(storyboard, takes: int | None, budget: float | None, budget_name: str | None,
-                   providers_of) -> int:
-    """`takeflow estimate`: the per-shot, per-take table and the budget it draws on; 3 when over."""
+                   load) -> int:
+    """`takeflow estimate`: the per-shot, per-take table and the budget it draws on; 3 when over.
+    `load` loads a provider by name."""
     from blocks.providers import GenerationError
-    from tasks.estimate import PriceMissing, estimate_run
+    from tasks.estimate import PriceMissing, plan_run
     from tasks.gate import fits, over_message, project_budget
-    from tasks.plan import plan_storyboard
 
     ledger = ledger_for()
-    plans = plan_storyboard(storyboard, takes)
+    run = plan_run(storyboard, takes, load)
+    plans = run.plans
     try:
-        estimate = estimate_run(storyboard, plans, providers_of(storyboard, plans), paid=ledger.paid_keys)
+        estimate = run.estimate(storyboard, paid=ledger.paid_keys)
         name = budget_name or (None if budget is not None else storyboard.defaults.budget_name)
         status = ledger.status(name) if name else _project_status(ledger, project_budget(storyboard.project_slug),
                                                                   budget if budget is not None

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from blocks.providers import GenerationError
 from blocks.registry import load_provider
 from tasks.checks import check_overrides, check_run
-from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
+from tasks.plan import ShotPlan, delivery_size, providers_used
 from tasks.storyboard import Storyboard, StoryboardError, load_storyboard, one_line
 from tasks.srt import read_srt
 from tasks.provider_upscale import upscaler_of
@@ -163,7 +163,7 @@ def _run_storyboard(args: argparse.Namespace) -> int:
         return _validate(storyboard, overrides.takes)
     if args.command == "estimate":
         from flows.budget_cli import print_estimate
-        return print_estimate(storyboard, overrides.takes, overrides.budget, args.budget_name, _providers)
+        return print_estimate(storyboard, overrides.takes, overrides.budget, args.budget_name, _load_provider)
     args.takes, args.budget = overrides.takes, overrides.budget
     return _produce(storyboard, args, plans)
 
@@ -271,19 +271,16 @@ def _read_storyboard(source: str, storage_name: str | None) -> Storyboard:
         return load_storyboard(local, base_dir=source.rsplit("/", 1)[0])
 
 
-def _providers(storyboard: Storyboard, plans: list[ShotPlan]) -> dict:
+def _load_provider(name: str):
     # Saved provider blocks (with their prices) are only read when a server is configured.
-    saved = bool(os.environ.get("PREFECT_API_URL"))
-    upscaler = upscaler_of(storyboard)
-    names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])})
-    return {name: load_provider(name, saved=saved) for name in names}
+    return load_provider(name, saved=bool(os.environ.get("PREFECT_API_URL")))
 
 
 def _validate(storyboard: Storyboard, takes: int | None) -> int:
-    from tasks.estimate import PriceMissing, estimate_run
+    from tasks.estimate import PriceMissing, plan_run
 
-    plans = plan_storyboard(storyboard, takes)
-    providers = _providers(storyboard, plans)
+    run = plan_run(storyboard, takes, _load_provider)
+    plans = run.plans
     upscaler = upscaler_of(storyboard)
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
     print(f"{storyboard.title}: {len(plans)} shots, {storyboard.total_duration():.2f} s, "
@@ -298,7 +295,7 @@ def _validate(storyboard: Storyboard, takes: int | None) -> int:
         for issue in plan.prompts.lint:
             print(f"  lint {issue.part}: {one_line(f'{issue.problem}; {issue.suggestion}')}")
     try:
-        quote = estimate_run(storyboard, plans, providers)
+        quote = run.estimate(storyboard)
         upscaling, estimate = quote.upscaling, quote.total
     except (GenerationError, PriceMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -342,7 +339,7 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace, plans: list[ShotP
 
     from flows.budget_cli import precheck
 
-    problem = precheck(storyboard, args.budget, args.budget_name, _providers)
+    problem = precheck(storyboard, args.budget, args.budget_name, _load_provider)
     if problem:
         print(f"error: {problem} (nothing was spent)", file=sys.stderr)
         return 2

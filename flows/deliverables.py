@@ -3,6 +3,7 @@ in a single ffmpeg pass, plus poster, edit decision list, optional vertical refr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
@@ -19,7 +20,7 @@ from tasks.inputs import Kind, resolve_input
 from tasks.lanczos_scale import delivery_scale
 from tasks.plan import ShotPlan, delivery_size
 from tasks.publish import publish_run
-from tasks.report import ProductionReport, ShotRecord
+from tasks.report import ShotRecord
 from tasks.srt import Cue, fit_to_edit, read_srt
 from tasks.storyboard import Storyboard
 
@@ -54,11 +55,18 @@ def load_captions(storyboard: Storyboard, folder: Path, storage: Storage | None)
     return fit_to_edit(read_srt(path, name), storyboard.total_duration(), name)
 
 
-def deliver(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecord], report: ProductionReport,
-            folder: Path, storage: Storage | None, progress: RunProgress, takes: list[Path],
-            captions: list[Cue]) -> dict[str, Path]:
-    """Assemble the chosen (and possibly upscaled) `takes` and write every deliverable; returns
-    name -> local file."""
+@dataclass(frozen=True)
+class Delivered:
+    """What the delivery stage made: name -> local file (the edit first), and the colour
+    correction applied to each shot's take, by shot id (None: left as it was)."""
+
+    files: dict[str, Path]
+    grades: dict[str, dict | None]
+
+
+def deliver(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecord], folder: Path,
+            storage: Storage | None, progress: RunProgress, takes: list[Path], captions: list[Cue]) -> Delivered:
+    """Assemble the chosen (and possibly upscaled) `takes` and write every deliverable."""
     defaults = storyboard.defaults
     width, height = delivery_size(defaults.aspect_ratio, defaults.delivery)
     progress.start("assemble", 4)
@@ -75,7 +83,7 @@ def deliver(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecor
                        fmt, captions)
     files = {name: place(edit, folder / name)}
     progress.advance("assemble", name)
-    poster_at = min(plans[0].duration / 2, report.duration / 2)
+    poster_at = min(plans[0].duration / 2, storyboard.total_duration() / 2)
     files["poster.jpg"] = place(cached_file(make_poster, edit, poster_at,
                                         folder / "work" / f"poster-{work_name(edit, poster_at)}.jpg"),
                                 folder / "poster.jpg")
@@ -88,9 +96,7 @@ def deliver(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecor
                            folder / "work" / f"vertical-{work_name(edit, vertical)}{Path(name).suffix}")
         files[f"final-9x16{Path(name).suffix}"] = place(reframed, folder / f"final-9x16{Path(name).suffix}")
     progress.advance("assemble", "vertical" if defaults.vertical_reframe else "")
-    for shot, grade in zip(shots, grades):
-        shot.grade = grade.model_dump() if grade else None
-    return files
+    return Delivered(files, {shot.shot_id: grade.model_dump() if grade else None for shot, grade in zip(shots, grades)})
 
 
 def publish(storage: Storage, files: dict[str, Path], shots: list[ShotRecord], folder: Path,

@@ -33,14 +33,13 @@ from blocks.storage import Storage
 from flows.deliverables import cached_file, deliver, load_captions, local_input, publish
 from flows.upscale_chosen import UpscaleStopped, upscale_chosen
 from tasks.publish import load_storage
-from tasks.estimate import Estimate, PriceMissing, estimate_run
+from tasks.estimate import Estimate, PriceMissing, plan_run
 from tasks.gate import BudgetDecision, fit_plans, fits, over_message, resolve_draw
 from tasks.learned import default_registry, split_available
-from tasks.plan import ShotPlan, delivery_size, plan_storyboard, providers_used
+from tasks.plan import ShotPlan, delivery_size
 from tasks.prompts import expand_prompt
 from tasks import events
-from tasks.report import (ProductionReport, ShotRecord, publish_history, publish_media, settle_report,
-                          write_report)
+from tasks.report import ProductionReport, ShotRecord, publish_history, publish_media, settled_spend, write_report
 from tasks.spend import BudgetDraw, reconcile_orphans
 from tasks.checks import accept_run
 from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, describe_error, slug
@@ -99,17 +98,16 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    plans = plan_storyboard(storyboard, options.takes, expand=expand_prompt)
+    run = plan_run(storyboard, options.takes, load_provider, expand=expand_prompt)
+    plans, providers = run.plans, run.providers
     for plan in plans:
         for issue in plan.prompts.lint:
             logger.warning(f"{plan.shot_id} prompt, {issue.part}: {issue.problem}; {issue.suggestion}")
     upscaler = upscaler_of(storyboard)
-    names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])})
-    providers = {name: load_provider(name) for name in names}
     ledger = ledger_for()
 
     def price(candidate: list[ShotPlan]) -> Estimate:
-        return estimate_run(storyboard, candidate, providers, paid=ledger.paid_keys)
+        return run.estimate(storyboard, paid=ledger.paid_keys, plans=candidate)
 
     try:  # a provider that cannot work (no key, retired) or an unknown budget stops the run before any spend
         for provider in providers.values():
@@ -152,11 +150,13 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     jobs = [job for shot in shots.values() if not shot.plan.continues_from for job in first_jobs(shot)]
     within = True
     while jobs:  # each round: generate and score, choose, add takes where none is good enough,
-        within = run_round(jobs, shots, providers, folder, progress, draw)  # then start continuing shots
-        for job in jobs:
-            if shots[job.plan.shot_id].records[job.take].file:
-                events.take_generated(storyboard.project_slug, job.plan.shot_id, shots[job.plan.shot_id].records[job.take])
-        touched, jobs = dict.fromkeys(job.plan.shot_id for job in jobs), []
+        made = run_round(jobs, shots, providers, folder, progress, draw)  # then start continuing shots
+        for result in made:
+            shots[result.shot_id].add(result)
+            if result.record.file:
+                events.take_generated(storyboard.project_slug, result.shot_id, result.record)
+        within = not any(result.record.over_budget for result in made)  # else the budget is spent
+        touched, jobs = dict.fromkeys(result.shot_id for result in made), []
         for shot_id in touched:
             choose(shots[shot_id])
             if within:
@@ -173,54 +173,57 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     for line in unknown:  # paid for or not, nobody can tell: the user checks the provider's dashboard
         logger.warning(line)
     width, height = delivery_size(storyboard.defaults.aspect_ratio, storyboard.defaults.delivery)
-    report = ProductionReport(
-        title=storyboard.title, status="complete", width=width, height=height, fps=storyboard.defaults.fps,
-        duration=storyboard.total_duration(), estimate=estimate.total, estimate_to_pay=estimate.needed,
-        budget=status.limit, budget_name=draw.budget, plan_changes=changes, credits_spent=0.0,
-        generated=sum(not t.from_cache for s in records for t in s.takes if t.file),
-        cached=sum(t.from_cache for s in records for t in s.takes), timings=timings, shots=records,
-        notices=notices + skipped + unknown)
     stopped = None if within else _budget_stop(ledger, draw)
+
+    def report(summary: str, shots: list[ShotRecord] = records, **outcome) -> ProductionReport:
+        """The run's report, built once at whichever end the run reaches, with the ledger's charges."""
+        return ProductionReport(
+            title=storyboard.title, status=summary,
+            width=width, height=height, fps=storyboard.defaults.fps, duration=storyboard.total_duration(),
+            estimate=estimate.total, estimate_to_pay=estimate.needed, budget=status.limit, budget_name=draw.budget,
+            plan_changes=changes, generated=sum(not t.from_cache for s in records for t in s.takes if t.file),
+            cached=sum(t.from_cache for s in records for t in s.takes), timings=dict(timings),
+            notices=notices + skipped + unknown, **settled_spend(shots, ledger, draw), **outcome)
 
     missing = [s for s in records if s.chosen is None]
     if missing:  # every take stays in takes/; an edit with a hole in it is not cut
-        report.status = "; ".join(f"{s.shot_id}: {s.reason}" for s in missing)
-        return _finish(report, folder, ledger, draw, stopped, "NoAcceptableTake", (
-            f"{report.status}. Every take is kept in {folder / 'takes'}; adjust the prompt, "
+        reasons = "; ".join(f"{s.shot_id}: {s.reason}" for s in missing)
+        return _finish(report(_stop_first(stopped, reasons)), folder, ledger, draw, stopped, "NoAcceptableTake", (
+            f"{reasons}. Every take is kept in {folder / 'takes'}; adjust the prompt, "
             "lower the quality bar or allow more takes, and rerun"))
 
     clock = time.perf_counter()
     try:
-        takes = upscale_chosen(storyboard, plans, records, providers, folder, None if stopped else draw, progress)
+        upscaled = upscale_chosen(storyboard, plans, records, providers, folder, None if stopped else draw, progress)
     except UpscaleStopped as exc:
         if exc.state != "BudgetExceeded":
-            report.status = str(exc)
-            return _finish(report, folder, ledger, draw, stopped, exc.state, str(exc))
+            return _finish(report(_stop_first(stopped, str(exc))), folder, ledger, draw, stopped, exc.state, str(exc))
         stopped = stopped or str(exc)  # the assembly scales the takes itself: what was paid is delivered
-        takes = upscale_chosen(storyboard, plans, records, providers, folder, None, progress, paid=False)
+        upscaled = upscale_chosen(storyboard, plans, records, providers, folder, None, progress, paid=False)
     if upscaler:
         timings["upscale"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    files = deliver(storyboard, plans, records, report, folder, storage, progress, takes, captions)
+    delivered = deliver(storyboard, plans, records, folder, storage, progress, upscaled.clips, captions)
     timings["assemble"] = time.perf_counter() - clock
-    report.final, report.poster, report.timings = next(iter(files)), "poster.jpg", timings
-    report.deliverables = sorted(files)
-    if stopped:
-        report.status = stopped
-    settle_report(report, ledger, draw)
-    files["report.json"] = write_report(report, folder)
-    if storage is not None:
-        report.published = publish(storage, files, records, folder, storyboard.project_slug, str(flow_run.id))
-        write_report(report, folder)
+    files = dict(delivered.files)
+    finished = [s.model_copy(update={"upscale": upscaled.records.get(s.shot_id),
+                                     "grade": delivered.grades.get(s.shot_id)}) for s in records]
+    done = report(stopped or "complete", finished, final=next(iter(files)), poster="poster.jpg",
+                  deliverables=sorted(files))
+    files["report.json"] = write_report(done, folder)
+    if storage is not None:  # the upload includes report.json, so where it went is written after it
+        done = done.model_copy(update={"published": publish(storage, files, done.shots, folder,
+                                                            storyboard.project_slug, str(flow_run.id))})
+        write_report(done, folder)
     publish_history(ledger, draw.budget)
-    publish_media(report, folder, report.published.get(report.final))
-    events.video_published(storyboard.project_slug, report,
-                           report.published.get(report.final) or (folder / report.final).as_uri())
+    publish_media(done, folder, done.published.get(done.final))
+    events.video_published(storyboard.project_slug, done,
+                           done.published.get(done.final) or (folder / done.final).as_uri())
     progress.finish()
     if stopped:
-        return _budget_exceeded(report, draw, f"{stopped}; {_spend_line(report)}")
-    logger.info(f"{report.final}: {report.generated} takes generated, {report.cached} from cache")
-    return report
+        return _budget_exceeded(done, draw, f"{stopped}; {_spend_line(done)}")
+    logger.info(f"{done.final}: {done.generated} takes generated, {done.cached} from cache")
+    return done
 
 
 def _gate(storyboard: Storyboard, plans: list[ShotPlan], providers: dict[str, VideoProvider], price,
@@ -288,12 +291,14 @@ def _spend_line(report: ProductionReport) -> str:
             f"in all; estimate {report.estimate:g}; see report.json")
 
 
+def _stop_first(stopped: str | None, status: str) -> str:
+    """A run that stops before its edit: the budget's stop, when there was one, leads its status."""
+    return f"{stopped}; {status}" if stopped else status
+
+
 def _finish(report: ProductionReport, folder: Path, ledger: Ledger, draw: BudgetDraw, stopped: str | None,
             state: str, message: str) -> State:
     """Write the report of a run that stops before its edit; the budget's stop wins the state."""
-    if stopped:
-        report.status = f"{stopped}; {report.status}"
-    settle_report(report, ledger, draw)
     write_report(report, folder)
     publish_history(ledger, draw.budget)
     publish_media(report, folder, None)

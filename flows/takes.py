@@ -53,6 +53,12 @@ class ShotTakes:
     pending: bool = False  # more takes were just requested for this shot
     share: float | None = None  # credits this shot may spend, None without a budget
 
+    def add(self, result: TakeResult) -> None:
+        """Take in a take a round made."""
+        self.records[result.record.take] = result.record
+        if result.metrics is not None:
+            self.metrics[result.record.take] = result.metrics
+
     @property
     def spent(self) -> float:
         return sum(r.credits for r in self.records.values() if not r.from_cache)
@@ -96,10 +102,20 @@ def continuation_jobs(shots: dict[str, ShotTakes], folder: Path) -> list[TakeJob
     return jobs
 
 
+@dataclass(frozen=True)
+class TakeResult:
+    """One take a round made: its record (with its QC result when it was generated) and its metrics."""
+
+    shot_id: str
+    record: TakeRecord
+    metrics: TakeMetrics | None = None
+
+
 def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[str, VideoProvider],
-              folder: Path, progress: RunProgress, spend: BudgetDraw | None = None) -> bool:
-    """Generate `jobs` in parallel, then score every new take; results land in `shots`. False
-    when a take could not reserve its price: the budget is spent and nothing more is submitted."""
+              folder: Path, progress: RunProgress, spend: BudgetDraw | None = None) -> list[TakeResult]:
+    """Generate `jobs` in parallel, then score every new take; returns the takes in job order
+    (`shots` is only read). A take marked over_budget could not reserve its price: the budget is
+    spent and nothing more is to be submitted."""
     futures = {}
     for job in jobs:
         shot, provider = shots[job.plan.shot_id], providers[job.choice.provider]
@@ -107,28 +123,32 @@ def run_round(jobs: list[TakeJob], shots: dict[str, ShotTakes], providers: dict[
         dest = folder / "takes" / f"{job.plan.shot_id}-take{job.take}-{work_name(provider, request)}.mp4"
         futures[generate_take.submit(provider, request, job.plan.shot_id, job.take, dest, spend)] = (job, request, dest)
     progress.start("generate", len(jobs))
+    made: dict[tuple[str, int], TakeRecord] = {}
     for future in as_completed(list(futures)):
         job, request, dest = futures[future]
-        shots[job.plan.shot_id].records[job.take] = _take_record(future, providers[job.choice.provider],
-                                                                 job, request, dest, spend)
+        provider = providers[job.choice.provider]
+        made[job.plan.shot_id, job.take] = _take_record(future, provider, job, request, dest, spend)
         progress.advance("generate", f"{job.plan.shot_id} take {job.take}")
     scoring = {}
     for job in jobs:
-        shot = shots[job.plan.shot_id]
-        record = shot.records[job.take]
+        shot, record = shots[job.plan.shot_id], made[job.plan.shot_id, job.take]
         if record.file:
             expected = shot.expectation(providers[job.choice.provider], job.choice, job.final)
             scoring[job.plan.shot_id, job.take] = score_take.submit(
                 folder / record.file, expected, shot.learned, job.plan.prompts.prompt.text(),
                 motion_reference=job.plan.motion_fields().get("motion_reference"))
     progress.start("score", len(scoring))
-    for (shot_id, take), future in scoring.items():
-        shot = shots[shot_id]
-        metrics = shot.metrics[take] = future.result()
-        shot.records[take] = shot.records[take].model_copy(update={
-            "passed": metrics.passed, "hard_fails": metrics.hard_fails, "metrics": metrics.metrics})
-        progress.advance("score", f"{shot_id} take {take}")
-    return not any(shots[j.plan.shot_id].records[j.take].over_budget for j in jobs)
+    results = []
+    for job in jobs:
+        key = job.plan.shot_id, job.take
+        record, metrics = made[key], None
+        if key in scoring:
+            metrics = scoring[key].result()
+            record = record.model_copy(update={"passed": metrics.passed, "hard_fails": metrics.hard_fails,
+                                               "metrics": metrics.metrics})
+            progress.advance("score", f"{job.plan.shot_id} take {job.take}")
+        results.append(TakeResult(job.plan.shot_id, record, metrics))
+    return results
 
 
 def _take_record(future, provider: VideoProvider, job: TakeJob, request, dest: Path,
@@ -164,9 +184,9 @@ def choose(shot: ShotTakes) -> Selection:
                                  defect_gaps=DEFECT_GAP)
     for number, total, quality, note in zip(numbers, shot.selection.totals, shot.selection.quality,
                                             shot.selection.notes):
-        shot.records[number].score, shot.records[number].quality = total, quality
-        shot.records[number].note = note
-    winner = numbers[shot.selection.index] if shot.selection.acceptable and shot.selection.index is not None else None
+        shot.records[number] = shot.records[number].model_copy(update={"score": total, "quality": quality,
+                                                                        "note": note})
+    winner = shot.selection.take
     if shot.plan.draft and not finals:
         shot.draft_winner, shot.chosen = winner, None
     else:

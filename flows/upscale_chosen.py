@@ -5,6 +5,7 @@ the assembly scales that take itself, so the edit is still delivered."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import get_run_logger
@@ -22,6 +23,15 @@ from tasks.spend import BudgetDraw, upscale_key, work_key
 from tasks.provider_upscale import upscale_take, upscaler_of, upscaling_provider
 
 
+@dataclass(frozen=True)
+class Upscaled:
+    """What the upscaling stage made: the clip to assemble for each shot (in shot order) and the
+    provider upscale of each shot that had one, by shot id."""
+
+    clips: list[Path]
+    records: dict[str, UpscaleRecord]
+
+
 class UpscaleStopped(Exception):
     """The upscales cannot start; `state` names the run's final state (InvalidInput, BudgetExceeded)."""
 
@@ -32,7 +42,7 @@ class UpscaleStopped(Exception):
 
 def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[ShotRecord],
                    providers: dict[str, VideoProvider], folder: Path, spend: BudgetDraw | None,
-                   progress: RunProgress, paid: bool = True) -> list[Path]:
+                   progress: RunProgress, paid: bool = True) -> Upscaled:
     """The clip to assemble for each shot: its chosen take, or that take upscaled by the
     storyboard's provider upscaler when it is smaller than the delivery size (not when `paid` is
     False: the assembly then scales every take itself)."""
@@ -40,7 +50,7 @@ def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[Sh
     takes = [folder / take.file for take in chosen]
     upscaler = upscaling_provider(storyboard, providers)
     if upscaler is None or not paid:
-        return takes
+        return Upscaled(takes, {})
     provider, model = upscaler_of(storyboard)
     delivery = storyboard.defaults.delivery
     jobs: dict[int, UpscaleRequest] = {}
@@ -74,16 +84,15 @@ def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[Sh
         shot_id = plans[index].shot_id
         dest = folder / "work" / f"{shot_id}-upscaled-{work_name(upscaler, request)}.mp4"
         futures[index] = (upscale_take.submit(upscaler, request, shot_id, dest, spend, keys[index]), request, dest)
+    records = {}
     for index, (future, request, dest) in futures.items():
-        shot = shots[index]
-        shot.upscale, clip = _finished(future, upscaler, request, shot.shot_id, dest, provider, model, spend,
-                                       keys[index])
-        shot.upscale.key = keys[index]
-        shot.upscale.estimate = upscaler.estimate_upscale_credits(model, delivery, request.duration)
+        shot_id = shots[index].shot_id
+        records[shot_id], clip = _finished(future, upscaler, request, shot_id, dest, provider, model, spend,
+                                           keys[index])
         if clip is not None:
             takes[index] = clip
-        progress.advance("upscale", shot.shot_id)
-    return takes
+        progress.advance("upscale", shot_id)
+    return Upscaled(takes, records)
 
 
 def spent_name(spend: BudgetDraw | None) -> str:
@@ -93,6 +102,8 @@ def spent_name(spend: BudgetDraw | None) -> str:
 def _finished(future, upscaler, request: UpscaleRequest, shot_id: str, dest: Path, provider: str,
               model: str, spend: BudgetDraw | None, key: str) -> tuple[UpscaleRecord, Path | None]:
     """The record of one upscale and the clip it made (None when it failed)."""
+    made = dict(provider=provider, model=model, key=key,
+                estimate=upscaler.estimate_upscale_credits(model, request.resolution, request.duration))
     try:
         result = future.result()
         from_cache = future.state.name == "Cached"
@@ -102,7 +113,7 @@ def _finished(future, upscaler, request: UpscaleRequest, shot_id: str, dest: Pat
     except Exception as exc:  # a failed upscale never costs the edit: the assembly scales the take
         error = str(exc).splitlines()[0][:300]
         get_run_logger().warning(f"{shot_id}: upscale failed, the assembly scales the take instead: {error}")
-        return UpscaleRecord(provider=provider, model=model, error=error), None
+        return UpscaleRecord(**made, error=error), None
     clip = place(result.path, dest)
-    return UpscaleRecord(provider=provider, model=model, file=str(clip.relative_to(dest.parents[1])),
+    return UpscaleRecord(**made, file=str(clip.relative_to(dest.parents[1])),
                          from_cache=from_cache, credits=result.credits, seconds=round(result.seconds, 3)), clip

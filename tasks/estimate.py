@@ -7,13 +7,14 @@ output is reused from the cache, so a resumed run needs only what is still missi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
 from pydantic import BaseModel, Field
 
 from blocks.providers import VideoProvider
-from tasks.plan import ShotPlan
+from tasks.plan import ShotPlan, plan_storyboard, providers_used
 from tasks.provider_upscale import needs_upscale, upscaler_of, upscaling_provider
 from tasks.spend import upscale_key, work_key
 from tasks.storyboard import Storyboard
@@ -133,6 +134,31 @@ def estimate_run(storyboard: Storyboard, plans: list[ShotPlan], providers: dict[
             if done and all(q.paid for q in shot):
                 quotes[index] = quotes[index].model_copy(update={"key": done, "paid": charged[done]})
     return Estimate(quotes=quotes)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run of a storyboard will do and whom it calls: its shot plans and every provider they
+    (and the storyboard's upscaler) use, loaded."""
+
+    plans: list[ShotPlan]
+    providers: dict[str, VideoProvider]
+
+    def estimate(self, storyboard: Storyboard, paid: Callable[[list[str]], dict[str, float]] | None = None,
+                 plans: list[ShotPlan] | None = None) -> Estimate:
+        """The estimate of these plans (or of `plans`, a shrunk version of them)."""
+        return estimate_run(storyboard, self.plans if plans is None else plans, self.providers, paid=paid)
+
+
+def plan_run(storyboard: Storyboard, takes: int | None, load: Callable[[str], VideoProvider],
+             expand=None) -> RunPlan:
+    """Plan every shot and load the providers the plan needs with `load`: the one planning step of
+    `takeflow validate`, `takeflow estimate`, the produce precheck and the produce flow, so what
+    the CLI prices is what the flow runs."""
+    plans = plan_storyboard(storyboard, takes, expand=expand)
+    upscaler = upscaler_of(storyboard)
+    names = sorted({*providers_used(plans), *([upscaler[0]] if upscaler else [])})
+    return RunPlan(plans, {name: load(name) for name in names})
 
 
 class PriceMissing(ValueError):

@@ -173,23 +173,29 @@ def cost_table(report: ProductionReport) -> list[dict]:
     return rows
 
 
-def settle_report(report: ProductionReport, ledger, draw) -> None:
-    """Fill in what the ledger charged: per take and upscale, for the storyboard, for this run,
-    and the saving of draft-then-final against all-premium."""
-    works = [t for s in report.shots for t in s.takes] + [s.upscale for s in report.shots if s.upscale]
+def settled_spend(shots: list[ShotRecord], ledger, draw) -> dict:
+    """The report's spend fields from what the ledger charged: the shots with each take's and
+    upscale's charge, the storyboard's and this run's credits, and the saving of draft-then-final
+    against all-premium."""
+    works = [t for s in shots for t in s.takes] + [s.upscale for s in shots if s.upscale]
     paid = ledger.paid_keys([w.key for w in works if w.key])
-    for work in works:
-        work.charged = paid.get(work.key, 0.0) if work.key else 0.0
+
+    def charged(work):
+        return work.model_copy(update={"charged": paid.get(work.key, 0.0) if work.key else 0.0})
+    shots = [s.model_copy(update={"takes": [charged(t) for t in s.takes],
+                                  "upscale": charged(s.upscale) if s.upscale else None}) for s in shots]
     entries = [e for e in ledger.entries(project=draw.project) if e.status in ("committed", "expired")]
-    report.credits_spent = round(sum(e.credits for e in entries), 4)
-    report.credits_this_run = round(sum(e.credits for e in entries if e.run_id == draw.run_id), 4)
-    drafted = [s for s in report.shots if any(t.stage == "final" for t in s.takes)]
+    saving = None
+    drafted = [s for s in shots if any(t.stage == "final" for t in s.takes)]
     if drafted:
         premium = {s.shot_id: next(t.estimate for t in s.takes if t.stage == "final") for s in drafted}
         all_premium = sum(premium[s.shot_id] * sum(t.stage == "draft" for t in s.takes) for s in drafted)
         spent = sum(t.estimate for s in drafted for t in s.takes)
-        report.draft_saving = {"all_premium": round(all_premium, 4), "draft_then_final": round(spent, 4),
-                               "saved_percent": round(100 * (1 - spent / all_premium), 1) if all_premium else 0.0}
+        saving = {"all_premium": round(all_premium, 4), "draft_then_final": round(spent, 4),
+                  "saved_percent": round(100 * (1 - spent / all_premium), 1) if all_premium else 0.0}
+    return {"shots": shots, "credits_spent": round(sum(e.credits for e in entries), 4),
+            "credits_this_run": round(sum(e.credits for e in entries if e.run_id == draw.run_id), 4),
+            "draft_saving": saving}
 
 
 def publish_history(ledger, budget: str, rows: int = 200) -> list[dict]:

@@ -157,14 +157,16 @@ _WORSE_ON = {
 
 
 class Selection(BaseModel):
-    """The chosen take (0-based index, None when no take is acceptable) and why.
+    """The chosen take, named by its number (None when no take is acceptable), and why.
 
-    `totals` holds each take's weighted score relative to the shot's other passing takes, in
-    [0, 1]; `quality` its absolute quality in [0, 1] (see `quality`). Both are None for takes that
-    failed QC; `quality` is also None when a take has no metric with an absolute range.
+    The per-take lists are in the order of `numbers`. `totals` holds each take's weighted score
+    relative to the shot's other passing takes, in [0, 1]; `quality` its absolute quality in
+    [0, 1] (see `quality`). Both are None for takes that failed QC; `quality` is also None when a
+    take has no metric with an absolute range.
     """
 
-    index: int | None
+    take: int | None = Field(description="Number of the chosen take; None when no take is acceptable.")
+    numbers: list[int] = Field(description="Take numbers ranked, in the order of the per-take lists.")
     totals: list[float | None]
     quality: list[float | None]
     acceptable: bool = Field(description="A take passed QC and reached the quality bar.")
@@ -172,6 +174,11 @@ class Selection(BaseModel):
     standing: list[str] = Field([], description="Per take: chosen, ranked, set aside, below the bar or "
                                 "failed QC.")
     notes: list[str] = Field([], description="Per take, in words: why it was chosen, or why it lost.")
+
+    @property
+    def index(self) -> int | None:
+        """Position of the chosen take in the per-take lists."""
+        return None if self.take is None else self.numbers.index(self.take)
 
 
 def _run_name(parameters: dict[str, Any]) -> str:
@@ -414,7 +421,7 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
     reported is skipped; a take missing it counts as worst on it; a clearly softer take gets no
     credit on DETAIL_CONFOUNDED metrics. Ties go to the first take. Takes whose `quality` is
     below `min_quality` are not acceptable: the best acceptable take wins, and with none the
-    index is None. `numbers` are the take numbers the reason uses (default 1, 2, …); `camera` is
+    take is None. `numbers` are the take numbers the reason uses (default 1, 2, …); `camera` is
     the shot's camera instruction, quoted when following it set the winner apart. Takes with a
     visible defect (`_defects`: their own, much softer than a sibling, or, with `defect_gaps`
     (the product passes DEFECT_GAP), trailing the best on a weighted metric by more than its
@@ -431,7 +438,7 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
     notes = [f"failed QC: {'; '.join(m.hard_fails)}" if m.hard_fails else "failed QC" for m in metrics]
     if not passing:
         reason = f"no take passed QC: {failures}" if metrics else "no takes to score"
-        return Selection(index=None, totals=[None] * len(metrics), quality=qualities,
+        return Selection(take=None, numbers=numbers, totals=[None] * len(metrics), quality=qualities,
                          acceptable=False, reason=_clip(reason), standing=standing, notes=notes)
 
     scores, ranked, softer = _rank(metrics, passing, table)
@@ -476,5 +483,6 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
                  f"below the quality bar {min_quality:.2f}"]
     if failures:
         parts.append(f"failed QC: {failures}")
-    return Selection(index=winner, totals=totals, quality=qualities, acceptable=winner is not None,
+    return Selection(take=None if winner is None else numbers[winner], numbers=numbers, totals=totals,
+                     quality=qualities, acceptable=winner is not None,
                      reason=_clip("; ".join(parts)), standing=standing, notes=[_clip(n) for n in notes])

@@ -26,7 +26,8 @@ def shot_takes(tmp_path, takes=2, extra_takes=3, fallback=None, share=None) -> S
     shot = ShotTakes(plan, None, share=share)
     for job_take, seed in enumerate(plan.prompts.seeds, 1):
         shot.records[job_take] = TakeRecord(take=job_take, seed=seed, model=plan.model, provider="previz", credits=4)
-    shot.selection = Selection(index=None, totals=[None] * takes, reason="no take passed QC",
+    shot.selection = Selection(take=None, numbers=list(range(1, takes + 1)), totals=[None] * takes,
+                               reason="no take passed QC",
                                quality=[None] * takes, acceptable=False)
     return shot
 
@@ -61,7 +62,8 @@ def test_no_extra_takes_past_the_shots_budget_share(tmp_path):
 
 def test_acceptable_shot_gets_no_more_takes(tmp_path):
     shot = shot_takes(tmp_path)
-    shot.selection = Selection(index=0, totals=[1.0, 0.5], reason="take 1", quality=[0.9, 0.8], acceptable=True)
+    shot.selection = Selection(take=1, numbers=[1, 2], totals=[1.0, 0.5], reason="take 1", quality=[0.9, 0.8],
+                               acceptable=True)
     assert next_jobs(shot, "T", {"previz": PrevizProvider()}) == []
 
 

@@ -46,6 +46,17 @@ def test_each_dimension_is_min_max_normalised_over_the_passing_takes() -> None:
     assert selection.index == 2
 
 
+def test_the_selection_names_the_take_it_chose_not_a_position() -> None:
+    # take numbers as a resampled shot has them: the winner is named by its number, not its rank slot
+    takes = [take(sharpness=100.0), failed("frozen 100% of the clip"), take(sharpness=300.0)]
+    selection = select_best(takes, numbers=[3, 5, 8])
+    assert selection.take == 8 and selection.numbers == [3, 5, 8]
+    assert selection.index == 2 and selection.standing[selection.index] == "chosen"
+    assert selection.reason.startswith("take 8: ")
+    nothing = select_best([failed("black frames 0.00–1.00 s")], numbers=[4])
+    assert nothing.take is None and nothing.index is None
+
+
 def test_noise_sized_differences_do_not_outvote_a_real_one() -> None:
     follows = take(camera_adherence=0.9, motion_smoothness=0.9901, temporal_flicker=0.9810,
                    background_consistency=0.9500, sharpness=100.0)

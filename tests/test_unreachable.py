@@ -29,8 +29,8 @@ def failed_shot(error: str) -> ShotTakes:
     shot = ShotTakes(plan, None)
     for take, seed in enumerate(plan.prompts.seeds, 1):
         shot.records[take] = TakeRecord(take=take, seed=seed, model="gen4.5", provider="runway", error=error)
-    shot.selection = Selection(index=None, totals=[None, None], reason="no take", quality=[None, None],
-                               acceptable=False)
+    shot.selection = Selection(take=None, numbers=[1, 2], totals=[None, None], reason="no take",
+                               quality=[None, None], acceptable=False)
     return shot
 
 
