@@ -16,7 +16,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed, State
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from blocks.budget import sync_budget
 from blocks.ledger import BudgetError, Ledger, ledger_for
@@ -53,6 +53,8 @@ PAUSE_TIMEOUT = 4 * 3600  # seconds a paused budget gate waits for a decision
 
 class RunOptions(BaseModel):
     """How to run a production; storyboard values apply where these are left empty."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is refused, not silently ignored
 
     out_dir: str = Field("out", description="Folder receiving <project>/final.mp4, takes/ and report.json.")
     takes: Whole | None = Field(None, ge=1, le=16, description="Takes per shot; overrides the storyboard.")

@@ -529,6 +529,7 @@ DEPLOYMENT_CASES = {
     "options.budget true": (board(), {"budget": True}, "options.budget"),
     "options.budget_name bad": (board(), {"budget_name": "Team!"}, "options.budget_name"),
     "options.policy bogus": (board(), {"policy": "maybe"}, "options.policy"),
+    "options misspelt": (board(), {"out_dri": "elsewhere"}, "options.out_dri: unknown field"),
     "relative reference, no inputs_dir": (shot(reference_image="refs/harbour.png"), {},
                                           "storyboard.shots[0].reference_image: harbour.png: no such file"),
     "reference missing from inputs_dir": (shot(reference_image="harbour.png"), {"inputs_dir": "/nonexistent/inputs"},
