@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import sys
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,7 +19,7 @@ from blocks.providers import GenerationError
 from blocks.registry import load_provider
 from tasks.checks import check_overrides, check_run
 from tasks.plan import ShotPlan, delivery_size, providers_used
-from tasks.storyboard import Storyboard, StoryboardError, load_storyboard, one_line
+from tasks.storyboard import Storyboard, StoryboardError, one_line
 from tasks.srt import read_srt
 from tasks.provider_upscale import upscaler_of
 
@@ -153,7 +152,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_storyboard(args: argparse.Namespace) -> int:
     overrides = check_overrides(args.takes, getattr(args, "budget", None))
-    storyboard = _read_storyboard(str(args.file), getattr(args, "storage", None))
+    from tasks.publish import load_storyboard_at
+    storyboard = load_storyboard_at(str(args.file), getattr(args, "storage", None),
+                                    "it needs --storage BLOCK to read it")
     storage = _storage(args.storage) if args.storage else None
     try:
         plans = check_run(storyboard, overrides.takes, storage)
@@ -253,22 +254,6 @@ def _catalogue_changes(path: str, provider: str | None) -> None:
         print("  " + line)
     if lines:
         print("  (copy what you want into your file: takeflow uses yours while TAKEFLOW_CATALOGUE names it)\n")
-
-
-def _read_storyboard(source: str, storage_name: str | None) -> Storyboard:
-    """Load a storyboard from a path, or from s3:// through the named storage block."""
-    if not source.startswith("s3://"):
-        return load_storyboard(source)
-    if not storage_name:
-        raise StoryboardError(f"{source}: a storyboard on S3 needs --storage BLOCK to read it")
-    from tasks.publish import StorageNotFound, load_storage
-
-    with tempfile.TemporaryDirectory(prefix="takeflow-storyboard-") as tmp:
-        try:
-            local = load_storage(storage_name).get(source, Path(tmp) / source.rsplit("/", 1)[-1])
-        except (StorageNotFound, RuntimeError) as exc:
-            raise StoryboardError(f"{source}: cannot read the storyboard ({exc})") from None
-        return load_storyboard(local, base_dir=source.rsplit("/", 1)[0])
 
 
 def _load_provider(name: str):

@@ -6,32 +6,14 @@ Prefect UI's run form and `prefect deployment run` start with a few typed fields
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Literal
 
 from prefect import flow
 from prefect.states import Failed
 
 from flows.produce import RunOptions, produce
-from tasks.storyboard import Storyboard, StoryboardError, load_storyboard
-
-
-def read_storyboard(location: str, storage: str | None) -> Storyboard:
-    """Load a storyboard from a path, or from s3:// through the named storage block; relative
-    inputs inside it resolve beside it."""
-    if not location.startswith("s3://"):
-        return load_storyboard(location)
-    if not storage:
-        raise StoryboardError(f"storyboard: {location} is on S3; set storage to a storage block that reads it")
-    from tasks.publish import StorageNotFound, load_storage
-
-    with tempfile.TemporaryDirectory(prefix="takeflow-storyboard-") as tmp:
-        try:
-            local = load_storage(storage).get(location, Path(tmp) / location.rsplit("/", 1)[-1])
-        except (StorageNotFound, RuntimeError) as exc:
-            raise StoryboardError(f"storyboard: cannot read {location} ({exc})") from None
-        return load_storyboard(local, base_dir=location.rsplit("/", 1)[0])
+from tasks.publish import load_storyboard_at
+from tasks.storyboard import StoryboardError
 
 
 def _run_name() -> str:
@@ -57,7 +39,7 @@ def produce_file(storyboard: str, budget: float | None = None, budget_policy: Li
     try:
         options = RunOptions(out_dir=out_dir, takes=takes, budget=budget, budget_name=budget_name,
                              policy=budget_policy, storage=storage)
-        board = read_storyboard(str(storyboard), storage)
+        board = load_storyboard_at(str(storyboard), storage, "set storage to a storage block that reads it")
     except (StoryboardError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         return Failed(name="InvalidInput", message=f"{' '.join(str(exc).split())} (nothing was spent)")
     state = produce(storyboard=board, options=options, return_state=True)
