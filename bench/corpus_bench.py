@@ -130,6 +130,18 @@ def measure(clips: list[Clip], corpus: Path) -> None:
             clip.error = traceback.format_exc(limit=3)
 
 
+def reuse(clips: list[Clip], dump: Path) -> None:
+    """Each clip's metrics from an earlier --dump (a clip missing there counts as an exception)."""
+    measured = json.loads(dump.read_text())
+    fields = set(TakeMetrics.model_fields)
+    for clip in clips:
+        entry = measured.get(clip.file, {})
+        if "passed" in entry:
+            clip.metrics = TakeMetrics(**{k: v for k, v in entry.items() if k in fields})
+        else:
+            clip.error = entry.get("error") or "not in the dump"
+
+
 def standings(clips: list[Clip], weights: dict[str, float] | None = None,
               gaps: dict[str, float] | None = None) -> tuple[Selection, list[tuple]]:
     """The selection over a group and each clip's sort key (higher = preferred)."""
@@ -157,7 +169,7 @@ def comparison_groups(clips: list[Clip]) -> dict[str, list[Clip]]:
 def group_rows(clips: list[Clip], weights: dict[str, float] | None = None,
                gaps: dict[str, float] | None = None) -> tuple[list[str], dict]:
     rows, totals = [], {"pairs": 0, "rank": 0.0, "quality": 0.0, "groups": 0, "best": 0, "last": {},
-                   "set aside": {}}
+                   "set aside": {}, "wrong": []}
     for name, members in comparison_groups(clips).items():
         selection, keys = standings(members, weights, gaps)
         labels = [label_value(c) for c in members]
@@ -167,7 +179,12 @@ def group_rows(clips: list[Clip], weights: dict[str, float] | None = None,
             if labels[i] is None or labels[j] is None or labels[i] == labels[j]:
                 continue
             pairs += 1
-            rank += pair_score(keys[i], keys[j], labels[i], labels[j])
+            rank += (won := pair_score(keys[i], keys[j], labels[i], labels[j]))
+            if won < 1:
+                better, worse = (i, j) if labels[i] > labels[j] else (j, i)
+                totals["wrong"].append(f"{name}: {Path(members[worse].file).stem} ({selection.standing[worse]}) "
+                                       f"{'ties' if won else 'above'} {Path(members[better].file).stem} "
+                                       f"({selection.standing[better]})")
             qual += pair_score(qualities[i], qualities[j], labels[i], labels[j])
         present = [v for v in labels if v is not None]
         compared = len(set(present)) > 1
@@ -256,6 +273,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", help=f"corpus folder (default ${CORPUS_ENV} or ../shared/corpus)")
     parser.add_argument("--dump", help="write every clip's metrics to this JSON file")
+    parser.add_argument("--metrics", help="rank the metrics of an earlier --dump instead of measuring the clips "
+                        "(seconds then read 0): for trying ranking rules and weights in seconds")
     parser.add_argument("--calibrate", action="store_true",
                         help="also fit the rank weights with leave-one-group-out validation (slow)")
     args = parser.parse_args()
@@ -263,7 +282,10 @@ def main() -> None:
     if not (corpus / "manifest.json").is_file():
         sys.exit(f"no corpus at {corpus}: set {CORPUS_ENV} or pass --corpus")
     clips = load(corpus)
-    measure(clips, corpus)
+    if args.metrics:
+        reuse(clips, Path(args.metrics))
+    else:
+        measure(clips, corpus)
 
     rows, totals = group_rows(clips)
     print(f"### Real corpus: {len(clips)} clips from {corpus}\n")
@@ -274,6 +296,7 @@ def main() -> None:
     print(f"| **all groups** | | **{int(totals['pairs'])}** | **{totals['rank'] / pairs:.0%}** | "
           f"**{totals['quality'] / pairs:.0%}** | | **{totals['best']} of {totals['groups']}** | |\n")
 
+    print("Pairs the selector orders against the label:\n" + "".join(f"- {w}\n" for w in totals["wrong"]))
     defective = [c for c in clips if c.kinds and c.metrics is not None]
     flagged = [c for c in defective if c.metrics.hard_fails or c.metrics.defects or c.metrics.flaws
                or totals["last"].get(c.file) or totals["set aside"].get(c.file)]
@@ -294,11 +317,12 @@ def main() -> None:
     errors = [c for c in clips if c.error]
     print(f"\nExceptions: **{len(errors)}**" + "".join(f"\n- {c.file}: {c.error}" for c in errors))
     timed = [c for c in clips if c.metrics is not None and c.decode_seconds]
-    scored, decoded = sum(c.seconds for c in timed), sum(c.decode_seconds for c in timed)
-    ratios = [c.seconds / c.decode_seconds for c in timed]
-    print(f"\nSeconds per clip: scoring {scored / len(timed):.3f}, plain full-size decode "
-          f"{decoded / len(timed):.3f} (total ratio {scored / decoded:.2f}x, median per clip "
-          f"{statistics.median(ratios):.2f}x, worst {max(ratios):.2f}x)")
+    if timed:
+        scored, decoded = sum(c.seconds for c in timed), sum(c.decode_seconds for c in timed)
+        ratios = [c.seconds / c.decode_seconds for c in timed]
+        print(f"\nSeconds per clip: scoring {scored / len(timed):.3f}, plain full-size decode "
+              f"{decoded / len(timed):.3f} (total ratio {scored / decoded:.2f}x, median per clip "
+              f"{statistics.median(ratios):.2f}x, worst {max(ratios):.2f}x)")
     print("\nPer clip: file | passed | fails | defects | flaws")
     for clip in clips:
         if clip.metrics is not None:
