@@ -208,6 +208,33 @@ def group_rows(clips: list[Clip], weights: dict[str, float] | None = None,
     return rows, totals
 
 
+RATING_AXES = ("VQ", "TC", "DD", "TVA", "FC")  # VideoFeedback's five axes (corpus README)
+
+
+def axis_lines(clips: list[Clip]) -> list[str]:
+    """For groups rated on several axes, pairwise accuracy against each axis on its own: the
+    label is their mean, and text alignment (TVA) and factual consistency (FC) are beyond a
+    weight-free scorer, so this says which part of the humans' judgement the scorer follows."""
+    lines = []
+    for name, members in comparison_groups(clips).items():
+        if not all(isinstance(c.label, dict) and all(a in c.label for a in RATING_AXES) for c in members):
+            continue
+        selection, keys = standings(members)
+        qualities = [q if q is not None else -1.0 for q in selection.quality]
+        parts = []
+        for axis in RATING_AXES:
+            labels = [float(c.label[axis]) for c in members]
+            pairs = [(i, j) for i, j in itertools.combinations(range(len(members)), 2) if labels[i] != labels[j]]
+            if not pairs:
+                parts.append(f"{axis} (all rated {labels[0]:g})")
+                continue
+            rank = sum(pair_score(keys[i], keys[j], labels[i], labels[j]) for i, j in pairs) / len(pairs)
+            qual = sum(pair_score(qualities[i], qualities[j], labels[i], labels[j]) for i, j in pairs) / len(pairs)
+            parts.append(f"{axis} {rank:.0%} / {qual:.0%} of {len(pairs)}")
+        lines.append(f"- {name}, per rating axis (selector / quality): " + ", ".join(parts))
+    return lines
+
+
 WEIGHT_STEPS = (0.0, 0.5, 1.0, 2.0, 4.0)
 
 
@@ -296,6 +323,7 @@ def main() -> None:
     print(f"| **all groups** | | **{int(totals['pairs'])}** | **{totals['rank'] / pairs:.0%}** | "
           f"**{totals['quality'] / pairs:.0%}** | | **{totals['best']} of {totals['groups']}** | |\n")
 
+    print("\n".join(axis_lines(clips)) + "\n")
     print("Pairs the selector orders against the label:\n" + "".join(f"- {w}\n" for w in totals["wrong"]))
     defective = [c for c in clips if c.kinds and c.metrics is not None]
     flagged = [c for c in defective if c.metrics.hard_fails or c.metrics.defects or c.metrics.flaws

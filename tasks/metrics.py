@@ -92,7 +92,8 @@ METRICS: dict[str, str] = {
                      "change (a burnt-in mark); 0-0.07 seen",
     "detail_persistence": "INFORMATIVE: median over sampled pairs of the correlation of the fine detail "
                           "(Laplacian of Gaussian) with the next sampled frame's, warped back by the flow; "
-                          "1 = real detail that moves with the picture, near 0 = texture drawn anew each frame",
+                          "1 = real detail that moves with the picture, near 0 = texture drawn anew each frame "
+                          "(under 1/3 a defect: the texture boils)",
     "frozen_share": "INFORMATIVE: share of frames in holds of 0.5 s or more; 0-1",
     "black_share": "INFORMATIVE: share of black frames; 0-1",
 }

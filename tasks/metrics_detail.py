@@ -33,6 +33,14 @@ DETAIL_SIGMA = 1.0
 # least MIN_PERSISTENCE_PAIRS pairs where the take has them (a 16-frame GIF has 7).
 PERSISTENCE_STRIDE = max(1, round(FLOW_PAIRS_PER_S / DETAIL_FRAMES_PER_S))
 MIN_PERSISTENCE_PAIRS = 8
+# Under this persistence most of the fine detail is drawn anew between sampled frames (1/8 to
+# 1/4 s apart): the texture boils, a defect on its own. Real models' takes in the labelled corpus
+# (bench/corpus_bench.py) lie on both sides: ModelScope's boiling takes 0.09-0.41, the morphing,
+# smeared or motion-blurred clips 0.05-0.45, every clip labelled good or clean 0.47 and above (fast
+# camera moves included). A third keeps well clear of the good clips and catches only plain
+# boiling, not every smear; the measure needs a few pairs to say so (a 16-frame GIF has 7).
+BOILING_PERSISTENCE = 1 / 3
+MIN_BOILING_PAIRS = 3
 
 
 def fine_detail(gray: np.ndarray) -> np.ndarray:
@@ -96,6 +104,15 @@ class Sharpness(Measurement):
             self._pairs += 1
         if pair is not None or frame.index == 0:  # a sampled frame: the next pair starts here
             self._previous = frame.relative_gray if self._pairs % self._stride == 0 else None
+
+    def defects(self) -> list[str]:
+        if len(self._persistence) < MIN_BOILING_PAIRS:
+            return []
+        persistence = float(np.median(self._persistence))
+        if persistence >= BOILING_PERSISTENCE:
+            return []
+        return [f"texture boils: most fine detail is drawn anew from frame to frame "
+                f"(detail persistence {persistence:.2f})"]
 
     def result(self) -> dict[str, float]:
         if not self._detail:
