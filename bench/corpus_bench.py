@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from blocks.media import iter_frames, probe  # noqa: E402
+from tasks.learned import default_registry, score_with_learned, split_available  # noqa: E402
 from tasks.metrics import Expectation, TakeMetrics, measure_take  # noqa: E402
 from tasks.score import DEFECT_GAP, Selection, select_best  # noqa: E402
 
@@ -116,7 +117,16 @@ def expectation_for(path: Path) -> Expectation:
                        motion_amount=MOTION_AMOUNT)
 
 
-def measure(clips: list[Clip], corpus: Path) -> None:
+def measure(clips: list[Clip], corpus: Path, learned: bool = False) -> None:
+    """Measure every clip as the product does (`measure_take`); with `learned`, add the learned
+    scorers available here (tasks/learned.py: BRISQUE where its package is installed), their
+    second decode of ~8 frames included in the clip's seconds."""
+    scorers = []
+    if learned:
+        registry, _ = default_registry()
+        scorers, notices = split_available(registry.scorers())
+        print("Learned scorers: " + (", ".join(s.name for s in scorers) or "none available")
+              + "".join(f"; {n}" for n in notices) + "\n")
     for clip in clips:
         path = corpus / clip.file
         try:
@@ -125,6 +135,8 @@ def measure(clips: list[Clip], corpus: Path) -> None:
             clip.decode_seconds = time.perf_counter() - started
             started = time.perf_counter()
             clip.metrics = measure_take(path, expectation_for(path))
+            if scorers and clip.metrics.passed:
+                clip.metrics.metrics.update(score_with_learned(path, clip.prompt, scorers)[0])
             clip.seconds = time.perf_counter() - started
         except Exception:  # the bench counts exceptions; the scorer must never raise
             clip.error = traceback.format_exc(limit=3)
@@ -302,6 +314,8 @@ def main() -> None:
     parser.add_argument("--dump", help="write every clip's metrics to this JSON file")
     parser.add_argument("--metrics", help="rank the metrics of an earlier --dump instead of measuring the clips "
                         "(seconds then read 0): for trying ranking rules and weights in seconds")
+    parser.add_argument("--learned", action="store_true",
+                        help="also run the learned scorers available here, as a production run does")
     parser.add_argument("--calibrate", action="store_true",
                         help="also fit the rank weights with leave-one-group-out validation (slow)")
     args = parser.parse_args()
@@ -312,7 +326,7 @@ def main() -> None:
     if args.metrics:
         reuse(clips, Path(args.metrics))
     else:
-        measure(clips, corpus)
+        measure(clips, corpus, args.learned)
 
     rows, totals = group_rows(clips)
     print(f"### Real corpus: {len(clips)} clips from {corpus}\n")

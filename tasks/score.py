@@ -32,6 +32,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "subject_consistency": (0.1462, 1.0),
     "background_consistency": (0.2615, 1.0),
     "aesthetic_quality": (0.0, 1.0),
+    # 1 - BRISQUE / 100 (tasks/learned.BrisqueScorer); BRISQUE's own 0-100 scale.
+    "image_naturalness": (0.0, 1.0),
     # Real models' takes in the labelled corpus (bench/corpus_bench.py): the softest and most
     # boiling clean-looking takes at the bottom, the crispest and steadiest at the top.
     "crispness": (0.45, 0.75),
@@ -52,8 +54,8 @@ RANGES: dict[str, tuple[float, float]] = {
 NOTICEABLE_SPREAD: dict[str, float] = {
     "temporal_flicker": 0.001, "motion_smoothness": 0.001, "brightness_stability": 0.001,
     "subject_consistency": 0.002, "background_consistency": 0.002, "aesthetic_quality": 0.005,
-    "low_noise": 0.01, "exposure": 0.01, "motion_amount_match": 0.02, "camera_adherence": 0.02,
-    "brush_adherence": 0.02, "reference_fidelity": 0.02, "crispness": 0.02, "warp_stability": 0.03,
+    "low_noise": 0.01, "exposure": 0.01, "image_naturalness": 0.02, "motion_amount_match": 0.02,
+    "camera_adherence": 0.02, "brush_adherence": 0.02, "reference_fidelity": 0.02, "crispness": 0.02, "warp_stability": 0.03,
     "motion_presence": 0.05, MOTION_REF: 0.02,
 }
 NOTICEABLE_SHARPNESS_SHARE = 0.15
@@ -113,6 +115,8 @@ class ScoringWeights(BaseModel):
     low_noise: float = Field(0.5, ge=0, description="Aesthetic-ish proxy: little sensor-like noise.")
     exposure: float = Field(0.5, ge=0, description="Aesthetic-ish proxy: well exposed, little clipping.")
     aesthetic_quality: float = Field(0.5, ge=0, description="Learned LAION aesthetic score, when its weights exist.")
+    image_naturalness: float = Field(1.0, ge=0, description="Imaging: BRISQUE no-reference quality, where its "
+                                     "package is installed (VBench weighs imaging quality 1).")
     camera_adherence: float = Field(1.0, ge=0, description="Adherence: does the requested camera move.")
     brush_adherence: float = Field(1.0, ge=0, description="Adherence: motion stays in the brushed regions.")
     motion_amount_match: float = Field(1.0, ge=0, description="Adherence: as much motion as requested.")
@@ -133,7 +137,8 @@ _BEST_ON = {
     "temporal_flicker": "least flicker", "brightness_stability": "steadiest exposure",
     "motion_smoothness": "smoothest motion", "subject_consistency": "most consistent subject",
     "background_consistency": "steadiest background", "sharpness": "sharpest", "low_noise": "least noise",
-    "exposure": "best exposure", "aesthetic_quality": "most aesthetic", "crispness": "crispest",
+    "exposure": "best exposure", "aesthetic_quality": "most aesthetic",
+    "image_naturalness": "cleanest picture (BRISQUE)", "crispness": "crispest",
     "warp_stability": "steadiest picture", "motion_presence": "most lively",
     "brush_adherence": "follows the motion brush", "motion_amount_match": "right amount of motion",
     "reference_fidelity": "closest to the reference", MOTION_REF: "follows the motion reference",
@@ -149,6 +154,7 @@ _WORSE_ON = {
     "motion_smoothness": "jerkier motion", "subject_consistency": "subject drifts or morphs more",
     "background_consistency": "background shifts more", "sharpness": "softer", "crispness": "blurrier",
     "low_noise": "noisier", "exposure": "worse exposure", "aesthetic_quality": "less aesthetic",
+    "image_naturalness": "less natural-looking picture (BRISQUE)",
     "camera_adherence": "follows the camera instruction less", "brush_adherence": "follows the brush less",
     "motion_amount_match": "wrong amount of camera motion", "reference_fidelity": "further from the reference",
     "warp_stability": "picture morphs more", "motion_presence": "moves less",

