@@ -141,6 +141,11 @@ class TakeMetrics(BaseModel):
     flaws: list[str] = Field([], description="Lesser faults an editor can live with or trim (a burnt-in corner "
                              "logo, a fade to black at an end, a bar on one edge): they cost rank, in words.")
 
+    def value(self, name: str) -> float | None:
+        """The metric's value, None when the take does not report it or it is not a finite number."""
+        value = self.metrics.get(name)
+        return value if value is not None and math.isfinite(value) else None
+
 
 class FrameMetric(Protocol):
     """One measurement fed frame by frame during the single decode pass of a take."""
