@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.caching import content_key
 from tasks.learned import default_registry, score_with_learned
 from tasks.metrics import Expectation, TakeMetrics, measure_take
+from tasks.metrics_defects import barely_moves
 from tasks.metrics_motion_ref import NAME as MOTION_REF, motion_reference_adherence
 from tasks.score_rank import (  # noqa: F401  (the calibration is read from here too)
     CLEARLY_SOFTER, CLEARLY_STILLER, DEFECT_GAP, DETAIL_CONFOUNDED, FLAW_PENALTY, NOTICEABLE_SHARPNESS_SHARE,
@@ -126,17 +127,26 @@ def _weight_table(weights: ScoringWeights | dict[str, float] | None) -> dict[str
     return weights
 
 
+# Steadiness that a still picture has by construction (DETAIL_CONFOUNDED less noise, which a
+# still frame shows as plainly as a moving one).
+STEADY_WHEN_STILL = tuple(name for name in DETAIL_CONFOUNDED if name != "low_noise")
+
+
 def quality(metrics: TakeMetrics, weights: ScoringWeights | dict[str, float] | None = None) -> float | None:
     """Absolute quality in [0, 1]: the weighted mean of the take's metrics placed on RANGES.
 
     Metrics without a range or weight, and those the take lacks, are skipped; None when nothing
-    is left to judge (a number then would be invented, not measured).
+    is left to judge (a number then would be invented, not measured). A take that barely moves
+    on a shot that asks for motion is not judged on STEADY_WHEN_STILL either: a picture that does
+    not move is trivially steady, as VBench keeps temporal flicker to static videos and
+    smoothness and consistency to moving ones, so its stillness must not read as quality.
     """
     table = _weight_table(weights)
+    still = metrics.motion_wanted and barely_moves(metrics.metrics)
     placed, total_weight = 0.0, 0.0
     for name, (worst, best) in RANGES.items():
         value, weight = metrics.value(name), table.get(name, 0.0)
-        if value is None or not weight:
+        if value is None or not weight or (still and name in STEADY_WHEN_STILL):
             continue
         placed += weight * min(1.0, max(0.0, (value - worst) / (best - worst)))
         total_weight += weight

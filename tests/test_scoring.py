@@ -226,3 +226,22 @@ def test_brisque_is_skipped_where_its_package_is_absent_and_judges_frames_at_one
     values = scorer.score([frames[0], np.zeros((HEIGHT, WIDTH, 3), np.uint8), frames[1], frames[2]], "")
     assert values == {"image_naturalness": pytest.approx(0.8)}  # median of 20, 40, 20; the flat frame skipped
     assert set(seen) == {(BRISQUE_LONG_SIDE * HEIGHT // WIDTH, BRISQUE_LONG_SIDE)}
+
+
+def test_stillness_is_not_quality_on_a_shot_that_asks_for_motion() -> None:
+    from tasks.score import quality
+
+    steady = {"temporal_flicker": 1.0, "motion_smoothness": 0.9975, "subject_consistency": 1.0,
+              "background_consistency": 1.0, "warp_stability": 0.95, "brightness_stability": 1.0}
+    imaging = {"crispness": 0.6, "low_noise": 0.6, "exposure": 1.0}
+    frozen = TakeMetrics(passed=True, hard_fails=[], frames=48, motion_wanted=True,
+                         metrics={**steady, **imaging, "dynamic_share": 0.0, "motion_speed": 0.005,
+                                  "motion_presence": 0.05})
+    moving = TakeMetrics(passed=True, hard_fails=[], frames=48, motion_wanted=True,
+                         metrics={**{k: v - 0.01 for k, v in steady.items()}, **imaging, "dynamic_share": 1.0,
+                                  "motion_speed": 0.2, "motion_presence": 1.0})
+    assert quality(frozen) < quality(moving)
+    # The same still picture on a shot that asks for none keeps its steadiness (and is not asked
+    # to move: Stillness reports no motion_presence there).
+    asked_none = {k: v for k, v in frozen.metrics.items() if k != "motion_presence"}
+    assert quality(frozen.model_copy(update={"motion_wanted": False, "metrics": asked_none})) > quality(moving)
