@@ -13,6 +13,7 @@ errors; those would be rebuilt on top of it anyway.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -22,6 +23,7 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from prefect.filesystems import WritableFileSystem
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from blocks.media import atomic_path
@@ -68,9 +70,11 @@ class _ClientCache:
         return _ClientCache, ()
 
 
-class S3Storage(Storage):
+class S3Storage(Storage, WritableFileSystem):
     """Stores files in an S3 bucket, or on an S3-compatible server (MinIO, R2, rclone);
-    links are presigned URLs.
+    links are presigned URLs. Also Prefect result storage (read_path/write_path): saved as
+    NAME, `PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK=takeflow-s3-storage/NAME` puts every task's
+    results and cache records under its prefix, shared by workers on any host.
 
     Example:
         ```python
@@ -256,3 +260,22 @@ class S3Storage(Storage):
         with self._errors(self.bucket, full_key):
             return self.s3_client().generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": full_key}, ExpiresIn=expires_s)
+
+    # Prefect result storage (WritableFileSystem). Prefect calls these with `_sync=True` from sync
+    # code and the a-prefixed twins from async code; records are small, so one PUT or GET each.
+    def read_path(self, path: str, _sync: bool | None = None) -> bytes:
+        full_key = self._full_key(path)
+        with self._errors(self.bucket, full_key):
+            return self.s3_client().get_object(Bucket=self.bucket, Key=full_key)["Body"].read()
+
+    def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> str:
+        full_key = self._full_key(path)
+        with self._errors(self.bucket, full_key):
+            self.s3_client().put_object(Bucket=self.bucket, Key=full_key, Body=content, **self._encryption_args())
+        return self.uri(path)
+
+    async def aread_path(self, path: str) -> bytes:
+        return await asyncio.to_thread(self.read_path, path)
+
+    async def awrite_path(self, path: str, content: bytes) -> str:
+        return await asyncio.to_thread(self.write_path, path, content)

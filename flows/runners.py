@@ -14,6 +14,15 @@ Dask workers run the Prefect task engine themselves: they report task states, re
 result/cache storage and the ledger, so they need the flow's PREFECT_API_URL (sent with each task),
 the same result storage and the same TAKEFLOW_STATE_URL, TAKEFLOW_CATALOGUE and TAKEFLOW_MODELS;
 the run refuses to start when a worker's differ.
+
+Each worker's own parallelism is explicit (OneCoreWorker, a Dask worker plugin the runner installs
+when it connects): OpenCV and the BLAS/OpenMP pools keep to one thread, as ffmpeg does, so a
+worker is one measuring thread plus the ffmpeg decoding it reads from, and more throughput comes
+from more workers. TAKEFLOW_DASK_PIN_CORES=1 also pins every worker (and the ffmpeg it starts) to
+a core of its own on its host: a worker then never uses more than one core, so workers can be
+counted in cores. Unpinned, one scoring worker keeps about 1.2-1.8 cores busy (the decoder runs
+beside the measuring), which is faster for a single worker and the same once the cores are full
+(bench/dask_bench.py measures both).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ CPU_TASKS = frozenset({"score-take", "assemble-final", "make-poster", "contact-s
 PROVIDER_TASKS = {"generate-take": "provider", "upscale-take": "provider"}
 # Settings a Dask worker must share with the flow, or its work lands in another ledger or scores otherwise.
 SHARED_SETTINGS = ("TAKEFLOW_STATE_URL", "TAKEFLOW_CATALOGUE", "TAKEFLOW_MODELS")
+PIN_CORES_ENV = "TAKEFLOW_DASK_PIN_CORES"
 
 
 def runs_on_cpu(task_name: str, parameters: dict[str, Any]) -> bool:
@@ -72,10 +82,11 @@ def worker_settings() -> dict[str, str | None]:
 class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
     """Threads for waiting on providers, a Dask cluster (when configured) for CPU-heavy tasks."""
 
-    def __init__(self, max_threads: int = 8, dask_address: str | None = None):
+    def __init__(self, max_threads: int = 8, dask_address: str | None = None, pin_cores: bool | None = None):
         super().__init__()
         self.max_threads = max_threads
         self.dask_address = dask_address  # None: TAKEFLOW_DASK_ADDRESS at the start of each run
+        self.pin_cores = pin_cores  # None: TAKEFLOW_DASK_PIN_CORES at the start of each run
         self._threads: ThreadPoolTaskRunner | None = None
         self._dask = None
         self._api_url: str | None = None
@@ -85,11 +96,11 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
         return "takeflow"
 
     def duplicate(self) -> "TakeflowTaskRunner":
-        return type(self)(self.max_threads, self.dask_address)
+        return type(self)(self.max_threads, self.dask_address, self.pin_cores)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, TakeflowTaskRunner) and other.max_threads == self.max_threads
-                and other.dask_address == self.dask_address)
+                and other.dask_address == self.dask_address and other.pin_cores == self.pin_cores)
 
     def __enter__(self) -> "TakeflowTaskRunner":
         super().__enter__()
@@ -107,6 +118,11 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
                                        f"({str(exc).splitlines()[0]}); start one (dask scheduler) or unset "
                                        f"{DASK_ADDRESS_ENV} to run on threads") from None
                 _check_workers(client, address)
+                pin = self.pin_cores if self.pin_cores is not None else \
+                    os.environ.get(PIN_CORES_ENV, "").strip().lower() in ("1", "true", "yes")
+                from flows.dask_worker import OneCoreWorker  # imports distributed, like the runner
+
+                client.register_plugin(OneCoreWorker(pin), name=OneCoreWorker.name)
             except BaseException:
                 self.__exit__(None, None, None)
                 raise
@@ -197,3 +213,4 @@ def _check_workers(client, address: str) -> None:
                 shown = "the flow's" if name == "TAKEFLOW_STATE_URL" else repr(mine[name])  # a URL may hold a password
                 raise RuntimeError(f"{DASK_ADDRESS_ENV}: Dask worker {worker} has a different {name}; start the "
                                    f"workers with {name} set to {shown}, as the flow has it")
+

@@ -256,3 +256,38 @@ def test_a_default_client_of_another_cluster_is_refused_not_silently_used(dask_c
                                                "default Dask client of"):
             with TakeflowTaskRunner(dask_address=address):
                 pass
+
+
+def test_pinned_workers_claim_distinct_cores_until_none_is_left(monkeypatch, tmp_path):
+    import tempfile
+
+    from flows.dask_worker import claim_core
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the host's lock folder, of this test only
+    first, second = claim_core({0, 1}), claim_core({0, 1})
+    assert {first[1], second[1]} == {0, 1} and claim_core({0, 1}) is None
+    os.close(first[0])  # a worker that ends gives its core back
+    again = claim_core({0, 1})
+    assert again[1] == first[1]
+    for fd in (second[0], again[0]):
+        os.close(fd)
+
+
+def test_workers_keep_opencv_to_one_thread_and_pinned_to_one_core(dask_cluster):
+    from flows.dask_worker import OneCoreWorker
+
+    _, client = dask_cluster
+
+    def threads_and_cores():
+        import cv2
+        return cv2.getNumThreads(), len(os.sched_getaffinity(0)), os.environ["OPENBLAS_NUM_THREADS"]
+
+    try:
+        client.register_plugin(OneCoreWorker(pin=True), name=OneCoreWorker.name)
+        (pinned,) = client.run(threads_and_cores).values()
+        client.register_plugin(OneCoreWorker(pin=False), name=OneCoreWorker.name)  # the old one's teardown unpins
+        (unpinned,) = client.run(threads_and_cores).values()
+    finally:
+        client.unregister_worker_plugin(OneCoreWorker.name)
+    assert pinned == (1, 1, "1")
+    assert unpinned == (1, len(os.sched_getaffinity(0)), "1")
