@@ -9,6 +9,7 @@ credits (1 credit = 0.01 USD), so they can be checked against the provider's pri
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,32 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 DEFAULT_PATH = Path(__file__).with_name("catalogue.yaml")
 CREDIT_USD = 0.01
 RESOLUTIONS = {"480p": 480, "540p": 540, "720p": 720, "768p": 768, "1080p": 1080, "1440p": 1440, "4k": 2160}
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one generation asks of a model (a shot's, a draft's or a single request's)."""
+
+    duration: float
+    aspect_ratio: str
+    image: bool  # a first-frame reference image
+    brush: bool  # motion-brush regions
+    audio: bool
+    resolution: str | None  # a native generation resolution, when one is named
+    motion: bool = False  # a motion reference video
+
+
+Need = Literal["resolution", "aspect_ratio", "duration", "image", "no_image", "brush", "motion", "no_motion",
+               "audio"]
+
+
+@dataclass(frozen=True)
+class Unmet:
+    """One need a model cannot meet: which, and the fact in words ('runway/gen4.5 makes no sound').
+    Callers add the fix in their own terms (a storyboard field, a request setting)."""
+
+    need: Need
+    fact: str
 
 
 class Strict(BaseModel):
@@ -114,6 +141,38 @@ class ModelEntry(Strict):
         res = self.resolutions[resolution or self.default_resolution]
         width, height = res.sizes[aspect_ratio].split("x")
         return int(width), int(height)
+
+    def unmet(self, needs: Needs) -> list[Unmet]:
+        """Every need this model cannot meet, in a fixed order; empty when it can make the clip.
+        The one capability check: routing, storyboard validation and every adapter use it."""
+        name, found = f"{self.provider}/{self.model}", []
+        if needs.resolution and needs.resolution not in self.resolutions:
+            found.append(Unmet("resolution", f"{name} does not generate at {needs.resolution} (at most "
+                                             f"{self.max_resolution})"))
+        resolution = needs.resolution if needs.resolution in self.resolutions else None
+        sizes = self.resolutions[resolution or self.default_resolution].sizes
+        if needs.aspect_ratio not in self.ratios:
+            found.append(Unmet("aspect_ratio", f"{name} makes no {needs.aspect_ratio} clips (only "
+                                               f"{', '.join(self.ratios)})"))
+        elif needs.aspect_ratio not in sizes:
+            found.append(Unmet("aspect_ratio", f"{name} makes no {needs.aspect_ratio} clips at "
+                                               f"{resolution or self.default_resolution} (only {', '.join(sizes)})"))
+        if not self.allows_duration(needs.duration, resolution):
+            found.append(Unmet("duration", f"{name} makes {self.describe_durations(resolution)} clips, not "
+                                           f"{needs.duration:g} s"))
+        if needs.image and not self.image_to_video:
+            found.append(Unmet("image", f"{name} takes no reference image"))
+        if not needs.image and not self.text_to_video:
+            found.append(Unmet("no_image", f"{name} needs a reference image"))
+        if needs.brush and not self.motion_brush:
+            found.append(Unmet("brush", f"{name} has no motion brush"))
+        if needs.motion and self.motion_reference == "none":
+            found.append(Unmet("motion", f"{name} follows no motion reference"))
+        if not needs.motion and self.motion_reference == "required":
+            found.append(Unmet("no_motion", f"{name} needs a motion reference video"))
+        if needs.audio and self.audio == "none":
+            found.append(Unmet("audio", f"{name} makes no sound"))
+        return found
 
     def price_per_second(self, resolution: str | None, audio: bool) -> float:
         res = self.resolutions[resolution or self.default_resolution]

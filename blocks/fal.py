@@ -13,7 +13,7 @@ Contract (shared/reference/providers.md §5.1; ✅ https://docs.fal.ai/model-end
   validation error is 422 {"detail": [{"loc", "msg", "type"}]} (◐ `type` content_policy_violation
   for moderation, fal's error-type docs); `X-Fal-Retryable` says whether trying again may help (◐).
 - ✅ "You pay only for successful outputs": failed and cancelled requests are not charged, so a
-  take's credits are the catalogue's per-second price (fal's results carry no cost).
+  request's credits are the catalogue's per-second price (fal's results carry no cost).
 - Inputs differ per endpoint (field names, duration spelling "5" / "8s" / 8, resolution enums):
   ENDPOINTS below, from each model's fal page (◐ as transcribed in the sources the catalogue
   names). Images and upscale inputs go inline as data URIs, which fal accepts for file inputs (◐).
@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field
 
-from blocks.catalogue import UpscalerEntry, load_catalogue
+from blocks.catalogue import UpscalerEntry
 from blocks.media import file_digest, probe
 from blocks.providers import GenerationRequest, GenerationResult
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
@@ -110,6 +110,8 @@ class FalProvider(RemoteVideoProvider):
     models: ClassVar[tuple[str, ...]] = tuple(ENDPOINTS)
     upscalers: ClassVar[tuple[str, ...]] = (UPSCALER,)
     provider_name: ClassVar[str] = "fal"
+    whole_seconds: ClassVar[bool] = True
+    task_history: ClassVar[str] = "fal's request history (fal.ai/dashboard/requests)"
 
     base_url: str = Field("https://queue.fal.run", description="Queue API root; point it at a simulator to test.")
     max_concurrency: int = Field(
@@ -122,25 +124,15 @@ class FalProvider(RemoteVideoProvider):
     # ---- create -----------------------------------------------------------------------------
 
     def body(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
-        """(endpoint id, input) for a take, checked against the catalogue before anything is spent."""
-        try:
-            entry = load_catalogue().model(self.name, request.model)
-            spec = ENDPOINTS[request.model]
-        except KeyError as exc:
-            raise ProviderError(self.name, "invalid_input", str(exc.args[0])) from None
+        """(endpoint id, input) for a request, checked against the catalogue before anything is spent."""
+        entry = self.checked(request)
+        spec = ENDPOINTS.get(request.model)
+        endpoint = spec and (spec.i2v if request.reference_image is not None else spec.t2v)
+        if endpoint is None:  # a catalogue entry this adapter has no endpoint for
+            with_image = " with a reference image" if request.reference_image is not None else ""
+            raise self.refuse(f"fal/{request.model}: takeflow knows no fal endpoint for it{with_image}; "
+                              "use another fal model (takeflow models --provider fal)")
         resolution = request.resolution or entry.default_resolution
-        refuse = lambda text: ProviderError(self.name, "invalid_input", f"{request.model} {text}")  # noqa: E731
-        if resolution not in entry.resolutions or request.aspect_ratio not in entry.resolutions[resolution].sizes:
-            raise refuse(f"makes no {request.aspect_ratio} clips at {resolution}; see takeflow models --provider fal")
-        if abs(request.duration - round(request.duration)) > 1e-6 or not entry.allows_duration(
-                request.duration, resolution):
-            raise refuse(f"takes durations of {entry.describe_durations(resolution)}, not {request.duration:g} s; "
-                         "change the shot's duration")
-        endpoint = spec.i2v if request.reference_image is not None else spec.t2v
-        if endpoint is None:
-            raise refuse("needs a reference image" if spec.t2v is None else "takes no reference image")
-        if request.audio and entry.audio == "none":
-            raise refuse("makes no sound; set audio: false or choose a model with audio")
         seconds = int(round(request.duration))
         body: dict[str, Any] = {"prompt": request.prompt,
                                 "duration": {"str": str(seconds), "s": f"{seconds}s", "int": seconds}[spec.duration]}
@@ -160,11 +152,10 @@ class FalProvider(RemoteVideoProvider):
         return self._submit(*self.body(request))
 
     def _submit(self, endpoint: str, body: dict[str, Any]) -> str:
-        answer = self.json_body(self.send("POST", f"/{endpoint}", create=True, json=body))
-        request_id, status_url = answer.get("request_id"), answer.get("status_url")
-        if not isinstance(request_id, str) or not request_id:
-            raise ProviderError(self.name, "unknown_outcome", (
-                "the submit answered without a request_id; check fal's request history before trying again"))
+        response = self.send("POST", f"/{endpoint}", create=True, json=body)
+        answer = self.json_body(response)
+        request_id = self.created_id(response, answer.get("request_id"), "request_id")
+        status_url = answer.get("status_url")
         root = self.base_url.rstrip("/") + "/"
         if isinstance(status_url, str) and status_url.startswith(root) and status_url.endswith("/status"):
             return status_url[len(root):-len("/status")]  # "owner/app/requests/<id>"
@@ -221,28 +212,17 @@ class FalProvider(RemoteVideoProvider):
             return ProviderError(self.name, kind or "transient", f"fal answered HTTP {status}: {message}")
         if status == 404:
             return ProviderError(self.name, "cancelled", f"the request is unknown to fal (HTTP 404: {message}); "
-                                                         "the take must start again")
+                                                         "the request must be sent again")
         if kind == "moderation":
             return ProviderError(self.name, "moderation", f"fal's content policy refused it ({message}); change "
                                                           "the prompt or image")
         return ProviderError(self.name, kind or "invalid_input", f"fal refused the input (HTTP {status}: "
-                                                                 f"{message}); fix the shot's settings")
+                                                                 f"{message}); fix the request")
 
     def _detail(self, response: httpx.Response) -> tuple[ErrorKind | None, str]:
         """(kind, one-line message) from fal's {"detail": str | [{loc, msg, type}]}, never the key."""
-        try:
-            detail = response.json().get("detail")
-        except (ValueError, AttributeError):
-            detail = None
-        kind = None
-        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-            first = detail[0]
-            kind = ERROR_KINDS.get(str(first.get("type")))
-            where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
-            detail = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
-        text = " ".join(str(detail or response.reason_phrase or "no message").split())[:300]
-        key = self.api_key.get_secret_value() if self.api_key else ""
-        return kind, text.replace(key, "***") if key else text
+        error = self.error_body(response)
+        return ERROR_KINDS.get(error.type), error.message
 
     # ---- upscale (LTX 2.5 Upscale, a queue request like any other) ------------------------------
 

@@ -38,7 +38,6 @@ import numpy as np
 from pydantic import Field, PrivateAttr, SecretStr
 
 from blocks.camera_vocabulary import parse_camera
-from blocks.catalogue import load_catalogue
 from blocks.providers import GenerationRequest, MotionRegion
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, image_bytes
 
@@ -76,10 +75,6 @@ def jwt_hs256(payload: dict[str, Any], secret: str) -> str:
     body = part(json.dumps(payload, separators=(",", ":")).encode())
     signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
     return f"{header}.{body}.{part(signature)}"
-
-
-def _refuse(message: str) -> ProviderError:
-    return ProviderError("kling", "invalid_input", message)
 
 
 def failure_kind(message: str) -> ErrorKind:
@@ -147,6 +142,7 @@ class KlingProvider(RemoteVideoProvider):
                                          "kling-v3-motion-control")
     provider_name: ClassVar[str] = "kling"
     unit_cost_field: ClassVar[str] = "data.final_unit_deduction"
+    task_history: ClassVar[str] = "the Kling console's task list"
     cache_neutral: ClassVar[tuple[str, ...]] = (*RemoteVideoProvider.cache_neutral, "access_key", "secret_key")
 
     access_key: SecretStr | None = Field(None, description="Kling AccessKey (kept secret; never logged).")
@@ -174,35 +170,26 @@ class KlingProvider(RemoteVideoProvider):
     def build(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
         """The endpoint kind and JSON body for a request; refuses (before any spend) what Kling would."""
         model, image, regions = request.model, request.reference_image, request.motion_regions
-        try:
-            entry = load_catalogue().model(self.name, model)
-        except KeyError as exc:
-            raise _refuse(exc.args[0]) from None
+        entry = self.checked(request)
         resolution = request.resolution or entry.default_resolution
-        if resolution not in entry.resolutions:
-            raise _refuse(f"{model} has no {resolution}; use {', '.join(entry.resolutions)}")
-        if not entry.allows_duration(request.duration, resolution):
-            raise _refuse(f"{model} makes {entry.describe_durations(resolution)} clips, not {request.duration:g} s")
         if len(request.prompt) > PROMPT_LIMIT:
-            raise _refuse(f"the prompt is {len(request.prompt)} characters; Kling takes at most {PROMPT_LIMIT}")
-        if entry.motion_reference == "required" or request.motion_reference_url or request.motion_reference:
-            return "motion-control", self.motion_control_body(request, entry, resolution)
+            raise self.refuse(f"the prompt is {len(request.prompt)} characters; Kling takes at most {PROMPT_LIMIT}")
+        if entry.motion_reference == "required":
+            return "motion-control", self.motion_control_body(request, resolution)
         kind = "image2video" if image else "text2video"
-        if not (entry.image_to_video if image else entry.text_to_video):
-            raise _refuse(f"{model} does not do {kind}; " + ("drop the image" if image else "add a reference image"))
         mode, duration = MODES[resolution], f"{request.duration:g}"
         body: dict[str, Any] = {"model_name": model, "prompt": request.prompt, "duration": duration}
         if model not in SINGLE_MODE:
             body["mode"] = mode
-        if request.audio and (entry.audio == "none" or mode not in SOUND_MODES.get(model, (mode,))):
-            raise _refuse(f"{model} makes no sound at {resolution}; set audio: false, or use kling-v3 or "
+        if request.audio and mode not in SOUND_MODES.get(model, (mode,)):
+            raise self.refuse(f"{model} makes no sound at {resolution}; ask for no sound, or use kling-v3 or "
                           "kling-v2-6 at 1080p")
         if entry.audio != "none":  # sent both ways: Kling 3.0 makes sound unless told not to
             body["sound"] = "on" if request.audio else "off"
         limited = MOTION_CONTROL_ONLY.get(model)
         motion_ok = limited is None or limited == (mode, duration)
         if regions and not (entry.motion_brush and image and motion_ok and len(regions) <= MAX_REGIONS):
-            raise _refuse(f"{model} takes no motion brush here: the brush needs kling-v1-5 at 1080p, 5 s, a "
+            raise self.refuse(f"{model} takes no motion brush here: the brush needs kling-v1-5 at 1080p, 5 s, a "
                           f"reference image and at most {MAX_REGIONS} regions")
         if kind == "text2video":
             body["aspect_ratio"] = request.aspect_ratio
@@ -215,21 +202,16 @@ class KlingProvider(RemoteVideoProvider):
             request.prompt, request.motion_amount)
         return kind, {**body, "camera_control": control} if control else body
 
-    def motion_control_body(self, request: GenerationRequest, entry, resolution: str) -> dict[str, Any]:
+    def motion_control_body(self, request: GenerationRequest, resolution: str) -> dict[str, Any]:
         """`POST /v1/videos/motion-control`: the reference image's character moved the way the motion
         reference video moves (see the catalogue entries' sources). Kling fetches `video_url`
-        itself and makes a clip as long as it, so the body has no duration."""
+        itself and makes a clip as long as it, so the body has no duration. The catalogue's check
+        (`checked`) has made sure of the character image and of no motion brush."""
         model, url = request.model, request.motion_reference_url or ""
-        if entry.motion_reference != "required":
-            raise _refuse(f"{model} follows no motion reference; drop it or use kling-v3-motion-control")
-        if not request.reference_image:
-            raise _refuse(f"{model} needs a reference image of the character the motion reference moves")
         if not url.startswith(("https://", "http://")):
             where = "a local file" if not url else url.split("://")[0] + "://"
-            raise _refuse(f"{model} fetches the motion reference itself, so it must be an https URL Kling can "
+            raise self.refuse(f"{model} fetches the motion reference itself, so it must be an https URL Kling can "
                           f"reach; this request's is {where}: publish it (e.g. a presigned S3 URL) and use that")
-        if request.motion_regions:
-            raise _refuse(f"{model} takes no motion brush: the motion reference drives the motion")
         data, _ = image_bytes(request.reference_image, 10 * 2**20)
         body: dict[str, Any] = {
             "model_name": model.removesuffix("-motion-control"), "image_url": base64.b64encode(data).decode(),
@@ -242,7 +224,7 @@ class KlingProvider(RemoteVideoProvider):
 
     @staticmethod
     def external_ids(body: dict[str, Any], seed: int) -> list[str]:
-        # Kling has no seed field, so the seed joins the hash: each take of a shot is its own task
+        # Kling has no seed field, so the seed joins the hash: each seed of a request is its own task
         digest = hashlib.sha256(json.dumps([body, seed], sort_keys=True).encode()).hexdigest()[:32]
         return [f"takeflow-{digest}" + (f"-r{attempt}" if attempt else "") for attempt in range(10)]
 
@@ -269,13 +251,13 @@ class KlingProvider(RemoteVideoProvider):
             if found is not None and found.status != "failed":
                 log.info("%s: resuming task %s made by an earlier attempt", self.name, found.id)
                 return found.id
-        raise _refuse("ten earlier tasks for this exact request failed; change the prompt or seed")
+        raise self.refuse("ten earlier tasks for this exact request failed; change the prompt or seed")
 
     def _create(self, kind: str, body: dict[str, Any], external: str) -> str:
         for _ in range(self.max_retries + 1):
             try:
                 response = self.send("POST", f"/v1/videos/{kind}", create=True, json=body)
-                return f"{kind}/{self._data(response)['task_id']}"
+                return f"{kind}/{self.created_id(response, self._data(response, create=True).get('task_id'))}"
             except ProviderError as exc:
                 if exc.kind != "unknown_outcome":
                     raise
@@ -306,22 +288,27 @@ class KlingProvider(RemoteVideoProvider):
             cost=float(deduction) if deduction not in (None, "") and status == "succeeded" else None,
             error_kind=failure_kind(message or "") if status == "failed" else None, error=message)
 
-    def _data(self, response: httpx.Response) -> dict[str, Any]:
+    def _data(self, response: httpx.Response, create: bool = False) -> dict[str, Any]:
+        """The answer's `data`; a create's answer without one is left to `created_id`."""
         code, _ = self._code(response)
         data = response.json().get("data") if code == 0 else None
         if not isinstance(data, dict):
-            raise self.error_for(response) if code else ProviderError(
-                self.name, "transient", f"Kling answered HTTP {response.status_code} without a task; try again")
+            if code:
+                raise self.error_for(response)
+            if create:
+                return {}
+            raise ProviderError(self.name, "transient", f"Kling answered HTTP {response.status_code} without "
+                                                        "a task; try again")
         return data
 
-    @staticmethod
-    def _code(response: httpx.Response) -> tuple[int | None, str]:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        body, code = (body, body.get("code")) if isinstance(body, dict) else ({}, None)
-        return (code if isinstance(code, int) else None), str(body.get("message") or "")[:200]
+    def _code(self, response: httpx.Response) -> tuple[int | None, str]:
+        error = self.error_body(response, fallback="no message")
+        code = error.code if isinstance(error.code, int) and not isinstance(error.code, bool) else None
+        return code, error.message
+
+    def secrets(self) -> list[str]:
+        keys = [k.get_secret_value() for k in (self.access_key, self.secret_key) if k is not None]
+        return keys + ([self._token[0]] if self._token else [])
 
     def retryable(self, response: httpx.Response) -> bool:
         return self._code(response)[0] not in NOT_RETRYABLE and super().retryable(response)
@@ -331,11 +318,6 @@ class KlingProvider(RemoteVideoProvider):
         status = response.status_code
         kind = CODE_KINDS.get(code) or ("auth" if status == 401 else "rate_limited" if status == 429 else
                                         "transient" if status >= 500 or (code or 0) >= 5000 else "invalid_input")
-        error = ProviderError(self.name, kind, f"HTTP {status} code {code}: {message or 'no message'}; {HINTS[kind]}")
+        error = ProviderError(self.name, kind, f"HTTP {status} code {code}: {message}; {HINTS[kind]}")
         error.code = code  # type: ignore[attr-defined]  # lookups tell 'no such task' (1203) apart
         return error
-
-    def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
-        if state.cost is None:
-            return self.estimate_credits(request)
-        return state.cost * load_catalogue().providers[self.name].credits_per_unit

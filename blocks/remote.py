@@ -28,6 +28,7 @@ import logging
 import random
 import time
 from abc import abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
@@ -36,7 +37,7 @@ import httpx
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
 from blocks import journal
-from blocks.catalogue import load_catalogue
+from blocks.catalogue import ModelEntry, Needs, Unmet, load_catalogue
 from blocks.ledger import note_resolved, note_task
 from blocks.media import atomic_path, file_digest, place, read_image
 from blocks.outputs import intact, output_path
@@ -80,6 +81,36 @@ class TaskEnded(ProviderError):
     (transient), resuming this task cannot, so `generate` forgets it and a retry creates anew."""
 
 
+@dataclass(frozen=True)
+class ErrorBody:
+    """An unsuccessful answer's body, read the one way every adapter reads it: the message one line,
+    bounded and without any credential; the rest as the API spelt it."""
+
+    message: str
+    code: str | int | None = None  # error.code (OpenAI, ModelArk, Google's number) or Kling's top-level code
+    type: str = ""  # error.type (OpenAI, LTX), error.status (Google) or fal's detail[0].type
+    param: str | None = None  # the request field it is about, where the API says
+    error: dict = field(default_factory=dict)  # the error object itself (Google's details live there)
+
+
+# What a request's sender does about each need a model cannot meet (the facts: ModelEntry.unmet).
+REQUEST_FIXES = {"resolution": "ask for one of {resolutions}", "aspect_ratio": "ask for one of those ratios",
+                 "duration": "change the request's duration", "image": "send no reference image, or use an "
+                 "image-to-video model", "no_image": "add a reference image, or use a text-to-video model",
+                 "brush": "send no motion regions, or use a model with a motion brush",
+                 "motion": "send no motion reference, or use a motion-control model",
+                 "no_motion": "add a motion reference video, or use another model",
+                 "audio": "ask for no sound, or use a model that makes it"}
+
+
+def request_needs(request: GenerationRequest) -> Needs:
+    """What a request asks of its model, in the catalogue's terms."""
+    return Needs(duration=request.duration, aspect_ratio=request.aspect_ratio,
+                 image=request.reference_image is not None, brush=bool(request.motion_regions),
+                 audio=request.audio, resolution=request.resolution,
+                 motion=bool(request.motion_reference or request.motion_reference_url))
+
+
 class TaskState(BaseModel):
     """A provider task as the adapter read it, in normalised terms."""
 
@@ -107,6 +138,11 @@ class RemoteVideoProvider(VideoProvider):
                                  "throttled does not count.")
     queue_timeout: float = Field(3600.0, gt=0, description="Seconds a task may wait queued or throttled.")
     max_download_mb: int = Field(1024, ge=1, description="Largest video accepted, in MB.")
+
+    # Whether the API takes only whole seconds, whatever range the catalogue gives (Runway, fal).
+    whole_seconds: ClassVar[bool] = False
+    # Where a user looks for a task whose create was answered without its id (see `created_id`).
+    task_history: ClassVar[str] = "the provider's dashboard"
 
     cache_neutral: ClassVar[tuple[str, ...]] = (
         "max_concurrency", "api_key", "request_timeout", "connect_timeout", "max_retries", "poll_interval",
@@ -140,15 +176,112 @@ class RemoteVideoProvider(VideoProvider):
         return {}
 
     def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
-        """Credits a finished task cost: the provider's report where it gives one."""
-        return self.estimate_credits(request)
+        """Credits a finished task cost: the provider's report where it gives one, else the
+        catalogue's price."""
+        return self.credits_or(state, lambda: self.estimate_credits(request))
+
+    def credits_or(self, state: TaskState, price: Callable[[], float]) -> float:
+        """A finished task's credits: its own report where it gives one, else `price()`."""
+        reported = self.reported_credits(state)
+        return price() if reported is None else reported
+
+    def reported_credits(self, state: TaskState) -> float | None:
+        """The one credits-from-report rule: the task's own cost report (`state.cost`, in the
+        provider's billing unit) at the catalogue's rate; None when the task reports no cost."""
+        if state.cost is None:
+            return None
+        return state.cost * load_catalogue().providers[self.name].credits_per_unit
 
     def failure_credits(self, state: TaskState) -> float:
         """Credits the provider charged for a task that ended without output: what it reports
         (Runway bills input-moderation refusals), else nothing (the others do not bill failures)."""
         if not state.cost:
             return 0.0
-        return round(state.cost * load_catalogue().providers[self.name].credits_per_unit, 4)
+        return round(self.reported_credits(state), 4)
+
+    # ---- the rules every adapter shares ---------------------------------------------------
+
+    def model_entry(self, model: str) -> ModelEntry:
+        """The catalogue entry of one of this provider's models; an unknown model is refused."""
+        try:
+            return load_catalogue().model(self.name, model)
+        except KeyError as exc:
+            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+
+    def checked(self, request: GenerationRequest) -> ModelEntry:
+        """The request's catalogue entry, once the catalogue's capability check (ModelEntry.unmet,
+        the same one routing and storyboard validation use) finds nothing the model cannot do;
+        otherwise the first problem is refused before anything is sent."""
+        entry = self.model_entry(request.model)
+        unmet = entry.unmet(request_needs(request))
+        if unmet:
+            raise self.refuse(f"{unmet[0].fact}; {self.request_fix(entry, unmet[0])}")
+        if self.whole_seconds and not float(request.duration).is_integer():
+            raise self.refuse(f"{self.name}/{request.model} takes whole seconds, not {request.duration:g} s; "
+                              "change the request's duration")
+        return entry
+
+    @staticmethod
+    def request_fix(entry: ModelEntry, unmet: Unmet) -> str:
+        return REQUEST_FIXES[unmet.need].format(resolutions=", ".join(entry.resolutions))
+
+    def refuse(self, message: str) -> ProviderError:
+        """A request this provider's API would refuse, refused before sending (invalid_input)."""
+        return ProviderError(self.name, "invalid_input", message)
+
+    def secrets(self) -> list[str]:
+        """Every credential a message could echo."""
+        return [self.api_key.get_secret_value()] if self.api_key is not None else []
+
+    def redact(self, text: object, limit: int = 300) -> str:
+        """The one redaction: provider text fit for a message or a log line: one line, at most
+        `limit` characters, every credential replaced by ***."""
+        text = " ".join(str(text).split())
+        for secret in self.secrets():
+            if secret:
+                text = text.replace(secret, "***")
+        return text if len(text) <= limit else text[:limit - 1] + "…"
+
+    def error_body(self, response: httpx.Response, fallback: str | None = None) -> ErrorBody:
+        """The one error-body reader, for every shape the adapters' APIs answer with:
+        {"error": "text"} (Runway), {"error": {"code", "type" or "status", "message", "param"}}
+        (OpenAI, Google, LTX, ModelArk; Google's sometimes in a list), {"detail": text or
+        [{"loc", "msg", "type"}]} (fal) and {"code", "message"} (Kling). A body that is none of
+        them gives `fallback`, else the HTTP reason, as its message."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, list) and body:
+            body = body[0]
+        body = body if isinstance(body, dict) else {}
+        error, message, code, kind, param = body.get("error"), None, None, "", None
+        if isinstance(error, dict):
+            message, code, param = error.get("message"), error.get("code"), error.get("param")
+            kind = str(error.get("type") or error.get("status") or "")
+        elif isinstance(error, str):
+            message, error = error, {}
+        elif "detail" in body:
+            detail, error = body["detail"], {}
+            if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+                first = detail[0]
+                kind = str(first.get("type") or "")
+                where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+                detail = f"{where}: {first.get('msg')}" if where else first.get("msg")
+            message = detail
+        else:
+            message, code, error = body.get("message"), body.get("code"), {}
+        text = self.redact(message or fallback or response.reason_phrase or "no message")
+        return ErrorBody(text, code, kind, str(param) if param else None, error)
+
+    def created_id(self, response: httpx.Response, task_id: object, what: str = "task id") -> str:
+        """The one rule for a create answered without its task id: the task may exist and be
+        charged, so it is never sent again (unknown_outcome) and the user is told where to look."""
+        if not isinstance(task_id, (str, int)) or isinstance(task_id, bool) or not str(task_id):
+            raise ProviderError(self.name, "unknown_outcome", (
+                f"the create answered HTTP {response.status_code} without a {what}; the task may exist and "
+                f"be charged, so it is not sent again: check {self.task_history} before trying again"))
+        return str(task_id)
 
     # ---- shared machinery ------------------------------------------------------------------
 
@@ -173,13 +306,24 @@ class RemoteVideoProvider(VideoProvider):
                 timeout=httpx.Timeout(self.request_timeout, connect=self.connect_timeout))
         return self._http
 
-    def send(self, method: str, url: str, *, create: bool = False, **kwargs: Any) -> httpx.Response:
-        """One API call with transient retries; an unsuccessful final answer raises ProviderError."""
+    def send(self, method: str, url: str, *, create: bool = False,
+             read: Callable[[httpx.Response], Any] | None = None, **kwargs: Any) -> Any:
+        """One API call with transient retries; an unsuccessful final answer raises ProviderError.
+
+        The one send/retry policy: connection failures before anything was sent and 408/429/5xx
+        answers are retried with backoff; once a create's bytes may have reached the provider, a
+        broken connection is `lost_create` and never sent again. With `read`, the answer is
+        streamed and a successful one is handed to `read` (its return value is returned): for
+        APIs whose create answers with the video itself (LTX); a break mid-body counts as lost."""
         kwargs["headers"] = {**self.auth_headers(), **kwargs.get("headers", {})}
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                response = self.http.request(method, url, **kwargs)
+                if read is None:
+                    response = value = self.http.request(method, url, **kwargs)
+                else:
+                    with self.http.stream(method, url, **kwargs) as response:
+                        value = read(response) if response.is_success else response.read()
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if last:  # nothing reached the provider: safe to say so and let the take retry
                     raise ProviderError(self.name, "transient", f"cannot reach {self.base_url}: "
@@ -188,15 +332,13 @@ class RemoteVideoProvider(VideoProvider):
                 continue
             except httpx.TransportError as exc:
                 if create:
-                    raise ProviderError(self.name, "unknown_outcome", (
-                        f"the connection broke after the create was sent ({type(exc).__name__}); the "
-                        "task may exist and be charged, so it is not sent again")) from None
+                    raise self.lost_create(exc) from None
                 if last:
                     raise ProviderError(self.name, "transient", f"{method} {url}: {type(exc).__name__}") from None
                 self._sleep(attempt, None)
                 continue
             if response.is_success:
-                return response
+                return value
             hint = retry_after(response)
             if response.status_code in RETRYABLE_STATUS and not last and self.retryable(response):
                 log.info("%s %s %s: HTTP %s, retrying", self.name, method, url, response.status_code)
@@ -206,6 +348,12 @@ class RemoteVideoProvider(VideoProvider):
             error.retry_after = error.retry_after or hint
             raise error
         raise AssertionError("unreachable")
+
+    def lost_create(self, exc: httpx.TransportError) -> ProviderError:
+        """The error for a create whose connection broke after it was sent: it may have made a task."""
+        return ProviderError(self.name, "unknown_outcome", (
+            f"the connection broke after the create was sent ({type(exc).__name__}); the task may exist and "
+            "be charged, so it is not sent again"))
 
     def retryable(self, response: httpx.Response) -> bool:
         """Whether a retryable-looking status really is (e.g. out-of-credit 429s are not)."""
@@ -217,6 +365,7 @@ class RemoteVideoProvider(VideoProvider):
 
     def generate(self, request: GenerationRequest, dest: Path) -> GenerationResult:
         started = time.perf_counter()
+        self.checked(request)  # what the model cannot do is refused before anything is sent
         credits = self.run_task(request_key(request), lambda: self.submit(request), dest,
                                 lambda state: self.credits_for(request, state), lambda: self.lookup(request))
         return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field
 
-from blocks.catalogue import ModelEntry, UpscalerEntry, load_catalogue
+from blocks.catalogue import ModelEntry, UpscalerEntry
 from blocks.media import file_digest
 from blocks.providers import GenerationRequest, GenerationResult
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
@@ -112,6 +112,8 @@ class RunwayProvider(RemoteVideoProvider):
     upscalers: ClassVar[tuple[str, ...]] = ("magnific_video_upscaler_creative",)
     provider_name = "runway"
     unit_cost_field: ClassVar[str] = "cost.credits"
+    whole_seconds: ClassVar[bool] = True
+    task_history: ClassVar[str] = "the Runway dashboard's task history"
     cache_neutral: ClassVar[tuple[str, ...]] = RemoteVideoProvider.cache_neutral + ("api_version",)
 
     base_url: str = Field(
@@ -135,20 +137,12 @@ class RunwayProvider(RemoteVideoProvider):
 
     def _create(self, path: str, body: dict[str, Any]) -> str:
         response = self.send("POST", path, create=True, json=body)
-        task_id = _json(response).get("id")
-        if not isinstance(task_id, str) or not task_id:
-            raise ProviderError(self.name, "unknown_outcome", (
-                f"the create answered HTTP {response.status_code} without a task id; check the Runway "
-                "dashboard's task history before trying again"))
-        return task_id
+        return self.created_id(response, self.json_body(response).get("id"))
 
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """The create body for a request, shaped by the model's SDK field rules (blocks/runway_models.py)
         and checked against the catalogue before anything is spent."""
-        try:
-            entry = load_catalogue().model(self.name, request.model)
-        except KeyError as exc:
-            raise ProviderError(self.name, "invalid_input", exc.args[0]) from None
+        entry = self.checked(request)
         endpoint = "i2v" if request.reference_image is not None else "t2v"
         fields = RUNWAY_MODELS.get(request.model, {}).get(endpoint) or {}
         if entry.retired or request.model not in RUNWAY_MODELS:
@@ -187,39 +181,23 @@ class RunwayProvider(RemoteVideoProvider):
 
     def _check(self, request: GenerationRequest, entry: ModelEntry, resolution: str,
                fields: dict[str, Any]) -> None:
+        """What the SDK's types refuse beyond the catalogue's capability check (`checked`)."""
         def refuse(message: str) -> None:
-            raise ProviderError(self.name, "invalid_input", f"{request.model} {message}")
+            raise self.refuse(f"{request.model} {message}")
 
-        if resolution not in entry.resolutions:
-            refuse(f"has no {resolution}; use one of {', '.join(entry.resolutions)}")
-        if request.aspect_ratio not in entry.resolutions[resolution].sizes:
-            refuse(f"makes no {request.aspect_ratio} clips at {resolution}; use "
-                   f"{' or '.join(entry.resolutions[resolution].sizes)}")
-        if abs(request.duration - round(request.duration)) > 1e-6 or not entry.allows_duration(
-                request.duration, resolution):
-            refuse(f"makes {', '.join(f'{d:g}' for d in entry.durations_at(resolution))} s clips, not "
-                   f"{request.duration:g} s; change the shot's duration")
-        if request.reference_image is not None and not entry.image_to_video:
-            refuse("takes no reference image here; remove it or choose an image-to-video model")
-        if request.reference_image is None and not entry.text_to_video:
-            refuse("needs a reference image; add one or choose a text-to-video model")
         width, height = entry.size(request.aspect_ratio, resolution)
         if "ratio" in fields and fields["ratio"].get("required") and not _ratio(
                 fields, width, height, request.aspect_ratio, resolution):
             refuse(f"takes no {width}:{height} ratio here; use one of {', '.join(fields['ratio']['enum'])}")
         if "resolution" in fields and resolution not in fields["resolution"].get("enum", [resolution]):
             refuse(f"takes no resolution {resolution} here; use {' or '.join(fields['resolution']['enum'])}")
-        if request.audio and entry.audio == "none":
-            refuse("makes no sound; set audio: false or choose a model with audio")
-        if request.motion_regions:
-            refuse("has no motion brush; remove the motion regions or choose a model with one")
         prompt = fields.get("promptText", {})
         if prompt.get("required") and not request.prompt.strip():
-            refuse("needs a prompt here; write the shot's brief")
+            refuse("needs a prompt here; send one")
         limit = prompt.get("max_length") or next(
             (n for prefix, n in PROMPT_LIMITS.items() if request.model.startswith(prefix)), None)
         if limit and len(request.prompt.encode("utf-16-le")) // 2 > limit:
-            refuse(f"takes prompts of at most {limit} characters; shorten the shot's prompt")
+            refuse(f"takes prompts of at most {limit} characters; shorten the prompt")
 
     # ---- upscale (POST /v1/video_upscale: a task like any other) -----------------------------
 
@@ -256,16 +234,15 @@ class RunwayProvider(RemoteVideoProvider):
                    if _inline(request.source, entry) else upload(self, request.source))
             return self._create("/v1/video_upscale", {**body, "videoUri": uri})
 
-        credits = self.run_task(key, create, dest, lambda state: (
-            state.cost * load_catalogue().providers[self.name].credits_per_unit if state.cost is not None
-            else self.estimate_upscale_credits(request.model, request.resolution, request.duration)))
+        credits = self.run_task(key, create, dest, lambda state: self.credits_or(state, lambda: (
+            self.estimate_upscale_credits(request.model, request.resolution, request.duration))))
         return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
                                 credits=round(credits, 4), seconds=time.perf_counter() - started)
 
     # ---- poll, cancel, errors ----------------------------------------------------------------
 
     def poll(self, task_id: str) -> TaskState:
-        data = _json(self.send("GET", f"/v1/tasks/{task_id}"))
+        data = self.json_body(self.send("GET", f"/v1/tasks/{task_id}"))
         raw = data.get("status")
         status = STATUSES.get(raw)
         if status is None:  # a status newer than this adapter: keep polling, on the deadline's clock
@@ -296,11 +273,6 @@ class RunwayProvider(RemoteVideoProvider):
         except ProviderError as exc:  # best effort: the take has failed either way
             log.warning("%s: could not cancel task %s: %s", self.name, task_id, exc)
 
-    def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
-        if state.cost is None:
-            return self.estimate_credits(request)
-        return state.cost * load_catalogue().providers[self.name].credits_per_unit
-
     def error_for(self, response: httpx.Response) -> ProviderError:
         status, message = response.status_code, self._message(response)
         if status == 400 and "credit" in message.lower():
@@ -323,18 +295,10 @@ class RunwayProvider(RemoteVideoProvider):
         if status >= 500 or status in (408, 409):
             return ProviderError(self.name, "transient", f"Runway answered HTTP {status}: {message}")
         return ProviderError(self.name, "invalid_input", (
-            f"Runway refused the request (HTTP {status}: {message}); fix the shot's settings"))
+            f"Runway refused the request (HTTP {status}: {message}); fix the request's settings"))
 
     def _message(self, response: httpx.Response) -> str:
-        """The error body's message: one line, bounded, and never the key."""
-        try:
-            body = response.json()
-            text = body.get("error") if isinstance(body, dict) else None
-        except ValueError:
-            text = None
-        text = " ".join(str(text or response.reason_phrase or "no message").split())[:300]
-        secret = self.api_key.get_secret_value() if self.api_key else ""
-        return text.replace(secret, "***") if secret else text
+        return self.error_body(response).message
 
 
 def _ratio(fields: dict[str, Any], width: int, height: int, aspect: str, resolution: str) -> str | None:
@@ -352,14 +316,3 @@ def _inline(path: Path, entry: UpscalerEntry) -> bool:
 def _video_uri_header(path: Path) -> str:
     kind = {".mov": "video/quicktime", ".webm": "video/webm"}.get(path.suffix.lower(), "video/mp4")
     return f"data:{kind};base64,"
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise ProviderError("runway", "transient", f"HTTP {response.status_code} with a body that is not a "
-                                                   "JSON object")
-    return data

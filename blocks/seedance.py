@@ -25,7 +25,6 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field
 
-from blocks.catalogue import load_catalogue
 from blocks.providers import GenerationRequest
 from blocks.remote import ErrorKind, ProviderError, RemoteVideoProvider, TaskState, data_uri
 
@@ -68,6 +67,7 @@ class SeedanceProvider(RemoteVideoProvider):
     models: ClassVar[tuple[str, ...]] = ("dreamina-seedance-2-0-260128", "dreamina-seedance-2-0-fast-260128")
     provider_name: ClassVar[str] = "seedance"
     unit_cost_field: ClassVar[str] = "usage.completion_tokens"
+    task_history: ClassVar[str] = "the ModelArk console's task list"
     cache_neutral: ClassVar[tuple[str, ...]] = (*RemoteVideoProvider.cache_neutral, "usd_per_million_tokens")
 
     base_url: str = Field(
@@ -85,23 +85,8 @@ class SeedanceProvider(RemoteVideoProvider):
     def body(self, request: GenerationRequest) -> dict[str, Any]:
         """The create request for a take (validated against the catalogue first: nothing is spent
         on a request the API would refuse)."""
-        try:
-            entry = load_catalogue().model(self.name, request.model)
-        except KeyError as exc:
-            raise ProviderError(self.name, "invalid_input", str(exc.args[0])) from None
+        entry = self.checked(request)
         resolution = request.resolution or entry.default_resolution
-        if resolution not in entry.resolutions:
-            raise ProviderError(self.name, "invalid_input", (
-                f"{request.model} has no {resolution}; use one of {', '.join(entry.resolutions)}"))
-        if request.aspect_ratio not in entry.resolutions[resolution].sizes:
-            raise ProviderError(self.name, "invalid_input", (
-                f"{request.model} has no {request.aspect_ratio} at {resolution}; use one of "
-                f"{', '.join(entry.resolutions[resolution].sizes)}"))
-        if not entry.allows_duration(request.duration, resolution):
-            raise ProviderError(self.name, "invalid_input", (
-                f"{request.model} makes {entry.durations_at(resolution)[0]:g}-"
-                f"{entry.durations_at(resolution)[-1]:g} s clips in whole seconds, not "
-                f"{request.duration:g} s; change the shot's duration"))
         flags = (f"--resolution {resolution} --ratio {request.aspect_ratio} --duration "
                  f"{round(request.duration)} --seed {request.seed % 2**32} --camerafixed false "
                  "--watermark false")
@@ -115,16 +100,12 @@ class SeedanceProvider(RemoteVideoProvider):
 
     def submit(self, request: GenerationRequest) -> str:
         response = self.send("POST", TASKS, json=self.body(request), create=True)
-        task_id = _json(response).get("id")
-        if not task_id:
-            raise ProviderError(self.name, "unknown_outcome", (
-                "the create answered without a task id; check the ModelArk console before trying again"))
-        return str(task_id)
+        return self.created_id(response, self.json_body(response).get("id"))
 
     # ---- status -----------------------------------------------------------------------------
 
     def poll(self, task_id: str) -> TaskState:
-        task = _json(self.send("GET", f"{TASKS}/{task_id}"))
+        task = self.json_body(self.send("GET", f"{TASKS}/{task_id}"))
         raw = str(task.get("status", ""))
         status = STATUSES.get(raw)
         error = task.get("error") or {}
@@ -139,7 +120,7 @@ class SeedanceProvider(RemoteVideoProvider):
         if status == "failed":
             code = str(error.get("code") or "")
             state.error_kind = failure_kind(code) if code else "transient"
-            state.error = self.clean(f"{code}: {error.get('message') or 'no message'}" if code else
+            state.error = self.redact(f"{code}: {error.get('message') or 'no message'}" if code else
                                      str(error.get("message") or "no reason given"))
         tokens = (task.get("usage") or {}).get("completion_tokens")
         if status == "succeeded" and tokens is not None:
@@ -158,19 +139,17 @@ class SeedanceProvider(RemoteVideoProvider):
             log.warning("%s: could not cancel task %s (%s); a running task finishes and is charged",
                         self.name, task_id, exc)
 
-    def credits_for(self, request: GenerationRequest, state: TaskState) -> float:
-        if state.cost is None:
-            return self.estimate_credits(request)
-        return state.cost * load_catalogue().providers[self.name].credits_per_unit
-
     # ---- errors -----------------------------------------------------------------------------
 
     def retryable(self, response: httpx.Response) -> bool:
-        return not _code(response).startswith(SPENT_429)
+        return not self._code(response).startswith(SPENT_429)
+
+    def _code(self, response: httpx.Response) -> str:
+        return str(self.error_body(response).code or "")
 
     def error_for(self, response: httpx.Response) -> ProviderError:
-        status, code = response.status_code, _code(response)
-        message = self.clean(str((_json(response).get("error") or {}).get("message") or response.reason_phrase))
+        status, error = response.status_code, self.error_body(response)
+        code, message = str(error.code or ""), error.message
         if status == 401:
             return ProviderError(self.name, "auth", (
                 "ModelArk refused the API key (AuthenticationError); save a valid ARK key in the "
@@ -187,29 +166,11 @@ class SeedanceProvider(RemoteVideoProvider):
             "moderation": "the prompt or reference image was refused by content moderation; rewrite it",
             "insufficient_credits": "the ModelArk account has no balance or hit its spending limit; "
                                     "top it up in the BytePlus console",
-            "invalid_input": "check the model id is activated for this key and the shot's duration, "
+            "invalid_input": "check the model id is activated for this key and the request's duration, "
                              "ratio and resolution" if status == 404 else
-                             "fix the shot's model, duration, ratio or resolution",
+                             "fix the request's model, duration, ratio or resolution",
             "auth": "the key lacks access; activate the model for this key in the ModelArk console",
             "transient": "ModelArk had a problem; the take will be retried",
         }[kind]
         what = f"HTTP {status} {code}" if code else f"HTTP {status}"
         return ProviderError(self.name, kind, f"{what}: {message}; {advice}")
-
-    def clean(self, text: str) -> str:
-        """A provider message fit for logs: one line, bounded, never carrying the key."""
-        text = " ".join(text.split())[:300]
-        key = self.api_key.get_secret_value() if self.api_key else ""
-        return text.replace(key, "***") if key else text
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _code(response: httpx.Response) -> str:
-    return str((_json(response).get("error") or {}).get("code") or "")

@@ -52,11 +52,6 @@ def failure_kind(code: str | None) -> ErrorKind:
     return "transient"
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class SoraProvider(RemoteVideoProvider):
     """OpenAI Sora 2 and Sora 2 Pro (shut down by OpenAI on 2026-09-24; set `base_url` to a
     compatible endpoint to use this block).
@@ -74,6 +69,7 @@ class SoraProvider(RemoteVideoProvider):
                     "compatible endpoint set in base_url.")
     models: ClassVar[tuple[str, ...]] = ("sora-2", "sora-2-pro")
     provider_name: ClassVar[str] = "sora"
+    task_history: ClassVar[str] = "the endpoint's video list (GET /videos)"
 
     base_url: str = Field("https://api.openai.com/v1",
                           description="Videos API root. OpenAI's own was shut down on 2026-09-24; set a "
@@ -123,12 +119,8 @@ class SoraProvider(RemoteVideoProvider):
         if request.reference_image is not None:
             form["input_reference"] = ("reference.jpg", fitted_reference(request.reference_image, width, height),
                                        "image/jpeg")
-        video = self.json_body(self.send("POST", "/videos", files=form, create=True))
-        if not isinstance(video.get("id"), str):
-            raise ProviderError(self.name, "unknown_outcome", (
-                "the create answered without a video id; the task may exist and be charged, so it is not "
-                "sent again"))
-        return video["id"]
+        response = self.send("POST", "/videos", files=form, create=True)
+        return self.created_id(response, self.json_body(response).get("id"), "video id")
 
     def poll(self, task_id: str) -> TaskState:
         self._refuse_if_retired()
@@ -142,7 +134,7 @@ class SoraProvider(RemoteVideoProvider):
         elif status == "failed":
             error = video.get("error") or {}
             state.error_kind = failure_kind(error.get("code"))
-            state.error = f"{_one_line(error.get('message') or 'no reason given')} ({error.get('code')})"
+            state.error = f"{self.redact(error.get('message') or 'no reason given')} ({error.get('code')})"
         return state
 
     def cancel(self, task_id: str) -> None:
@@ -153,21 +145,10 @@ class SoraProvider(RemoteVideoProvider):
 
     # ---- errors ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _error(response: httpx.Response) -> dict:
-        try:
-            error = response.json().get("error")
-        except (ValueError, AttributeError):
-            return {}
-        return error if isinstance(error, dict) else {}
-
     def error_for(self, response: httpx.Response) -> ProviderError:
-        error, status = self._error(response), response.status_code
-        code, kind = str(error.get("code") or ""), str(error.get("type") or "")
-        message = _one_line(error.get("message") or f"HTTP {status}")
-        if self.api_key is not None and self.api_key.get_secret_value():
-            message = message.replace(self.api_key.get_secret_value(), "***")
-        param = f" ({error['param']})" if error.get("param") else ""
+        error, status = self.error_body(response, f"HTTP {response.status_code}"), response.status_code
+        code, kind, message = str(error.code or ""), error.type, error.message
+        param = f" ({error.param})" if error.param else ""
         said = f"HTTP {status}{' ' + code if code else ''}{param}: {message}"
         if status == 401:  # the message echoes part of the key: leave it out
             return ProviderError(self.name, "auth", f"the API key was refused (HTTP 401{' ' + code if code else ''}); "
@@ -182,12 +163,12 @@ class SoraProvider(RemoteVideoProvider):
             return ProviderError(self.name, "rate_limited", f"{said}; lower the block's max_concurrency")
         if status >= 500:
             return ProviderError(self.name, "transient", said)
-        return ProviderError(self.name, "invalid_input", f"{said}; check the shot's model, duration and "
-                                                         "size against the catalogue")
+        return ProviderError(self.name, "invalid_input", f"{said}; check the request's model, duration "
+                                                         "and size against the catalogue")
 
     def retryable(self, response: httpx.Response) -> bool:
-        error = self._error(response)
-        if error.get("code") in NO_CREDIT or error.get("type") == "insufficient_quota":
+        error = self.error_body(response)
+        if error.code in NO_CREDIT or error.type == "insufficient_quota":
             return False  # waiting does not add credit
         return super().retryable(response)
 

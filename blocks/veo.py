@@ -49,18 +49,6 @@ def _details(error: dict, kind: str) -> list[dict]:
     return [d for d in error.get("details") or [] if isinstance(d, dict) and d.get("@type", "").endswith(kind)]
 
 
-def google_error(response: httpx.Response) -> dict:
-    """The {"code","message","status","details"} of a Google error body ({} if it is not one)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    if isinstance(body, list) and body:  # some Google front ends wrap the error in a list
-        body = body[0]
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
-
-
 def retry_delay(error: dict) -> float | None:
     """RetryInfo.retryDelay ("58s", "45.837906927s") in seconds."""
     for detail in _details(error, "google.rpc.RetryInfo"):
@@ -80,11 +68,6 @@ def rpc_kind(code: Any, message: str) -> ErrorKind:
     return RPC_KINDS.get(code, "transient") if isinstance(code, int) else "transient"
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class VeoProvider(RemoteVideoProvider):
     """Google Veo 2, 3 and 3.1 video generation with a Gemini API key from Google AI Studio.
 
@@ -102,6 +85,7 @@ class VeoProvider(RemoteVideoProvider):
         "veo-3.1-generate-preview", "veo-3.1-fast-generate-preview", "veo-3.1-lite-generate-001", "veo-3.0-generate-001",
         "veo-3.0-fast-generate-001", "veo-2.0-generate-001")
     provider_name: ClassVar[str] = "veo"
+    task_history: ClassVar[str] = "the Gemini API's operations (GET /v1beta/operations)"
 
     base_url: str = Field("https://generativelanguage.googleapis.com",
                           description="Gemini API root, without the version (point it at a simulator or proxy "
@@ -160,11 +144,7 @@ class VeoProvider(RemoteVideoProvider):
         response = self.send("POST", f"/{self.api_version}/models/{request.model}:predictLongRunning",
                              json={"instances": [instance], "parameters": parameters}, create=True)
         name = self.json_body(response).get("name")
-        if not isinstance(name, str) or "/operations/" not in name:
-            raise ProviderError(self.name, "unknown_outcome", (
-                "the create answered without an operation name; the task may exist and be charged, "
-                "so it is not sent again"))
-        return name
+        return self.created_id(response, name if "/operations/" in str(name) else None, "operation name")
 
     def _default_resolution(self, model: str) -> str:
         try:
@@ -178,7 +158,7 @@ class VeoProvider(RemoteVideoProvider):
             return TaskState(id=task_id, status="running")
         error = data.get("error")
         if isinstance(error, dict):
-            message = _one_line(error.get("message") or "no reason given")
+            message = self.redact(error.get("message") or "no reason given")
             return TaskState(id=task_id, status="failed", error_kind=rpc_kind(error.get("code"), message),
                              error=f"{message} (google.rpc code {error.get('code')})")
         response = data.get("response") or {}
@@ -188,7 +168,7 @@ class VeoProvider(RemoteVideoProvider):
             if result.get("raiMediaFilteredCount"):
                 reasons = "; ".join(result.get("raiMediaFilteredReasons") or []) or "no reason given"
                 return TaskState(id=task_id, status="failed", error_kind="moderation", error=(
-                    f"Google's safety filters blocked the video ({_one_line(reasons)}); it is not charged. "
+                    f"Google's safety filters blocked the video ({self.redact(reasons)}); it is not charged. "
                     "Rephrase the prompt or change the reference image"))
             return TaskState(id=task_id, status="failed", error_kind="bad_output",
                              error="the operation finished without a video or a reason")
@@ -229,9 +209,8 @@ class VeoProvider(RemoteVideoProvider):
     # ---- errors and retries ----------------------------------------------------------------------
 
     def error_for(self, response: httpx.Response) -> ProviderError:
-        error = google_error(response)
-        code, status = response.status_code, str(error.get("status") or "")
-        message = _one_line(error.get("message") or f"HTTP {code}").replace(self._key(), "***")
+        body = self.error_body(response, f"HTTP {response.status_code}")
+        error, code, status, message = body.error, response.status_code, body.type, body.message
         reasons = {d.get("reason") for d in _details(error, "google.rpc.ErrorInfo")}
         said = f"HTTP {code}{' ' + status if status else ''}: {message}"
         if "API_KEY_INVALID" in reasons or code == 401 or status == "UNAUTHENTICATED":
@@ -253,11 +232,11 @@ class VeoProvider(RemoteVideoProvider):
                 "run the take again"))
         if SAFETY.search(message):
             return ProviderError(self.name, "moderation", f"{said}; rephrase the prompt or change the image")
-        return ProviderError(self.name, "invalid_input", f"{said}; check the shot's model, duration, "
+        return ProviderError(self.name, "invalid_input", f"{said}; check the request's model, duration, "
                                                          "resolution and aspect ratio against the catalogue")
 
     def retryable(self, response: httpx.Response) -> bool:
-        error = google_error(response)
+        error = self.error_body(response).error
         if any("PerDay" in str(v.get("quotaId", "")) for d in _details(error, "google.rpc.QuotaFailure")
                for v in d.get("violations") or []):
             return False  # a daily quota resets in hours: fail the take now with rate_limited
@@ -269,6 +248,3 @@ class VeoProvider(RemoteVideoProvider):
     def _sleep(self, attempt: int, hint: float | None) -> None:
         stashed = self._retry_hints.pop(threading.get_ident(), None)
         super()._sleep(attempt, hint if hint is not None else stashed)
-
-    def _key(self) -> str:
-        return self.api_key.get_secret_value() if self.api_key and self.api_key.get_secret_value() else "\0"

@@ -13,9 +13,8 @@ from blocks.ledger import BudgetError, BudgetStatus, Ledger
 from blocks.providers import VideoProvider
 from tasks.estimate import Estimate
 from tasks.plan import ModelChoice, ShotPlan
-from tasks.routing import problems, shot_needs
 from tasks.spend import BudgetDraw
-from tasks.storyboard import Storyboard
+from tasks.storyboard import Storyboard, shot_needs
 
 
 class BudgetDecision(RunInput):
@@ -115,7 +114,7 @@ def _cheapest(storyboard: Storyboard, plan: ShotPlan, shortest: bool) -> tuple[M
             lengths = [max(entry.duration_range[0], 1.0)]
         seconds = next((s for s in lengths if s <= needs.duration), needs.duration) if shortest else needs.duration
         trial = type(needs)(**{**vars(needs), "duration": seconds, "resolution": None})
-        if problems(entry, trial):
+        if entry.unmet(trial):
             continue
         cost = catalogue.credits(provider, entry.model, seconds, None, needs.audio)
         if best is None or cost < best[0]:

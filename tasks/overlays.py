@@ -16,11 +16,8 @@ a text file (no escaping at all) and compares the pixels.
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 import textwrap
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -28,11 +25,10 @@ import cv2
 import ffmpeg
 import numpy as np
 
-from blocks.media import FFMPEG, MediaError
+from blocks.media import MediaError
 from tasks.edit import Title
-from tasks.srt import Cue
+from tasks.srt import CAPTION_FONT, Cue, caption_font_problem  # noqa: F401  (re-exported)
 
-CAPTION_FONT = "Sans"  # a fontconfig family: whichever sans-serif face the system provides
 CAPTION_SLOT = "takeflow_captions"  # placeholder filter name, replaced by the drawtext chain
 CAPTION_BOX = "black@0.6"  # readable over snow and night alike, without hiding the picture
 MAX_CAPTION_LINES = 3  # past this a cue is set smaller rather than climb into the picture
@@ -166,18 +162,3 @@ def splice_captions(command: list[str], chain: str) -> list[str]:
     if CAPTION_SLOT not in graph:
         return command
     return [*command[:at + 1], graph.replace(CAPTION_SLOT, chain, 1), *command[at + 2:]]
-
-
-@lru_cache(maxsize=1)
-def caption_font_problem() -> str | None:
-    """Why captions cannot be drawn on this machine (no font ffmpeg can load), or None."""
-    done = subprocess.run(
-        [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i", "color=s=64x32:d=0.04",
-         "-vf", f"drawtext=font={CAPTION_FONT}:text=Ag:fontsize=12:y_align=font", "-f", "null", "-"],
-        capture_output=True, text=True)
-    if done.returncode == 0:
-        return None
-    first = (done.stderr.strip().splitlines() or ["no detail"])[0]
-    detail = re.sub(r"^\[[^\]]*\]\s*", "", first)[:160]  # without the "[Parsed_drawtext_0 @ 0x…]" prefix
-    return (f"ffmpeg cannot draw caption text here ({detail}); install a TrueType font such as the "
-            "fonts-dejavu-core package, or leave captions out")

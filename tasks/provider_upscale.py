@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from prefect import task
 
-from blocks.catalogue import RESOLUTIONS, load_catalogue
+from blocks.catalogue import RESOLUTIONS
 from blocks.providers import GenerationError, GenerationResult, VideoProvider
 from blocks.super_resolution import SuperResolution, UpscaleRequest
 from tasks.caching import content_key
@@ -37,31 +37,6 @@ def upscaler_of(storyboard: Storyboard) -> tuple[str, str] | None:
         return None
     provider, _, model = spec.partition("/")
     return provider, model
-
-
-def check_upscaler(storyboard: Storyboard) -> None:
-    """Refuse an upscaler the catalogue does not have, a delivery size it cannot reach, or shots
-    longer than it takes: ValueError naming the field and the fix, before anything is spent."""
-    chosen = upscaler_of(storyboard)
-    if chosen is None:
-        return
-    spec, delivery, catalogue = storyboard.defaults.upscaler, storyboard.defaults.delivery, load_catalogue()
-    try:
-        entry = catalogue.upscaler(*chosen)
-    except KeyError:
-        names = ", ".join(f"{u.provider}/{u.model}" for u in catalogue.upscalers)
-        raise ValueError(f"defaults.upscaler: '{spec}' is not an upscaler in the catalogue; use local"
-                         + (f" or one of: {names}" if names else "")) from None
-    try:
-        entry.target(delivery)
-    except KeyError as exc:
-        raise ValueError(f"defaults.upscaler: {exc.args[0]}; use local for {delivery}") from None
-    for index in range(len(storyboard.shots)):
-        seconds = storyboard.duration_of(index)
-        if entry.max_duration is not None and seconds > entry.max_duration:
-            raise ValueError(f"shots[{index}].duration: {spec} upscales clips of at most "
-                             f"{entry.max_duration:g} s, not {seconds:g} s; shorten the shot or set "
-                             "defaults.upscaler: local")
 
 
 def upscaling_provider(storyboard: Storyboard, providers: dict[str, VideoProvider]) -> SuperResolution | None:

@@ -15,10 +15,15 @@ top of each other.
 from __future__ import annotations
 
 import re
+import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from blocks.media import FFMPEG
+
+CAPTION_FONT = "Sans"  # a fontconfig family: whichever sans-serif face the system provides
 MAX_BYTES = 2 * 2**20  # a two-hour film's subtitles are ~150 KB; anything far larger is not an .srt
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[,.](\d{1,3}))?"
 _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s+.*)?$")
@@ -160,3 +165,18 @@ def fit_to_edit(cues: list[Cue], duration: float, name: str) -> list[Cue]:
                                 f"ends ({timestamp(duration)}); remove the cues past the end or lengthen "
                                 "the shots")
     return [cue if cue.end <= duration else cue.model_copy(update={"end": duration}) for cue in cues]
+
+
+@lru_cache(maxsize=1)
+def caption_font_problem() -> str | None:
+    """Why captions cannot be drawn on this machine (no font ffmpeg can load), or None."""
+    done = subprocess.run(
+        [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi", "-i", "color=s=64x32:d=0.04",
+         "-vf", f"drawtext=font={CAPTION_FONT}:text=Ag:fontsize=12:y_align=font", "-f", "null", "-"],
+        capture_output=True, text=True)
+    if done.returncode == 0:
+        return None
+    first = (done.stderr.strip().splitlines() or ["no detail"])[0]
+    detail = re.sub(r"^\[[^\]]*\]\s*", "", first)[:160]  # without the "[Parsed_drawtext_0 @ 0x…]" prefix
+    return (f"ffmpeg cannot draw caption text here ({detail}); install a TrueType font such as the "
+            "fonts-dejavu-core package, or leave captions out")

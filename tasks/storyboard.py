@@ -22,11 +22,11 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from blocks.catalogue import load_catalogue
 from blocks.providers import AspectRatio
 from blocks.registry import PROVIDERS
-from tasks.routing import AUTO, Choice, problems, resolve, shot_needs
+# leaf helpers only (they import nothing from the pipeline): tests/test_layering.py keeps it so
+from tasks.routing import AUTO, Choice, Needs, check_choice, problems, route
 from tasks.inputs import (MAX_BYTES, REMOTE, InputError, Kind, check_file, locate, read_storyboard_data,
                           regular_file)
-from tasks.srt import SubtitleError, fit_to_edit, read_srt
-from tasks.provider_upscale import check_upscaler
+from tasks.srt import SubtitleError, caption_font_problem, fit_to_edit, read_srt
 
 Delivery = Literal["720p", "1080p", "1440p", "4k"]
 DELIVERY_SHORT_SIDE = {"720p": 720, "1080p": 1080, "1440p": 1440, "4k": 2160}
@@ -435,8 +435,6 @@ def _resolve_input(value: str | None, info: ValidationInfo, kind: Kind) -> str |
 def _check_captions(uri: str, total: float) -> None:
     """A local subtitle file must parse and fit the edit, and ffmpeg must have a font to draw it
     with; remote ones are read when the run starts, still before anything is spent."""
-    from tasks.overlays import caption_font_problem  # drawing code imports this module: import late
-
     problem = caption_font_problem()
     if problem:
         raise ValueError(f"captions: {problem}")
@@ -451,6 +449,49 @@ def slug(text: str, limit: int = 60) -> str:
     """Lowercase letters, digits and single dashes: safe in paths, run names and artifact keys."""
     words = "".join(c if c.isalnum() else "-" for c in text.lower()).split("-")
     return "-".join(w for w in words if w)[:limit].strip("-") or "project"
+
+
+def shot_needs(storyboard: Storyboard, index: int) -> Needs:
+    """What shot `index` asks of a model."""
+    shot, defaults = storyboard.shots[index], storyboard.defaults
+    return Needs(duration=storyboard.duration_of(index), aspect_ratio=defaults.aspect_ratio,
+                 image=bool(shot.reference_image or shot.continues), brush=bool(shot.motion_brush),
+                 audio=shot.audio if shot.audio is not None else defaults.audio,
+                 resolution=shot.resolution or defaults.resolution, motion=bool(shot.motion_reference))
+
+
+def resolve(storyboard: Storyboard, index: int, provider: str, model: str) -> Choice:
+    """A shot's (provider, model) as a checked Choice; `auto` is routed. Raises ValueError."""
+    needs = shot_needs(storyboard, index)
+    if model == AUTO:
+        shot_provider = storyboard.shots[index].provider
+        allowed = [shot_provider] if shot_provider and shot_provider != AUTO else storyboard.defaults.providers
+        return route(needs, allowed)
+    return check_choice(provider, model, needs)
+
+
+def check_upscaler(storyboard: Storyboard) -> None:
+    """Refuse an upscaler the catalogue does not have, a delivery size it cannot reach, or shots
+    longer than it takes: ValueError naming the field and the fix, before anything is spent."""
+    spec, delivery, catalogue = storyboard.defaults.upscaler, storyboard.defaults.delivery, load_catalogue()
+    if spec == "local":
+        return
+    try:
+        entry = catalogue.upscaler(*spec.partition("/")[::2])
+    except KeyError:
+        names = ", ".join(f"{u.provider}/{u.model}" for u in catalogue.upscalers)
+        raise ValueError(f"defaults.upscaler: '{spec}' is not an upscaler in the catalogue; use local"
+                         + (f" or one of: {names}" if names else "")) from None
+    try:
+        entry.target(delivery)
+    except KeyError as exc:
+        raise ValueError(f"defaults.upscaler: {exc.args[0]}; use local for {delivery}") from None
+    for index in range(len(storyboard.shots)):
+        seconds = storyboard.duration_of(index)
+        if entry.max_duration is not None and seconds > entry.max_duration:
+            raise ValueError(f"shots[{index}].duration: {spec} upscales clips of at most "
+                             f"{entry.max_duration:g} s, not {seconds:g} s; shorten the shot or set "
+                             "defaults.upscaler: local")
 
 
 def _check_model(storyboard: Storyboard, index: int, field: str, spec: str) -> Choice:

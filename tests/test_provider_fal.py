@@ -131,8 +131,8 @@ def test_bad_inputs_complete_with_fals_422(sim, body, field, kind):
 
 
 @pytest.mark.parametrize("change, words", [
-    ({"duration": 5}, "durations of 4-8 s in steps of 2, not 5 s"), ({"aspect_ratio": "1:1"}, "no 1:1"),
-    ({"resolution": "4k"}, "no 16:9 clips at 4k"), ({"model": "sora-2"}, "not a fal model"),
+    ({"duration": 5}, "makes 4-8 s in steps of 2 clips, not 5 s"), ({"aspect_ratio": "1:1"}, "no 1:1"),
+    ({"resolution": "4k"}, "does not generate at 4k"), ({"model": "sora-2"}, "not a fal model"),
 ])
 def test_requests_fal_would_refuse_are_refused_before_sending(sim, fal, tmp_path, change, words):
     requests = len(sim.requests)

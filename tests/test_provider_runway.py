@@ -162,7 +162,7 @@ def test_the_simulator_validates_like_the_api(sim, runway, tmp_path, reference):
 @pytest.mark.parametrize("change, words", [
     ({"aspect_ratio": "1:1"}, "no 1:1"), ({"duration": 2.5}, "not 2.5 s"), ({"duration": 12}, "not 12 s"),
     ({"model": "gen4_turbo"}, "needs a reference image"), ({"audio": True}, "makes no sound"),
-    ({"resolution": "1080p"}, "has no 1080p"), ({"prompt": "x" * 1001}, "at most 1000"),
+    ({"resolution": "1080p"}, "does not generate at 1080p"), ({"prompt": "x" * 1001}, "at most 1000"),
     ({"model": "gen5"}, "not a runway model"),
 ])
 def test_requests_the_api_would_refuse_are_refused_before_sending(sim, runway, tmp_path, change, words):
