@@ -1,6 +1,6 @@
 """The Budget block: a ledger budget's limit and period, editable in the Prefect UI.
 
-The ledger (blocks/ledger.py) holds what was spent; this block holds what may be spent, so a
+The ledger (blocks/ledger/) holds what was spent; this block holds what may be spent, so a
 producer can raise a limit from the UI. Each run drawing on the budget applies an edit made in
 the UI to the ledger, and otherwise writes the ledger's values back to the block, so
 `takeflow budget set` and the UI stay in step:

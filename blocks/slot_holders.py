@@ -4,12 +4,21 @@ Prefect's lease is renewed by the process that holds it; when that process dies 
 counted until someone revokes the lease. This table names the holder (host, pid, start time) so
 the next run can tell a dead holder from a live one and return the slot at once, instead of
 waiting on a server that may never do it (tasks/provider_slots.py says when that happens).
+
+The row is written *before* the slot is asked for, under a token of its own that goes to the
+server as the lease's holder, and the lease id is added once the server's answer is in. So a
+process killed between the server granting the lease and learning its id still leaves a row
+(pending: a token, no lease id). Where the server's lease storage can be read from here (the
+embedded server's lease files), the next run finds the lease by that holder token and returns it
+at once. A standalone server's storage cannot be read over its API (Prefect 3.9 lists lease
+holders only for `tag:` limits), so there such a lease comes back by the server's own expiry.
 """
 
 from __future__ import annotations
 
 import time
-from uuid import UUID
+from dataclasses import dataclass
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 
@@ -18,14 +27,24 @@ from blocks.journal import alive, me
 
 metadata = sa.MetaData()
 holders = sa.Table(
-    "slot_holders", metadata,
-    sa.Column("lease_id", sa.String(36), primary_key=True),
+    "slot_lease_holders", metadata,
+    sa.Column("token", sa.String(36), primary_key=True),  # the lease's holder id on the server
+    sa.Column("lease_id", sa.String(36), nullable=True, index=True),  # None until the grant is in
     sa.Column("server", sa.String(1024), nullable=False),
     sa.Column("limit_name", sa.String(256), nullable=False),
     sa.Column("owner", sa.String(256), nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 _ready: set[sa.Engine] = set()
+
+
+@dataclass(frozen=True)
+class Orphans:
+    """What dead holders of one limit left: leases by id, and tokens of requests whose answer
+    (a lease, or a refusal) the holder never read."""
+
+    leases: list[UUID]
+    pending: list[UUID]
 
 
 def _engine() -> sa.Engine:
@@ -44,10 +63,32 @@ def server_id(api_url: str) -> str:
     return api_url if PREFECT_API_URL.value() else f"embedded:{PREFECT_HOME.value()}"
 
 
-def acquired(lease: UUID, api_url: str, name: str, seconds: float) -> None:
+def pending(api_url: str, name: str, seconds: float) -> UUID:
+    """Note that this process is about to ask for a slot of `name`; returns the holder token to
+    send with the request. Until `granted` or `abandoned`, refresh it with `still_pending`."""
+    token = uuid4()
     with _engine().begin() as conn:
-        conn.execute(holders.insert().values(lease_id=str(lease), server=server_id(api_url), limit_name=name,
-                                             owner=me(), expires_at=time.time() + seconds))
+        conn.execute(holders.insert().values(token=str(token), lease_id=None, server=server_id(api_url),
+                                             limit_name=name, owner=me(), expires_at=time.time() + seconds))
+    return token
+
+
+def still_pending(token: UUID, seconds: float) -> None:
+    with _engine().begin() as conn:
+        conn.execute(holders.update().where(holders.c.token == str(token))
+                     .values(expires_at=time.time() + seconds))
+
+
+def granted(token: UUID, lease: UUID, seconds: float) -> None:
+    with _engine().begin() as conn:
+        conn.execute(holders.update().where(holders.c.token == str(token))
+                     .values(lease_id=str(lease), expires_at=time.time() + seconds))
+
+
+def abandoned(token: UUID) -> None:
+    """The request under `token` got no lease (refused, failed) or its row is not needed."""
+    with _engine().begin() as conn:
+        conn.execute(holders.delete().where(holders.c.token == str(token)))
 
 
 def renewed(lease: UUID, seconds: float) -> None:
@@ -61,37 +102,54 @@ def released(lease: UUID) -> None:
         conn.execute(holders.delete().where(holders.c.lease_id == str(lease)))
 
 
-def held(api_url: str, name: str) -> list[tuple[UUID, str]]:
-    """(lease, holder) of every slot of `name` the table knows to be held."""
-    with _engine().connect() as conn:
-        rows = conn.execute(sa.select(holders.c.lease_id, holders.c.owner).where(
-            holders.c.server == server_id(api_url), holders.c.limit_name == name)).all()
-    return [(UUID(lease), owner) for lease, owner in rows]
-
-
-def orphaned(api_url: str, name: str) -> list[UUID]:
-    """Take the rows of `name`'s leases whose holder is dead (gone from this host, or silent past
-    its lease); each is returned to exactly one caller, which must release the lease."""
-    now, taken = time.time(), []
+def orphaned(api_url: str, name: str) -> Orphans:
+    """Take the rows of `name` whose holder is dead (gone from this host, or silent past its
+    lease); each is handed to exactly one caller, which must return the leases (and look up the
+    pending tokens' leases with `leases_held_by`)."""
+    now, leases, tokens = time.time(), [], []
     with _engine().begin() as conn:
         rows = conn.execute(sa.select(holders).where(holders.c.server == server_id(api_url),
                                                      holders.c.limit_name == name)).all()
         for row in rows:
             if now > row.expires_at or not alive(row.owner, now, window=float("inf")):
-                conn.execute(holders.delete().where(holders.c.lease_id == row.lease_id))
-                taken.append(UUID(row.lease_id))
-    return taken
+                conn.execute(holders.delete().where(holders.c.token == row.token))
+                (leases if row.lease_id else tokens).append(UUID(row.lease_id or row.token))
+    return Orphans(leases, tokens)
 
 
-def expired_on_embedded_server() -> list[UUID]:
-    """Leases past their expiry in the embedded server's filesystem lease storage, which no
-    repossessor revokes there (e.g. one whose holder died between acquiring it and writing its row)."""
+def readable_lease_storage():
+    """The server's concurrency lease storage where this process can read it, else None: the
+    embedded server's files in PREFECT_HOME (flows/run_guard.py configures them)."""
     from prefect.settings import PREFECT_API_URL
     from prefect.settings.context import get_current_settings
 
     if PREFECT_API_URL.value() or not get_current_settings().server.concurrency.lease_storage.endswith(".filesystem"):
-        return []
+        return None
     from prefect.server.concurrency.lease_storage.filesystem import ConcurrencyLeaseStorage
+
+    return ConcurrencyLeaseStorage()
+
+
+def leases_held_by(limit_id: UUID, tokens: list[UUID]) -> list[UUID] | None:
+    """The server's active leases on `limit_id` whose holder is one of `tokens`; None where the
+    server's lease storage cannot be read from here."""
+    storage = readable_lease_storage()
+    if storage is None:
+        return None
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    return list(run_coro_as_sync(ConcurrencyLeaseStorage().read_expired_lease_ids()) or [])
+    wanted = set(tokens)
+    listed = run_coro_as_sync(storage.list_holders_for_limit(limit_id)) or []
+    return [lease for lease, holder in listed if holder.id in wanted]
+
+
+def expired_on_embedded_server() -> list[UUID]:
+    """Leases past their expiry in the embedded server's filesystem lease storage, which no
+    repossessor revokes there (e.g. one answered to a request whose holder died, but after its
+    pending row had been looked up)."""
+    storage = readable_lease_storage()
+    if storage is None:
+        return []
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    return list(run_coro_as_sync(storage.read_expired_lease_ids()) or [])

@@ -26,7 +26,7 @@ from blocks.registry import load_provider
 from flows.progress import RunProgress
 from flows.runners import TakeflowTaskRunner
 from tasks.caching import work_name
-from flows.takes import UNKNOWN_OUTCOME, ShotTakes, choose, continuation_jobs, first_jobs, next_jobs, run_round
+from flows.takes import UNKNOWN_OUTCOME, ShotTakes, decide_round, first_jobs, run_round
 from tasks.generate import ensure_limits
 from tasks.contact_sheet import make_contact_sheet_task
 from blocks.storage import Storage
@@ -154,17 +154,11 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     while jobs:  # each round: generate and score, choose, add takes where none is good enough,
         made = run_round(jobs, shots, providers, folder, progress, draw)  # then start continuing shots
         for result in made:
-            shots[result.shot_id].add(result)
             if result.record.file:
                 events.take_generated(storyboard.project_slug, result.shot_id, result.record)
         within = not any(result.record.over_budget for result in made)  # else the budget is spent
-        touched, jobs = dict.fromkeys(result.shot_id for result in made), []
-        for shot_id in touched:
-            choose(shots[shot_id])
-            if within:
-                jobs += next_jobs(shots[shot_id], storyboard.title, providers)
-        if within:
-            jobs += continuation_jobs(shots, folder)
+        decided = decide_round(shots, made, storyboard.title, providers, folder, within)
+        shots, jobs = decided.shots, list(decided.jobs)
     records = [_shot_record(shot, folder) for shot in shots.values()]
     for record in records:
         events.shot_decided(storyboard.project_slug, record)
@@ -358,4 +352,4 @@ def _shot_record(shot: ShotTakes, folder: Path) -> ShotRecord:
         shot_id=plan.shot_id, provider=plan.provider, model=plan.model, duration=plan.duration,
         prompt=plan.prompts.prompt.text(), prompt_parts=plan.prompts.prompt, lint=plan.prompts.lint,
         takes=takes, state="ok" if chosen is not None else "NoAcceptableTake", chosen=chosen,
-        reason=reason, history=shot.history, contact_sheet=str(sheet) if sheet else None)
+        reason=reason, history=list(shot.history), contact_sheet=str(sheet) if sheet else None)

@@ -2,11 +2,16 @@
 no take is good enough (new seeds first, then the shot's fallback model) within the shot's share
 of the budget. A shot that drafts first explores its takes on the draft model, then renders only
 the winner on its own model at full length (same prompt, seed and reference): that render is the
-shot's take."""
+shot's take.
+
+Each stage returns what it decided as new records (ShotTakes is frozen; its dicts are never
+written after construction), so the produce flow reads forward: a round's takes in, the shots as
+chosen and the next round's jobs out (`decide_round`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prefect.futures import as_completed
@@ -37,15 +42,15 @@ class TakeJob:
     final: bool = False  # the full-length render of a draft winner
 
 
-@dataclass
+@dataclass(frozen=True)
 class ShotTakes:
-    """Everything known about one shot's takes while the flow runs."""
+    """Everything known about one shot's takes at one point of the run; stages return a new one."""
 
     plan: ShotPlan
     reference: Path | None
     records: dict[int, TakeRecord] = field(default_factory=dict)
     metrics: dict[int, TakeMetrics] = field(default_factory=dict)
-    history: list[str] = field(default_factory=list)
+    history: tuple[str, ...] = ()
     selection: Selection | None = None
     chosen: int | None = None  # the take number chosen for the edit
     draft_winner: int | None = None  # the draft whose seed the final render uses
@@ -53,11 +58,15 @@ class ShotTakes:
     pending: bool = False  # more takes were just requested for this shot
     share: float | None = None  # credits this shot may spend, None without a budget
 
-    def add(self, result: TakeResult) -> None:
-        """Take in a take a round made."""
-        self.records[result.record.take] = result.record
-        if result.metrics is not None:
-            self.metrics[result.record.take] = result.metrics
+    def with_takes(self, results: list[TakeResult]) -> ShotTakes:
+        """This shot with the takes a round made for it."""
+        mine = [r for r in results if r.shot_id == self.plan.shot_id]
+        return replace(self, records={**self.records, **{r.record.take: r.record for r in mine}},
+                       metrics={**self.metrics, **{r.record.take: r.metrics for r in mine if r.metrics is not None}})
+
+    def noted(self, line: str, **changes) -> ShotTakes:
+        """This shot with `line` added to its history (and `changes` made)."""
+        return replace(self, history=(*self.history, line), **changes)
 
     @property
     def spent(self) -> float:
@@ -81,25 +90,61 @@ def first_jobs(shot: ShotTakes) -> list[TakeJob]:
     return [TakeJob(plan, k, seed, plan.choice_for(k)) for k, seed in enumerate(plan.prompts.seeds, 1)]
 
 
-def continuation_jobs(shots: dict[str, ShotTakes], folder: Path) -> list[TakeJob]:
+@dataclass(frozen=True)
+class NextTakes:
+    """A shot as a decision left it, and the takes it asks for next (none: it is done for now)."""
+
+    shot: ShotTakes
+    jobs: tuple[TakeJob, ...] = ()
+
+
+@dataclass(frozen=True)
+class Round:
+    """The shots after a round was decided, and the jobs of the next round (none: the loop ends)."""
+
+    shots: dict[str, ShotTakes]
+    jobs: tuple[TakeJob, ...]
+
+
+def continuation_jobs(shots: dict[str, ShotTakes], folder: Path) -> Round:
     """Start continuing shots whose previous shot has its final choice: the chosen take's last
     frame becomes their reference image. A shot whose predecessor never passed cannot start."""
-    jobs = []
-    for shot in shots.values():
+    shots, jobs = dict(shots), []
+    for shot_id in list(shots):
+        shot = shots[shot_id]
         previous = shots.get(shot.plan.continues_from or "")
         if previous is None or shot.records or shot.history:
             continue  # not a continuing shot, or already started or given up
         if previous.selection is None or previous.pending:
             continue  # the previous shot is still being generated or resampled
         if previous.chosen is None:
-            shot.history.append(f"not generated: {previous.plan.shot_id} has no acceptable take to continue from")
+            shots[shot_id] = shot.noted(f"not generated: {previous.plan.shot_id} has no acceptable take to "
+                                        "continue from")
             continue
         take = previous.chosen
         frame = folder / "references" / f"{shot.plan.shot_id}-from-{previous.plan.shot_id}-take{take}.png"
-        shot.reference = save_last_frame(folder / previous.records[take].file, frame)
-        shot.history.append(f"continues {previous.plan.shot_id} from the last frame of its take {take}")
+        shot = shot.noted(f"continues {previous.plan.shot_id} from the last frame of its take {take}",
+                          reference=save_last_frame(folder / previous.records[take].file, frame))
+        shots[shot_id] = shot
         jobs += first_jobs(shot)
-    return jobs
+    return Round(shots, tuple(jobs))
+
+
+def decide_round(shots: dict[str, ShotTakes], made: list[TakeResult], title: str,
+                 providers: dict[str, VideoProvider], folder: Path, within: bool) -> Round:
+    """Take in a round's takes, choose for every shot it touched and, while the budget holds,
+    ask for more takes where none is good enough and start the shots that continue a decided one."""
+    shots, jobs = {shot_id: shot.with_takes(made) for shot_id, shot in shots.items()}, []
+    for shot_id in dict.fromkeys(result.shot_id for result in made):
+        shot = choose(shots[shot_id])
+        if within:
+            step = next_jobs(shot, title, providers)
+            shot, jobs = step.shot, jobs + list(step.jobs)
+        shots[shot_id] = shot
+    if not within:
+        return Round(shots, ())
+    started = continuation_jobs(shots, folder)
+    return Round(started.shots, (*jobs, *started.jobs))
 
 
 @dataclass(frozen=True)
@@ -174,24 +219,20 @@ def _take_record(future, provider: VideoProvider, job: TakeJob, request, dest: P
                       from_cache=from_cache, credits=result.credits, seconds=round(result.seconds, 3))
 
 
-def choose(shot: ShotTakes) -> Selection:
+def choose(shot: ShotTakes) -> ShotTakes:
     """Rank the shot's scored takes and apply its quality bar. A drafting shot ranks its drafts
     (the winner is rendered next); once that render exists, it is the shot's take if it passes."""
     finals = [n for n in sorted(shot.metrics) if shot.records[n].stage == "final"]
     numbers = finals[-1:] or sorted(shot.metrics)
-    shot.selection = select_best([shot.metrics[n] for n in numbers], numbers=numbers,
-                                 min_quality=shot.plan.quality_bar, camera=shot.plan.prompts.prompt.camera,
-                                 defect_gaps=DEFECT_GAP)
-    for number, total, quality, note in zip(numbers, shot.selection.totals, shot.selection.quality,
-                                            shot.selection.notes):
-        shot.records[number] = shot.records[number].model_copy(update={"score": total, "quality": quality,
-                                                                        "note": note})
-    winner = shot.selection.take
+    selection = select_best([shot.metrics[n] for n in numbers], numbers=numbers,
+                            min_quality=shot.plan.quality_bar, camera=shot.plan.prompts.prompt.camera,
+                            defect_gaps=DEFECT_GAP)
+    records = dict(shot.records)
+    for number, total, quality, note in zip(numbers, selection.totals, selection.quality, selection.notes):
+        records[number] = records[number].model_copy(update={"score": total, "quality": quality, "note": note})
     if shot.plan.draft and not finals:
-        shot.draft_winner, shot.chosen = winner, None
-    else:
-        shot.chosen = winner
-    return shot.selection
+        return replace(shot, records=records, selection=selection, draft_winner=selection.take, chosen=None)
+    return replace(shot, records=records, selection=selection, chosen=selection.take)
 
 
 def unreachable_error(records) -> str | None:
@@ -203,33 +244,28 @@ def unreachable_error(records) -> str | None:
     return None
 
 
-def next_jobs(shot: ShotTakes, title: str, providers: dict[str, VideoProvider]) -> list[TakeJob]:
+def next_jobs(shot: ShotTakes, title: str, providers: dict[str, VideoProvider]) -> NextTakes:
     """More takes for a shot with no acceptable take: new seeds, then the fallback model; none
     when the shot is fine, out of extra takes, or out of its share of the budget."""
-    shot.pending = False
+    shot = replace(shot, pending=False)
     unreachable = unreachable_error(shot.records.values())
     if unreachable:  # more seeds would only knock on the same closed door
-        shot.history.append(f"stopped: {unreachable}; no more takes tried")
-        return []
+        return NextTakes(shot.noted(f"stopped: {unreachable}; no more takes tried"))
     plan, count = shot.plan, max(shot.records, default=0)
     if shot.chosen is not None or (shot.selection is not None and shot.selection.acceptable
                                    and shot.draft_winner is None):
-        return []
+        return NextTakes(shot)
     if any(r.stage == "final" for r in shot.records.values()):
-        shot.history.append("the final render of the winning draft missed the bar; every take is kept")
-        return []
+        return NextTakes(shot.noted("the final render of the winning draft missed the bar; every take is kept"))
     if shot.draft_winner is not None:  # draft-then-final: render the winner on the shot's model
         winner, final = shot.records[shot.draft_winner], plan.choices[0]
         job = TakeJob(plan, count + 1, winner.seed, final, final=True)
         cost = providers[final.provider].estimate_credits(plan.request(winner.seed, shot.reference, final, final=True))
         if shot.share is not None and shot.spent + cost > shot.share + 1e-9:
-            shot.history.append(f"stopped: the final render ({cost:g} credits) would pass the shot's share "
-                                f"of the budget ({shot.share:g} credits, {shot.spent:g} spent)")
-            return []
-        shot.history.append(f"draft take {shot.draft_winner} won: rendered on {final.label} at "
-                            f"{plan.duration:g} s as take {count + 1}")
-        shot.pending = True
-        return [job]
+            return NextTakes(shot.noted(f"stopped: the final render ({cost:g} credits) would pass the shot's "
+                                        f"share of the budget ({shot.share:g} credits, {shot.spent:g} spent)"))
+        return NextTakes(shot.noted(f"draft take {shot.draft_winner} won: rendered on {final.label} at "
+                                    f"{plan.duration:g} s as take {count + 1}", pending=True), (job,))
     extra = count - plan.takes
     fallback = plan.fallback
     fallback_used = fallback and any((r.provider, r.model) == (fallback.provider, fallback.model)
@@ -241,16 +277,12 @@ def next_jobs(shot: ShotTakes, title: str, providers: dict[str, VideoProvider]) 
         batch, why = plan.takes, f"fallback model {fallback.label}"
         choose_model = lambda take: fallback  # noqa: E731
     else:
-        shot.history.append("no more takes allowed: extra takes and fallback model used up")
-        return []
+        return NextTakes(shot.noted("no more takes allowed: extra takes and fallback model used up"))
     seeds = take_seeds(title, plan.shot_id, count + batch)[count:]
-    jobs = [TakeJob(plan, count + i, seed, choose_model(count + i)) for i, seed in enumerate(seeds, 1)]
+    jobs = tuple(TakeJob(plan, count + i, seed, choose_model(count + i)) for i, seed in enumerate(seeds, 1))
     cost = sum(providers[j.choice.provider].estimate_credits(plan.request(j.seed, shot.reference, j.choice))
                for j in jobs)
     if shot.share is not None and shot.spent + cost > shot.share + 1e-9:
-        shot.history.append(f"stopped: {batch} more takes ({cost:g} credits) would pass the shot's "
-                            f"share of the budget ({shot.share:g} credits, {shot.spent:g} spent)")
-        return []
-    shot.history.append(f"no take passed the bar: {batch} more takes with {why}")
-    shot.pending = True
-    return jobs
+        return NextTakes(shot.noted(f"stopped: {batch} more takes ({cost:g} credits) would pass the shot's "
+                                    f"share of the budget ({shot.share:g} credits, {shot.spent:g} spent)"))
+    return NextTakes(shot.noted(f"no take passed the bar: {batch} more takes with {why}", pending=True), jobs)

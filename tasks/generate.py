@@ -9,8 +9,8 @@ from prefect import get_client, task
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
 from blocks.ledger import OverBudget
 from tasks.caching import content_key
-from tasks.provider_slots import provider_slot, reclaim_dead_holders
-from tasks.spend import BudgetDraw, paying, work_key
+from tasks.provider_slots import reclaim_dead_holders
+from tasks.spend import BudgetDraw, pay_for_call, work_key
 
 
 def retry_unless_final(task, task_run, state) -> bool:
@@ -55,12 +55,8 @@ def generate_take(provider: VideoProvider, request: GenerationRequest, shot_id: 
     its provider's concurrency limit while it runs, so a wide fan-out waits here instead of
     tripping the provider's own limits.
     """
-    key = work_key("generate-take", provider=provider, request=request)
-    with paying(spend, provider.provider_name, key, provider.estimate_credits(request),
-                f"{shot_id} take {take} {provider.provider_name}/{request.model}") as hold:
-        with provider_slot(limit_name(provider)):
-            result = provider.generate(request, dest)
-        if hold is not None:  # what the ledger counted: a task already counted elsewhere is not again
-            result = result.model_copy(update={"credits": hold.commit(result.credits)})
-    return result
+    return pay_for_call(spend, provider.provider_name, work_key("generate-take", provider=provider, request=request),
+                        provider.estimate_credits(request),
+                        f"{shot_id} take {take} {provider.provider_name}/{request.model}", limit_name(provider),
+                        lambda: provider.generate(request, dest))
 

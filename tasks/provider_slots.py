@@ -15,13 +15,18 @@ A process that dies holding slots (SIGKILL, OOM, a lost machine) cannot return t
 embedded server Prefect does not either: its repossessor, which revokes expired leases, does not
 run in ephemeral servers, and its default lease storage lives in the server's memory, so a new
 run's server knows nothing of the dead run's leases while the database still counts their slots.
-So every lease held is also written to the shared state database (blocks/slot_holders.py) with
-its holder, and a take that finds its limit full first reclaims the leases of dead holders:
+So every lease is also written to the shared state database (blocks/slot_holders.py) with its
+holder, before it is asked for (a pending row whose token goes to the server as the lease's
+holder; the lease id is added once granted), and a take that finds its limit full first reclaims
+the leases of dead holders:
 - a holder on this machine whose process is gone: at once (the next run starts promptly);
 - any other holder once its lease has gone LEASE_SECONDS without renewal (60 s);
-and on the embedded server (`flows/run_guard.py` keeps its leases in Prefect's filesystem lease
-storage) leases expired there are revoked the same way, as the repossessor would. On a standalone
-`prefect server start`, the server's repossessor also revokes them (within 60 s + its 15 s loop).
+- a holder killed after asking but before it read the answer: on the embedded server
+  (`flows/run_guard.py` keeps its leases in Prefect's filesystem lease storage) the lease is
+  found by its holder token and returned at once; a standalone server's lease storage cannot be
+  read over its API, so there the server's repossessor revokes it (within 60 s + its 15 s loop).
+Leases expired in the embedded server's storage are revoked the same way, as the repossessor would.
+The rows cost two state-database writes per lease the server grants, none per take.
 """
 
 from __future__ import annotations
@@ -146,12 +151,23 @@ class _Pool:
             if now - self.reclaimed_at < RECLAIM_EVERY and not force:
                 return 0
             self.reclaimed_at = now
-        leases = slot_holders.orphaned(self.api_url, self.name) + slot_holders.expired_on_embedded_server()
+        orphans = slot_holders.orphaned(self.api_url, self.name)
+        leases = orphans.leases + self.granted_to(client, orphans.pending) + slot_holders.expired_on_embedded_server()
         for lease in leases:
             _quietly(client.release_concurrency_slots_with_lease, lease)
         if leases:
             log.warning("returned %d slot(s) of %s held by runs that died", len(leases), self.name)
         return len(leases)
+
+    def granted_to(self, client: SyncPrefectClient, tokens: list[UUID]) -> list[UUID]:
+        """The leases the server granted to requests of dead holders that never read the answer."""
+        if not tokens or slot_holders.readable_lease_storage() is None:
+            if tokens:
+                log.info("a run died while asking for a %s slot; if the server granted it, it comes back "
+                         "when the lease expires (a standalone server's leases cannot be looked up)", self.name)
+            return []
+        limit = client.read_global_concurrency_limit_by_name(self.name)
+        return slot_holders.leases_held_by(limit.id, tokens) or []
 
 
 _pools: dict[tuple[str, str], _Pool] = {}
@@ -175,7 +191,7 @@ def _quietly(call, lease: UUID) -> None:
         log.debug("could not return slot lease %s: %s", lease, exc)
 
 
-def _request_slot(client: SyncPrefectClient, name: str) -> httpx.Response:
+def _request_slot(client: SyncPrefectClient, name: str, holder: UUID) -> httpx.Response:
     """Ask the server for one slot, retrying "database is locked" (503) after tens of milliseconds.
 
     Prefect's client sleeps 2 s or more before it retries a 503 (even with retries set to 0), while
@@ -183,7 +199,10 @@ def _request_slot(client: SyncPrefectClient, name: str) -> httpx.Response:
     httpx client (same address, auth and TLS settings) without that wrapper; anything else than a
     503, and a persistent 503, is left to the Prefect client's own handling.
     """
-    body = {"names": [name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_SECONDS}
+    # The holder token names the pending row; Prefect's holder types are its own run kinds, and the
+    # server uses a "task_run" holder only on `tag:` limits, so the token passes as one here.
+    body = {"names": [name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_SECONDS,
+            "holder": {"type": "task_run", "id": str(holder)}}
     http = client._client
     response = None
     for attempt in range(QUICK_TRIES):
@@ -204,35 +223,46 @@ _INCREMENT = "/v2/concurrency_limits/increment-with-lease"
 
 
 def _acquire(client: SyncPrefectClient, pool: _Pool) -> UUID:
-    while True:
-        with pool.cond:
-            lease = pool.take_idle()
-            if lease is not None:
-                return lease
-        try:
-            response = _request_slot(client, pool.name)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code != 423:
-                raise
-            if pool.reclaim(client):
-                continue  # a dead run's slots came back: ask again at once
-            # Full: wait for the server's hint, or less if a take of ours frees a slot first.
-            wait = float(exc.response.headers.get("Retry-After", 1)) * random.uniform(1.0, 1.3)
+    token, noted = None, 0.0  # the pending row, written before the first request to the server
+    try:
+        while True:
             with pool.cond:
-                pool.cond.wait_for(lambda: pool.idle, timeout=wait)
-            continue
-        body = response.json()
-        if not body.get("limits"):
-            raise SlotLimitMissing(f"the concurrency limit {pool.name!r} does not exist or is disabled; run "
-                                   "takeflow produce (it creates the limit) or `prefect gcl enable` it")
-        lease = UUID(body["lease_id"])
-        slot_holders.acquired(lease, pool.api_url, pool.name, LEASE_SECONDS)
-        with pool.cond:
-            pool.held[lease] = time.monotonic()
-            if pool.keeper is None:
-                pool.keeper = threading.Thread(target=pool.keep, name=f"slots-{pool.name}", daemon=True)
-                pool.keeper.start()
-        return lease
+                lease = pool.take_idle()
+                if lease is not None:
+                    return lease
+            if token is None:
+                token, noted = slot_holders.pending(pool.api_url, pool.name, LEASE_SECONDS), time.monotonic()
+            elif time.monotonic() - noted >= RENEW_AFTER:  # still waiting on a full limit
+                slot_holders.still_pending(token, LEASE_SECONDS)
+                noted = time.monotonic()
+            try:
+                response = _request_slot(client, pool.name, token)
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 423:
+                    raise
+                if pool.reclaim(client):
+                    continue  # a dead run's slots came back: ask again at once
+                # Full: wait for the server's hint, or less if a take of ours frees a slot first.
+                wait = float(exc.response.headers.get("Retry-After", 1)) * random.uniform(1.0, 1.3)
+                with pool.cond:
+                    pool.cond.wait_for(lambda: pool.idle, timeout=wait)
+                continue
+            body = response.json()
+            if not body.get("limits"):
+                raise SlotLimitMissing(f"the concurrency limit {pool.name!r} does not exist or is disabled; run "
+                                       "takeflow produce (it creates the limit) or `prefect gcl enable` it")
+            lease = UUID(body["lease_id"])
+            slot_holders.granted(token, lease, LEASE_SECONDS)
+            token = None
+            with pool.cond:
+                pool.held[lease] = time.monotonic()
+                if pool.keeper is None:
+                    pool.keeper = threading.Thread(target=pool.keep, name=f"slots-{pool.name}", daemon=True)
+                    pool.keeper.start()
+            return lease
+    finally:
+        if token is not None:
+            slot_holders.abandoned(token)
 
 
 @contextlib.contextmanager

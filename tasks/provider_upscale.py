@@ -20,8 +20,7 @@ from blocks.providers import GenerationError, GenerationResult, VideoProvider
 from blocks.super_resolution import SuperResolution, UpscaleRequest
 from tasks.caching import content_key
 from tasks.generate import limit_name, retry_unless_final
-from tasks.provider_slots import provider_slot
-from tasks.spend import BudgetDraw, paying, work_key
+from tasks.spend import BudgetDraw, pay_for_call, work_key
 
 if TYPE_CHECKING:
     from tasks.plan import ShotPlan
@@ -79,10 +78,6 @@ def upscale_take(provider: SuperResolution, request: UpscaleRequest, shot_id: st
     first (under `key`, tasks.spend.upscale_key) and holds a slot of the provider's concurrency limit."""
     key = key or work_key("upscale-take", provider=provider, request=request)
     estimate = provider.estimate_upscale_credits(request.model, request.resolution, request.duration)
-    with paying(spend, provider.provider_name, key, estimate,
-                f"{shot_id} upscale {provider.provider_name}/{request.model}") as hold:
-        with provider_slot(limit_name(provider)):
-            result = provider.upscale(request, dest)
-        if hold is not None:  # what the ledger counted: a task already counted elsewhere is not again
-            result = result.model_copy(update={"credits": hold.commit(result.credits)})
-    return result
+    return pay_for_call(spend, provider.provider_name, key, estimate,
+                        f"{shot_id} upscale {provider.provider_name}/{request.model}", limit_name(provider),
+                        lambda: provider.upscale(request, dest))

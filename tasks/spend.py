@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from blocks.catalogue import load_catalogue
 from blocks.ledger import Hold, Ledger, OverBudget, holding, ledger_for
 from tasks.caching import PIPELINE_VERSION, content_identity
+from tasks.provider_slots import provider_slot
 
 log = logging.getLogger("takeflow.ledger")
 
@@ -142,4 +143,21 @@ def paying(draw: BudgetDraw | None, provider: str, key: str, estimate: float, la
             hold.commit(estimate, "settled at the estimate")
 
 
-__all__ = ["BudgetDraw", "OverBudget", "charged_for_failure", "paying", "reconcile_orphans", "upscale_key", "work_key"]
+Paid = TypeVar("Paid")  # a provider call's result with its `credits` (GenerationResult)
+
+
+def pay_for_call(draw: BudgetDraw | None, provider: str, key: str, estimate: float, label: str, slot: str,
+                 call: Callable[[], Paid]) -> Paid:
+    """The body of every paid provider task: reserve `estimate` (`paying`), hold one slot of the
+    concurrency limit `slot` while `call` talks to the provider, then commit what it charged. The
+    result's credits become what the ledger counted (0 for a task already counted elsewhere)."""
+    with paying(draw, provider, key, estimate, label) as hold:
+        with provider_slot(slot):
+            result = call()
+        if hold is not None:
+            result = result.model_copy(update={"credits": hold.commit(result.credits)})
+    return result
+
+
+__all__ = ["BudgetDraw", "OverBudget", "charged_for_failure", "pay_for_call", "paying", "reconcile_orphans",
+           "upscale_key", "work_key"]

@@ -4,6 +4,7 @@ share of the budget; a shot that never passes ends NoAcceptableTake and the othe
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -23,48 +24,46 @@ def shot_takes(tmp_path, takes=2, extra_takes=3, fallback=None, share=None) -> S
                               "shots": [{"id": "a", "brief": "a fox; slow pan left; dusk light"}]})
     plan = plan_shot(board, 0, expand_prompt.fn(board.shots[0], "a", "T", takes))
     plan = plan.model_copy(update={"fallback": ModelChoice(provider="previz", model=fallback) if fallback else None})
-    shot = ShotTakes(plan, None, share=share)
-    for job_take, seed in enumerate(plan.prompts.seeds, 1):
-        shot.records[job_take] = TakeRecord(take=job_take, seed=seed, model=plan.model, provider="previz", credits=4)
-    shot.selection = Selection(take=None, numbers=list(range(1, takes + 1)), totals=[None] * takes,
-                               reason="no take passed QC",
-                               quality=[None] * takes, acceptable=False)
-    return shot
+    records = {take: TakeRecord(take=take, seed=seed, model=plan.model, provider="previz", credits=4)
+               for take, seed in enumerate(plan.prompts.seeds, 1)}
+    selection = Selection(take=None, numbers=list(range(1, takes + 1)), totals=[None] * takes,
+                          reason="no take passed QC", quality=[None] * takes, acceptable=False)
+    return ShotTakes(plan, None, records=records, selection=selection, share=share)
 
 
-def add(shot, jobs):
-    for job in jobs:
-        shot.records[job.take] = TakeRecord(take=job.take, seed=job.seed, model=job.choice.model, provider="previz",
-                                               credits=4)
+def add(step):
+    """The shot once the takes it asked for are made (none passing)."""
+    made = {job.take: TakeRecord(take=job.take, seed=job.seed, model=job.choice.model, provider="previz", credits=4)
+            for job in step.jobs}
+    return replace(step.shot, records={**step.shot.records, **made})
 
 
 def test_extra_seeds_first_then_the_fallback_model_then_stop(tmp_path):
     shot, provider = shot_takes(tmp_path, fallback="motion-preview-max"), {"previz": PrevizProvider()}
     first = next_jobs(shot, "T", provider)
-    assert [j.take for j in first] == [3, 4] and {j.choice.model for j in first} == {"motion-preview"}
-    assert len({j.seed for j in first} | {r.seed for r in shot.records.values()}) == 4
-    add(shot, first)
-    second = next_jobs(shot, "T", provider)
-    assert [j.take for j in second] == [5]  # only 3 extra takes allowed in all
-    add(shot, second)
-    third = next_jobs(shot, "T", provider)
-    assert [j.take for j in third] == [6, 7] and {j.choice.model for j in third} == {"motion-preview-max"}
-    add(shot, third)
-    assert next_jobs(shot, "T", provider) == []
-    assert shot.history[-1].startswith("no more takes allowed")
+    assert [j.take for j in first.jobs] == [3, 4] and {j.choice.model for j in first.jobs} == {"motion-preview"}
+    assert len({j.seed for j in first.jobs} | {r.seed for r in shot.records.values()}) == 4
+    assert shot.history == () and first.shot.pending  # the decision is returned, the input untouched
+    second = next_jobs(add(first), "T", provider)
+    assert [j.take for j in second.jobs] == [5]  # only 3 extra takes allowed in all
+    third = next_jobs(add(second), "T", provider)
+    assert [j.take for j in third.jobs] == [6, 7] and {j.choice.model for j in third.jobs} == {"motion-preview-max"}
+    last = next_jobs(add(third), "T", provider)
+    assert last.jobs == () and not last.shot.pending
+    assert last.shot.history[-1].startswith("no more takes allowed")
 
 
 def test_no_extra_takes_past_the_shots_budget_share(tmp_path):
     shot = shot_takes(tmp_path, share=10)  # 8 credits already spent on two 2 s takes at 2/s
-    assert next_jobs(shot, "T", {"previz": PrevizProvider(credits_per_second=2)}) == []
-    assert "share of the budget (10 credits, 8 spent)" in shot.history[-1]
+    step = next_jobs(shot, "T", {"previz": PrevizProvider(credits_per_second=2)})
+    assert step.jobs == ()
+    assert "share of the budget (10 credits, 8 spent)" in step.shot.history[-1]
 
 
 def test_acceptable_shot_gets_no_more_takes(tmp_path):
-    shot = shot_takes(tmp_path)
-    shot.selection = Selection(take=1, numbers=[1, 2], totals=[1.0, 0.5], reason="take 1", quality=[0.9, 0.8],
-                               acceptable=True)
-    assert next_jobs(shot, "T", {"previz": PrevizProvider()}) == []
+    shot = replace(shot_takes(tmp_path), selection=Selection(
+        take=1, numbers=[1, 2], totals=[1.0, 0.5], reason="take 1", quality=[0.9, 0.8], acceptable=True))
+    assert next_jobs(shot, "T", {"previz": PrevizProvider()}).jobs == ()
 
 
 def test_shot_that_never_passes_ends_no_acceptable_take_and_the_others_are_kept(prefect_server, tmp_path):

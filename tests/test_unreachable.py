@@ -26,18 +26,17 @@ def failed_shot(error: str) -> ShotTakes:
     board = parse_storyboard({"title": "T", "defaults": {"takes": 2, "duration": 2},
                               "shots": [{"id": "a", "brief": "a fox trots through snow"}]})
     plan = plan_shot(board, 0, expand_prompt.fn(board.shots[0], "a", "T", 2))
-    shot = ShotTakes(plan, None)
-    for take, seed in enumerate(plan.prompts.seeds, 1):
-        shot.records[take] = TakeRecord(take=take, seed=seed, model="gen4.5", provider="runway", error=error)
-    shot.selection = Selection(take=None, numbers=[1, 2], totals=[None, None], reason="no take",
-                               quality=[None, None], acceptable=False)
-    return shot
+    records = {take: TakeRecord(take=take, seed=seed, model="gen4.5", provider="runway", error=error)
+               for take, seed in enumerate(plan.prompts.seeds, 1)}
+    return ShotTakes(plan, None, records=records, selection=Selection(
+        take=None, numbers=[1, 2], totals=[None, None], reason="no take", quality=[None, None], acceptable=False))
 
 
 def test_a_shot_whose_provider_cannot_be_reached_gets_no_extra_takes():
     shot = failed_shot("runway: cannot reach http://127.0.0.1:9: ConnectError")
-    assert next_jobs(shot, "T", {}) == []
-    assert shot.history == ["stopped: runway: cannot reach http://127.0.0.1:9: ConnectError; no more takes tried"]
+    step = next_jobs(shot, "T", {})
+    assert step.jobs == ()
+    assert step.shot.history == ("stopped: runway: cannot reach http://127.0.0.1:9: ConnectError; no more takes tried",)
     assert unreachable_error(failed_shot("runway: HTTP 500").records.values()) is None
 
 
