@@ -8,8 +8,9 @@ take of a shot that asks for motion (the storyboard default, motion amount 0.5) 
 clip's own size and frame rate; each labelled group is then ranked by `select_best`. Printed:
 
 - pairwise accuracy per group and overall: of the clip pairs whose labels differ, the share the
-  selector orders like the label (its standing: chosen, ranked, set aside, failed QC; then its rank
-  score), and the share absolute `quality` orders like the label; ties count half;
+  selector orders like the label (its place in the selection's fallback order: chosen, the other
+  contenders by rank score, then the takes set aside by absolute quality, failed QC last), and
+  the share absolute `quality` orders like the label; ties count half;
 - whether the selector's pick is a label-best clip, per comparison group;
 - of the clips with a defect seen in frames that a weight-free scorer can see (`DEFECT_KINDS`),
   how many are flagged (a hard fail, a defect or a flaw of their own, or set aside by the selector
@@ -156,11 +157,11 @@ def reuse(clips: list[Clip], dump: Path) -> None:
 
 def standings(clips: list[Clip], weights: dict[str, float] | None = None,
               gaps: dict[str, float] | None = None) -> tuple[Selection, list[tuple]]:
-    """The selection over a group and each clip's sort key (higher = preferred)."""
+    """The selection over a group and each clip's sort key (higher = preferred): its place in the
+    selection's fallback order (chosen, contenders by rank total, set-aside takes by quality)."""
     metrics = [c.metrics for c in clips]
     selection = select_best(metrics, weights, defect_gaps=DEFECT_GAP if gaps is None else gaps)
-    order = {"chosen": 4, "ranked": 3, "set aside": 2, "below the bar": 1, "failed QC": 0}
-    keys = [(order[s], t if t is not None else -1.0) for s, t in zip(selection.standing, selection.totals)]
+    keys = [-selection.order.index(number) for number in selection.numbers]
     return selection, keys
 
 

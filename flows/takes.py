@@ -229,7 +229,8 @@ def choose(shot: ShotTakes) -> ShotTakes:
                             defect_gaps=DEFECT_GAP)
     records = dict(shot.records)
     for number, total, quality, note in zip(numbers, selection.totals, selection.quality, selection.notes):
-        records[number] = records[number].model_copy(update={"score": total, "quality": quality, "note": note})
+        records[number] = records[number].model_copy(update={"score": total, "quality": quality, "note": note,
+                                                             "place": selection.order.index(number) + 1})
     if shot.plan.draft and not finals:
         return replace(shot, records=records, selection=selection, draft_winner=selection.take, chosen=None)
     return replace(shot, records=records, selection=selection, chosen=selection.take)

@@ -43,6 +43,8 @@ class TakeRecord(BaseModel):
     metrics: dict[str, float] = Field({}, description="Raw metric values.")
     score: float | None = Field(None, description="Weighted score relative to the shot's other takes.")
     quality: float | None = Field(None, description="Absolute quality 0–1, compared with the quality bar.")
+    place: int | None = Field(None, description="Place in the shot's fallback order (1 = chosen; then the other "
+                                                "contenders, the takes set aside by quality, failed QC last).")
     error: str | None = Field(None, description="Why generation failed, if it did.")
     note: str = Field("", description="Why the selector chose the take, or why it lost, in words.")
 
@@ -222,7 +224,7 @@ def score_table(shot: ShotRecord) -> list[dict]:
     """One row per take: the choice, its scores, each metric and why a take was excluded."""
     metric_names = sorted({name for take in shot.takes for name in take.metrics})
     return [{"take": t.take, "model": t.model, "chosen": "yes" if t.take == shot.chosen else "",
-             "quality": _rounded(t.quality), "rank score": _rounded(t.score), "cached": t.from_cache,
+             "place": t.place, "quality": _rounded(t.quality), "rank score": _rounded(t.score), "cached": t.from_cache,
              "stage": t.stage, "estimate": t.estimate, "charged": t.charged,
              **{name: _rounded(t.metrics.get(name)) for name in metric_names},
              "excluded because": "; ".join(t.hard_fails) or t.error or "", "why": t.note} for t in shot.takes]

@@ -85,6 +85,8 @@ class Selection(BaseModel):
     standing: list[str] = Field([], description="Per take: chosen, ranked, set aside, below the bar or "
                                 "failed QC.")
     notes: list[str] = Field([], description="Per take, in words: why it was chosen, or why it lost.")
+    order: list[int] = Field([], description="Take numbers from best to worst, the order an editor would fall "
+                             "back through (see `fallback_order`).")
 
     @property
     def index(self) -> int | None:
@@ -153,6 +155,23 @@ def quality(metrics: TakeMetrics, weights: ScoringWeights | dict[str, float] | N
     return placed / total_weight if total_weight else None
 
 
+_STANDING_RANK = {"chosen": 0, "ranked": 1, "set aside": 2, "below the bar": 3, "failed QC": 4}
+
+
+def fallback_order(standing: list[str], totals: list[float | None], qualities: list[float | None]) -> list[int]:
+    """Positions from best to worst: the chosen take, the other contenders by rank total, then the
+    takes set aside and those below the bar by absolute quality, failed takes last (ties keep the
+    take order). A set-aside take's rank total only says how it fared against contenders it
+    cannot beat (min-max normalised within the shot, where a noise-sized lead of the winner is
+    stretched to a full point); how good it is on its own, which `quality` measures on fixed
+    ranges, is what decides which of them an editor would use next."""
+    def key(i: int) -> tuple[int, float]:
+        group = _STANDING_RANK[standing[i]]
+        value = totals[i] if group <= 1 else qualities[i]
+        return group, -(value if value is not None else -1.0)
+    return sorted(range(len(standing)), key=key)
+
+
 def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, float] | None = None,
                 numbers: list[int] | None = None, *, min_quality: float = 0.0,
                 camera: str = "", defect_gaps: dict[str, float] | None = None) -> Selection:
@@ -182,7 +201,8 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
     if not passing:
         reason = f"no take passed QC: {failures}" if metrics else "no takes to score"
         return Selection(take=None, numbers=numbers, totals=[None] * len(metrics), quality=qualities,
-                         acceptable=False, reason=clip_text(reason), standing=standing, notes=notes)
+                         acceptable=False, reason=clip_text(reason), standing=standing, notes=notes,
+                         order=list(numbers))
 
     scores, ranked, softer = rank_takes(metrics, passing, table)
     totals = [ranked.get(i) for i in range(len(metrics))]
@@ -228,4 +248,5 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
         parts.append(f"failed QC: {failures}")
     return Selection(take=None if winner is None else numbers[winner], numbers=numbers, totals=totals,
                      quality=qualities, acceptable=winner is not None,
-                     reason=clip_text("; ".join(parts)), standing=standing, notes=[clip_text(n) for n in notes])
+                     reason=clip_text("; ".join(parts)), standing=standing, notes=[clip_text(n) for n in notes],
+                     order=[numbers[i] for i in fallback_order(standing, totals, qualities)])

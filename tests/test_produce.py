@@ -71,6 +71,8 @@ def test_every_take_matches_its_shot(first_run):
     for shot in report["shots"]:
         assert [t["take"] for t in shot["takes"]] == [1, 2]
         assert shot["chosen"] in (1, 2) and shot["reason"]
+        places = {t["take"]: t["place"] for t in shot["takes"]}
+        assert places[shot["chosen"]] == 1 and sorted(places.values()) == [1, 2]
         for take in shot["takes"]:
             info = probe(folder / take["file"])
             assert (info.width, info.height) == (256, 144)  # 16:9 at the saved block's 144 px

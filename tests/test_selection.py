@@ -419,3 +419,21 @@ def test_a_take_with_a_visible_defect_is_set_aside_however_well_it_does_elsewher
                             "set aside: take 1 (follows the camera instruction less (camera_adherence 0.050 vs 0.970))")
     unweighted = select_best([wrong_way, right_way], weights={"sharpness": 1.0}, defect_gaps=DEFECT_GAP)
     assert unweighted.index == 0  # a dimension the user weights at 0 sets nothing aside
+
+
+def test_takes_set_aside_fall_back_by_absolute_quality_not_by_rank_total() -> None:
+    weights = {"temporal_flicker": 1.0, "crispness": 1.0}
+    clean = take(temporal_flicker=0.999, crispness=0.70)
+    # Trails the clean take by a noise-sized 0.004 on flicker, which the shot's min-max stretches
+    # to its whole rank point, but is as crisp as the best: the better take on fixed ranges.
+    flickers = TakeMetrics(passed=True, hard_fails=[], metrics={"temporal_flicker": 0.995, "crispness": 0.70},
+                           frames=24, defects=["picture freezes for 0.6 s"])
+    softer = TakeMetrics(passed=True, hard_fails=[], metrics={"temporal_flicker": 0.999, "crispness": 0.69},
+                         frames=24, defects=["texture boils"])
+    selection = select_best([softer, flickers, failed("no decodable frames"), clean], weights=weights)
+    assert selection.standing == ["set aside", "set aside", "failed QC", "chosen"]
+    assert selection.totals[0] > selection.totals[1]  # the rank total would keep the softer take next
+    assert selection.quality[1] > selection.quality[0]
+    assert selection.order == [4, 2, 1, 3]
+    nothing = select_best([failed("black frames 0.00–1.00 s")], numbers=[7])
+    assert nothing.order == [7]
