@@ -159,9 +159,9 @@ _STANDING_RANK = {"chosen": 0, "ranked": 1, "set aside": 2, "below the bar": 3, 
 
 
 def fallback_order(standing: list[str], totals: list[float | None], qualities: list[float | None]) -> list[int]:
-    """Positions from best to worst: the chosen take, the other contenders by rank total, then the
-    takes set aside and those below the bar by absolute quality, failed takes last (ties keep the
-    take order). A set-aside take's rank total only says how it fared against contenders it
+    """Positions from best to worst: the chosen take, the other contenders by the rank totals that
+    chose among them (`totals`, None for the rest), then the takes set aside and those below the
+    bar by absolute quality, failed takes last (ties keep the take order). A set-aside take's rank total only says how it fared against contenders it
     cannot beat (min-max normalised within the shot, where a noise-sized lead of the winner is
     stretched to a full point); how good it is on its own, which `quality` measures on fixed
     ranges, is what decides which of them an editor would use next."""
@@ -246,7 +246,8 @@ def select_best(metrics: list[TakeMetrics], weights: ScoringWeights | dict[str, 
                  f"below the quality bar {min_quality:.2f}"]
     if failures:
         parts.append(f"failed QC: {failures}")
+    contenders = [ranked.get(i) for i in range(len(metrics))]  # the totals the winner was chosen on
     return Selection(take=None if winner is None else numbers[winner], numbers=numbers, totals=totals,
                      quality=qualities, acceptable=winner is not None,
                      reason=clip_text("; ".join(parts)), standing=standing, notes=[clip_text(n) for n in notes],
-                     order=[numbers[i] for i in fallback_order(standing, totals, qualities)])
+                     order=[numbers[i] for i in fallback_order(standing, contenders, qualities)])

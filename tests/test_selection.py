@@ -437,3 +437,12 @@ def test_takes_set_aside_fall_back_by_absolute_quality_not_by_rank_total() -> No
     assert selection.order == [4, 2, 1, 3]
     nothing = select_best([failed("black frames 0.00–1.00 s")], numbers=[7])
     assert nothing.order == [7]
+
+
+def test_contenders_fall_back_in_the_order_that_chose_the_winner() -> None:
+    weights = {"temporal_flicker": 1.0, "crispness": 1.0}
+    takes = [take(temporal_flicker=0.990, crispness=0.60), take(temporal_flicker=0.999, crispness=0.70),
+             take(temporal_flicker=0.995, crispness=0.65)]
+    selection = select_best(takes, weights=weights)
+    assert selection.standing == ["ranked", "chosen", "ranked"]
+    assert selection.order == [2, 3, 1]
