@@ -287,21 +287,27 @@ def warp_residual(before: np.ndarray, after: np.ndarray, flow: np.ndarray) -> fl
 class Instability(Measurement):
     """`warp_stability` (neighbouring sampled frames) and `long_stability` (frames LONG_SPAN_S
     apart): 1 - median `warp_residual`, higher = steadier. Long-range change is what a slow melt
-    or morph adds up to while each step looks smooth."""
+    or morph adds up to while each step looks smooth. Pairs inside a freeze (`SampledPair.held`)
+    warp back exactly and are left out of the short-range median, as they are out of flicker and
+    smoothness: a take that stops is not steadier for it."""
 
     def __init__(self, fps: float) -> None:
         self._span = max(1, round(fps * LONG_SPAN_S))
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
         self._short, self._long = array("d"), array("d")
         self._anchor: tuple[int, np.ndarray] | None = None
+        self._held = False
 
     def update(self, frame: Frame) -> None:
         if (pair := frame.pair) is None:
             if frame.index == 0:
                 self._anchor = (0, frame.gray)
             return
-        frames, flow = pair.halved  # half the motion size: a morph is no fine detail
-        self._short.append(warp_residual(frames[0], frames[-1], flow))
+        if pair.held:
+            self._held = True
+        else:
+            frames, flow = pair.halved  # half the motion size: a morph is no fine detail
+            self._short.append(warp_residual(frames[0], frames[-1], flow))
         if self._anchor is not None and frame.index - self._anchor[0] >= self._span:
             flow = self._dis.calc(self._anchor[1], frame.gray, None)
             self._long.append(warp_residual(self._anchor[1], frame.gray, flow))
@@ -317,6 +323,8 @@ class Instability(Measurement):
         values = {}
         if self._short:
             values["warp_stability"] = 1 - float(np.median(self._short))
+        elif self._held:
+            values["warp_stability"] = 1.0  # held throughout: nothing morphs
         if self._long:
             values["long_stability"] = 1 - float(np.median(self._long))
         return values

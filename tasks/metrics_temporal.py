@@ -98,12 +98,15 @@ def normalised(values: np.ndarray) -> np.ndarray:
 class SampledPair:
     """Two sampled motion-size grey frames `step` frames apart and the frames between them. The
     DIS flow from the first frame to the last (on the first frame's grid) is computed once, when
-    a metric first asks, and shared by all of them."""
+    a metric first asks, and shared by all of them. `held`: every frame after the first merely
+    repeats it (the pair lies inside a freeze), so it says nothing about how steadily the picture
+    changes, only that it does not."""
 
     def __init__(self, start: np.ndarray, end: np.ndarray, between: list[np.ndarray],
-                 dis: cv2.DISOpticalFlow) -> None:
+                 dis: cv2.DISOpticalFlow, held: bool = False) -> None:
         self.start, self.end, self.between = start, end, between
         self.step = len(between) + 1
+        self.held = held
         self._dis = dis
 
     @cached_property
@@ -162,6 +165,7 @@ class FrameStream:
         self._changed: np.ndarray | None = None  # grey of the last frame that changed
         self._anchor: np.ndarray | None = None    # grey of the last sampled frame
         self._between: list[np.ndarray] = []
+        self._held = True  # every frame since the last sampled one repeated it
 
     def frame(self, index: int, detail_gray: np.ndarray) -> Frame:
         height, width = detail_gray.shape
@@ -178,10 +182,11 @@ class FrameStream:
         frame = Frame(index, detail_gray, gray, repeat, None, index % self._detail_step == 0)
         if index % self.step == 0:
             if self._anchor is not None:
-                frame.pair = SampledPair(self._anchor, gray, self._between, self._dis)
-            self._anchor, self._between = gray, []
+                frame.pair = SampledPair(self._anchor, gray, self._between, self._dis, self._held and repeat)
+            self._anchor, self._between, self._held = gray, [], True
         elif self._anchor is not None:
             self._between.append(gray)
+            self._held = self._held and repeat
         return frame
 
 
@@ -247,15 +252,21 @@ class TemporalFlicker(Measurement):
     |F_t - F_t+1| over pixels, no compensation) suits static videos only. In the labelled corpus
     (tests/test_metric_corpus.py) both catch every flicker twin, but the raw one ranks every twin
     with dropped or duplicated frames above its clean source (this one: 2 of 13 dropped, none of 13
-    duplicated), so this one is reported.
+    duplicated), so this one is reported. Pairs inside a freeze (`SampledPair.held`) are left out:
+    a held picture cannot flicker, so they would only dilute the flicker of the frames that move
+    (a real model's GIF that stops for a third of its length read steadier than its motion is).
     """
 
     def __init__(self) -> None:
         self._change_sum = 0.0
         self._compared = 0  # frame pairs compared
+        self._held = False  # a sampled pair was left out as held
 
     def update(self, frame: Frame) -> None:
         if frame.pair is None:
+            return
+        if frame.pair.held:
+            self._held = True
             return
         frames, flow = frame.pair.halved
         one_frame = 1 / frame.pair.step
@@ -265,7 +276,7 @@ class TemporalFlicker(Measurement):
 
     def result(self) -> dict[str, float]:
         if not self._compared:
-            return {}
+            return {"temporal_flicker": 1.0} if self._held else {}  # all held: nothing flickers
         return {"temporal_flicker": (255 - self._change_sum / self._compared) / 255}
 
     def defects(self) -> list[str]:
@@ -296,14 +307,20 @@ class MotionSmoothness(Measurement):
     are warped to the frame's moment along the flow (linear motion) and blended by nearness.
     Score (255 - mean |actual - predicted|) / 255 on grey at the motion size (`_misprediction`).
     Smooth motion is predicted almost exactly; dropped or duplicated frames, judder and shake not.
+    Pairs inside a freeze (`SampledPair.held`) are predicted exactly and say nothing of how the
+    picture moves, so they are left out (a freeze is FrozenFrames' defect, not smooth motion).
     """
 
     def __init__(self) -> None:
         self._error_sum = 0.0
         self._predicted = 0
+        self._held = False
 
     def update(self, frame: Frame) -> None:
         if (pair := frame.pair) is None:
+            return
+        if pair.held:
+            self._held = True
             return
         for offset, actual in enumerate(pair.between, 1):
             along = offset / pair.step
@@ -314,7 +331,7 @@ class MotionSmoothness(Measurement):
 
     def result(self) -> dict[str, float]:
         if not self._predicted:
-            return {}
+            return {"motion_smoothness": 1.0} if self._held else {}
         return {"motion_smoothness": (255 - self._error_sum / self._predicted) / 255}
 
 

@@ -100,7 +100,7 @@ def _run_name(parameters: dict[str, Any]) -> str:
 
 
 # The scorer's version: takes scored by an earlier scorer are measured again, not read from the cache.
-@task(name="score-take", task_run_name=_run_name, cache_key_fn=content_key(version="real-footage-8"),
+@task(name="score-take", task_run_name=_run_name, cache_key_fn=content_key(version="real-footage-9"),
       persist_result=True, retries=1)
 def score_take(take: Path, expected: Expectation, learned: tuple[str, ...] = (),
                prompt: str = "", motion_reference: Path | None = None) -> TakeMetrics:

@@ -245,3 +245,21 @@ def test_stillness_is_not_quality_on_a_shot_that_asks_for_motion() -> None:
     # to move: Stillness reports no motion_presence there).
     asked_none = {k: v for k, v in frozen.metrics.items() if k != "motion_presence"}
     assert quality(frozen.model_copy(update={"motion_wanted": False, "metrics": asked_none})) > quality(moving)
+
+
+def test_a_freeze_does_not_make_the_moving_part_read_steadier(tmp_path: Path) -> None:
+    # The same flickering, panning 16 frames twice: once alone, once followed by 8 frames held on
+    # the last (real models' GIFs stop like this). The held frames cannot flicker, judder or
+    # morph, so they must not dilute what the moving ones show.
+    moving = flickering(moving_frames(FRAMES - 8))
+    alone = measure_take(write_clip(tmp_path / "alone.mp4", moving),
+                         EXPECTED.model_copy(update={"duration": len(moving) / FPS}))
+    stops = measure_take(write_clip(tmp_path / "stops.mp4", moving + [moving[-1]] * 8), EXPECTED)
+    assert any("freezes" in defect for defect in stops.defects)
+    for name in ("temporal_flicker", "motion_smoothness", "warp_stability"):
+        # Counting the held frames as perfect would leave about two thirds of the fault (16 of 23
+        # frame steps move); only the one step into the hold may still dilute it.
+        assert 1 - stops.metrics[name] >= 0.9 * (1 - alone.metrics[name]), name
+    held = measure_take(write_clip(tmp_path / "held.mp4", [moving[0]] * FRAMES),
+                        EXPECTED.model_copy(update={"still_allowed": True}))
+    assert held.metrics["temporal_flicker"] == 1.0 and held.metrics["motion_smoothness"] == 1.0
