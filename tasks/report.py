@@ -43,8 +43,9 @@ class TakeRecord(BaseModel):
     metrics: dict[str, float] = Field({}, description="Raw metric values.")
     score: float | None = Field(None, description="Weighted score relative to the shot's other takes.")
     quality: float | None = Field(None, description="Absolute quality 0–1, compared with the quality bar.")
-    place: int | None = Field(None, description="Place in the shot's fallback order (1 = chosen; then the other "
-                                                "contenders, the takes set aside by quality, failed QC last).")
+    place: int | None = Field(None, description="Place in the fallback order of the takes ranked with it (a "
+                                                "draft shot's drafts, or its final render): 1 = chosen; then the "
+                                                "other contenders, the takes set aside by quality, failed QC last.")
     error: str | None = Field(None, description="Why generation failed, if it did.")
     note: str = Field("", description="Why the selector chose the take, or why it lost, in words.")
 
