@@ -161,8 +161,8 @@ _STANDING_RANK = {"chosen": 0, "ranked": 1, "set aside": 2, "below the bar": 3, 
 def fallback_order(standing: list[str], totals: list[float | None], qualities: list[float | None]) -> list[int]:
     """Positions from best to worst: the chosen take, the other contenders by the rank totals that
     chose among them (`totals`, None for the rest), then the takes set aside and those below the
-    bar by absolute quality, failed takes last (ties keep the take order). A set-aside take's rank total only says how it fared against contenders it
-    cannot beat (min-max normalised within the shot, where a noise-sized lead of the winner is
+    bar by absolute quality, failed takes last (ties keep the take order). A set-aside take's rank
+    total only says how it fared against contenders it cannot beat (min-max normalised within the shot, where a noise-sized lead of the winner is
     stretched to a full point); how good it is on its own, which `quality` measures on fixed
     ranges, is what decides which of them an editor would use next."""
     def key(i: int) -> tuple[int, float]:
