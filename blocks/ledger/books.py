@@ -126,8 +126,10 @@ class Books:
     # ---- reading ----------------------------------------------------------------------------
 
     def entries(self, budget: str | None = None, project: str | None = None, keys: list[str] | None = None,
-                limit: int | None = None) -> list[Entry]:
+                limit: int | None = None, where=None) -> list[Entry]:
         query = sa.select(entries_table).order_by(entries_table.c.created_at)
+        if where is not None:
+            query = query.where(where)
         if budget is not None:
             query = query.where(entries_table.c.budget == budget)
         if project is not None:
@@ -160,7 +162,8 @@ class Books:
                 sa.select(entries_table.c.status, sa.func.sum(entries_table.c.units))
                 .where(entries_table.c.budget == budget).group_by(entries_table.c.status)).all()}
         spent = (summed.get("committed") or 0) + (summed.get("expired") or 0)
-        return (int(totals[0]), int(totals[1])), (int(spent), int(summed.get("reserved") or 0))
+        reserved = (summed.get("reserved") or 0) + (summed.get("held") or 0)  # held unknowns count as reserved
+        return (int(totals[0]), int(totals[1])), (int(spent), int(reserved))
 
     # ---- internals --------------------------------------------------------------------------
 
