@@ -1,7 +1,8 @@
-"""`takeflow budget create|show|set|history` and `takeflow estimate`: the ledger from the terminal.
+"""`takeflow budget create|show|set|history|settle` and `takeflow estimate`: the ledger from the terminal.
 
 They read and write the shared state database directly (TAKEFLOW_STATE_URL, default
-$TAKEFLOW_HOME/state.db) and start no Prefect server. With PREFECT_API_URL set, `create` and
+$TAKEFLOW_HOME/state.db) and start no Prefect server, except `settle`, which loads the provider
+blocks (from PREFECT_API_URL, else the embedded server). With PREFECT_API_URL set, `create` and
 `set` also save the budget's block, so the Prefect UI shows the new limit at once.
 """
 
@@ -31,6 +32,7 @@ def add_budget_commands(commands) -> None:
     history = actions.add_parser("history", help="a budget's reservations, charges and releases")
     history.add_argument("name")
     history.add_argument("--last", type=int, default=50, help="how many entries (default 50)")
+    actions.add_parser("settle", help="decide held creates of unknown outcome by each provider's usage record")
 
 
 def run_budget_command(args: argparse.Namespace) -> int:
@@ -64,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
             print("no budgets yet; create one with takeflow budget create NAME --limit CREDITS")
         for status in budgets:
             print(_describe(status))
+    elif args.action == "settle":
+        _settle_held(ledger)
     else:
         from tasks.report import history_rows
 
@@ -74,6 +78,22 @@ def _run(args: argparse.Namespace) -> int:
                   f"{row['what'][:44]:44} {row['project'][:20]:20} {row['note']}")
         print(_describe(ledger.status(args.name)))
     return 0
+
+
+def _settle_held(ledger) -> None:
+    """What runs do at their start and end, on demand: held creates decided where the provider's
+    usage record can (tasks/spend.py `settle_unknown_creates`), and what stays held, with why."""
+    from blocks.registry import load_provider
+    from tasks.spend import settle_unknown_creates
+
+    names = sorted({entry.task_id.partition(":")[0] for entry in ledger.held()})
+    for line in settle_unknown_creates(ledger, {name: load_provider(name) for name in names}):
+        print(line)
+    held = ledger.held()
+    for entry in held:
+        print(f"still held: {entry.label}: {entry.credits:g} credits ({entry.note})")
+    if not held:
+        print("nothing held: every create of unknown outcome is decided")
 
 
 def _describe(status: BudgetStatus) -> str:

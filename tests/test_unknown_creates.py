@@ -135,3 +135,19 @@ def test_the_same_unknown_create_is_held_once_however_often_a_rerun_meets_it(sim
         take(runway, draw, 1, tmp_path)
     assert ledger_books(draw)["held"] == runway.estimate_credits(request(1))
     assert len(ledger_for().held("runway")) == 1
+
+
+def test_takeflow_budget_settle_decides_what_runs_left_held(prefect_server, sim, runway, draw, tmp_path, capsys):
+    import argparse
+
+    from flows.budget_cli import run_budget_command
+
+    lost_create(sim, runway, draw, 1, tmp_path, made=True)
+    runway.save("runway", overwrite=True)
+    try:
+        assert run_budget_command(argparse.Namespace(action="settle")) == 0
+    finally:
+        RunwayProvider.delete("runway")
+    out = capsys.readouterr().out
+    assert "take 1 runway/gen4.5: charged" in out and "nothing held" in out
+    assert ledger_books(draw)["committed"] == sim.record()["charged"] > 0
