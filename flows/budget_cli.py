@@ -16,7 +16,7 @@ from blocks.ledger import BudgetError, BudgetStatus, ledger_for, parse_credits
 
 
 def add_budget_commands(commands) -> None:
-    budget = commands.add_parser("budget", help="named credit budgets shared by runs: create, show, set, history")
+    budget = commands.add_parser("budget", help="named credit budgets shared by runs: create, show, set, history, settle")
     actions = budget.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a budget")
     create.add_argument("name", help="lowercase letters, digits and dashes, e.g. team-monthly")
@@ -32,7 +32,11 @@ def add_budget_commands(commands) -> None:
     history = actions.add_parser("history", help="a budget's reservations, charges and releases")
     history.add_argument("name")
     history.add_argument("--last", type=int, default=50, help="how many entries (default 50)")
-    actions.add_parser("settle", help="decide held creates of unknown outcome by each provider's usage record")
+    settle = actions.add_parser("settle", help="decide held creates of unknown outcome by each provider's usage "
+                                               "record, or one by hand once you checked the provider's dashboard")
+    by_hand = settle.add_mutually_exclusive_group()
+    by_hand.add_argument("--charged", metavar="ENTRY", help="count this held create (entry id or its start) as charged")
+    by_hand.add_argument("--not-charged", metavar="ENTRY", help="release this held create: it made no task")
 
 
 def run_budget_command(args: argparse.Namespace) -> int:
@@ -66,6 +70,11 @@ def _run(args: argparse.Namespace) -> int:
             print("no budgets yet; create one with takeflow budget create NAME --limit CREDITS")
         for status in budgets:
             print(_describe(status))
+    elif args.action == "settle" and (args.charged or args.not_charged):
+        entry = _held_entry(ledger, args.charged or args.not_charged)
+        ledger.settle_held(entry, bool(args.charged), f"{entry.note}; decided by hand: "
+                                                      f"{'charged' if args.charged else 'not charged'}")
+        print(f"{entry.label}: {entry.credits if args.charged else 0:g} credits counted")
     elif args.action == "settle":
         _settle_held(ledger)
     else:
@@ -91,9 +100,17 @@ def _settle_held(ledger) -> None:
         print(line)
     held = ledger.held()
     for entry in held:
-        print(f"still held: {entry.label}: {entry.credits:g} credits ({entry.note})")
+        print(f"still held: {entry.id[:8]} {entry.label}: {entry.credits:g} credits ({entry.note})")
     if not held:
         print("nothing held: every create of unknown outcome is decided")
+
+
+def _held_entry(ledger, start: str):
+    found = [entry for entry in ledger.held() if entry.id.startswith(start)]
+    if len(found) != 1:
+        raise BudgetError(f"settle: '{start}' names {len(found)} held entries; give the id `takeflow budget "
+                          "settle` lists (its first 8 characters are enough)")
+    return found[0]
 
 
 def _describe(status: BudgetStatus) -> str:

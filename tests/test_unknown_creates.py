@@ -145,9 +145,22 @@ def test_takeflow_budget_settle_decides_what_runs_left_held(prefect_server, sim,
     lost_create(sim, runway, draw, 1, tmp_path, made=True)
     runway.save("runway", overwrite=True)
     try:
-        assert run_budget_command(argparse.Namespace(action="settle")) == 0
+        assert run_budget_command(argparse.Namespace(action="settle", charged=None, not_charged=None)) == 0
     finally:
         RunwayProvider.delete("runway")
     out = capsys.readouterr().out
     assert "take 1 runway/gen4.5: charged" in out and "nothing held" in out
     assert ledger_books(draw)["committed"] == sim.record()["charged"] > 0
+
+
+def test_a_held_create_can_be_decided_by_hand(sim, runway, draw, tmp_path, capsys):
+    import argparse
+
+    from flows.budget_cli import run_budget_command
+
+    lost_create(sim, runway, draw, 1, tmp_path, made=False)
+    entry = ledger_for().held("runway")[0]
+    assert run_budget_command(argparse.Namespace(action="settle", charged=None, not_charged="f00d")) == 2
+    assert "names 0 held entries" in capsys.readouterr().err
+    assert run_budget_command(argparse.Namespace(action="settle", charged=None, not_charged=entry.id[:8])) == 0
+    assert ledger_books(draw) == {"committed": 0, "held": 0, "reserved": 0}
