@@ -156,7 +156,7 @@ def print_estimate(storyboard, takes: int | None, budget: float | None, budget_n
     run = plan_run(storyboard, takes, load)
     plans = run.plans
     try:
-        estimate = run.estimate(storyboard, paid=ledger.paid_keys)
+        estimate = run.estimate(storyboard, paid=lambda keys: ledger.paid_keys(keys, held=True))
         name = budget_name or (None if budget is not None else storyboard.defaults.budget_name)
         status = ledger.status(name) if name else _project_status(ledger, project_budget(storyboard.project_slug),
                                                                   budget if budget is not None

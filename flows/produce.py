@@ -109,7 +109,7 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     ledger = ledger_for()
 
     def price(candidate: list[ShotPlan]) -> Estimate:
-        return run.estimate(storyboard, paid=ledger.paid_keys, plans=candidate)
+        return run.estimate(storyboard, paid=lambda keys: ledger.paid_keys(keys, held=True), plans=candidate)
 
     try:  # a provider that cannot work (no key, retired) or an unknown budget stops the run before any spend
         for provider in providers.values():

@@ -143,12 +143,14 @@ class Books:
                        r.settled_at, r.owner) for r in rows]
         return found[-limit:] if limit else found
 
-    def paid_keys(self, keys: list[str]) -> dict[str, float]:
-        """Credits already charged per content key (committed or counted as charged)."""
+    def paid_keys(self, keys: list[str], held: bool = False) -> dict[str, float]:
+        """Credits already charged per content key (committed or counted as charged); with `held`,
+        also what creates of unknown outcome hold: work an estimate must not count as still to pay."""
+        counted = ("committed", "expired", "held") if held else ("committed", "expired")
         paid: dict[str, float] = {}
         for chunk in range(0, len(keys), 500):
             for entry in self.entries(keys=keys[chunk:chunk + 500]):
-                if entry.status in ("committed", "expired"):
+                if entry.status in counted:
                     paid[entry.key] = round(paid.get(entry.key, 0.0) + entry.credits, 4)
         return paid
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from blocks.ledger.schema import Entry, credits_of, entries_table, to_units
+from blocks.ledger.schema import Entry, budgets_table, credits_of, entries_table, to_units
 
 
 class HeldUnknowns:
@@ -22,12 +22,17 @@ class HeldUnknowns:
         the credits held. Released instead (0) when another entry already holds or counts that create."""
         with self.engine.begin() as db:
             row = db.execute(sa.select(entries_table).where(entries_table.c.id == entry_id)).first()
+            if row is not None:  # PostgreSQL: one change per budget at a time (SQLite: BEGIN IMMEDIATE)
+                db.execute(sa.select(budgets_table.c.name).where(budgets_table.c.name == row.budget)
+                           .with_for_update())
             other = db.execute(sa.select(entries_table.c.id).where(
                 entries_table.c.task_id == task, entries_table.c.id != entry_id,
                 entries_table.c.status.in_(("held", "committed", "expired")))).first()
-            if other is None and row is not None and row.status == "reserved":
+            if other is None and row is not None and row.status in ("reserved", "expired"):
                 db.execute(entries_table.update().where(entries_table.c.id == entry_id).values(
-                    status="held", task_id=task, note=note))
+                    status="held", task_id=task, note=note, settled_at=None))
+                if row.status == "expired":  # counted as spent when its lease lapsed: held again instead
+                    self._move(db, row.budget, row.period, spent=-row.units, reserved=row.units)
                 self._drop(entry_id)
                 return credits_of(row.units)
         self._settle(entry_id, "released", 0, f"{note}; the same create is held by entry {other.id[:8]}"
