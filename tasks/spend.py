@@ -60,7 +60,7 @@ def charged_for_failure(provider: str, exc: BaseException, estimate: float) -> f
     estimate when the provider bills this kind of failure, else 0."""
     credits = getattr(exc, "credits", None)
     kind = getattr(exc, "kind", None)
-    if kind == "unknown_outcome":  # maybe created, nobody knows its task: assumed charged at the quote
+    if kind == "unknown_outcome":  # maybe created, nobody knows its task: at most the quote (held, see paying)
         return max(estimate, float(credits or 0.0))
     if credits is not None:
         return max(0.0, float(credits))
