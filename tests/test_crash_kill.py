@@ -182,11 +182,19 @@ class Trial:
 
 
 def held_slots(sims: dict) -> dict[str, int]:
-    """Provider slots still taken on the server (after a kill: the dead run's, until a run returns them)."""
+    """Provider slots still taken on the server (after a kill: the dead run's, until a run returns them);
+    none of a limit no run has created yet (a series' first run may be killed before it does)."""
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    def taken(client, name: str) -> int:
+        try:
+            return client.read_global_concurrency_limit_by_name(f"tag:provider-{name}").active_slots
+        except ObjectNotFound:
+            return 0
 
     with get_client(sync_client=True) as client:
-        return {name: client.read_global_concurrency_limit_by_name(f"tag:provider-{name}").active_slots for name in sims}
+        return {name: taken(client, name) for name in sims}
 
 
 def duplicates(sims: dict) -> list[str]:
