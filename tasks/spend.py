@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from itertools import combinations
 from typing import Callable, Iterator, TypeVar
 
 from prefect.context import TaskRunContext
@@ -106,13 +107,14 @@ def reconcile_orphans(ledger: Ledger, budget: str, providers: dict) -> list[str]
 def settle_unknown_creates(ledger: Ledger, providers: dict) -> list[str]:
     """Decide the held creates of unknown outcome (blocks/ledger/held.py) by the provider's own usage
     record, where its API keeps one (`usage_since`: Runway's credits used per day). From a UTC
-    midnight at or before the oldest held create, the usage must account for everything the ledger
-    knows that provider charged since, and then either nothing more (no held create made a task:
-    all are released) or exactly what is held (each made one: all are committed). Anything else
-    leaves them held, never counted at less than could have been charged: work still in flight or
-    counted as charged on a lapsed lease, a charge that may fall either side of that midnight,
-    another client on the same account, several held creates of which only some made a task.
-    Returns one line per decided entry."""
+    midnight at or before the oldest held create, what the usage shows beyond everything the ledger
+    knows that provider charged since is what the held creates cost: 0 (none made a task: all are
+    released), all of them (all are committed), or the prices of some of them (those are committed;
+    where several sets add up to it, as with equal prices, the total is certain but not which
+    create made a task, and the earliest are counted). Anything else leaves them held, never counted
+    at less than could have been charged: work still in flight or counted as charged on a lapsed
+    lease, a charge that may fall either side of that midnight, usage no set of held creates adds
+    up to (another client on the same account). Returns one line per decided entry."""
     said = []
     for name, provider in providers.items():
         held = ledger.held(name)
@@ -126,15 +128,17 @@ def settle_unknown_creates(ledger: Ledger, providers: dict) -> list[str]:
             log.warning("ledger: %d %s create(s) of unknown outcome stay held (%g credits): %s", len(held), name,
                         sum(e.credits for e in held), decided)
             continue
-        charged, note = decided
+        made, note = decided
         for entry in held:
-            ledger.settle_held(entry, charged, note)
-            said.append(f"{entry.label}: {note}, {entry.credits if charged else 0:g} credits")
+            charged = entry in made
+            ledger.settle_held(entry, charged, f"{'charged' if charged else 'not charged'}: {note}")
+            said.append(f"{entry.label}: {'charged' if charged else 'not charged'}: {note}, "
+                        f"{entry.credits if charged else 0:g} credits")
     return said
 
 
-def _decide_by_usage(ledger: Ledger, name: str, provider, held: list) -> tuple[bool, str] | str:
-    """(charged, why) for all of `held`, or why the usage record cannot decide them."""
+def _decide_by_usage(ledger: Ledger, name: str, provider, held: list) -> tuple[list, str] | str:
+    """(the held creates that made a task, why), or why the usage record cannot decide them."""
     first = datetime.fromtimestamp(min(claimed_at(e.task_id) for e in held), timezone.utc).date()
     for back in range(90):  # the latest midnight no charge of this provider's straddles
         day = first - timedelta(days=back)
@@ -154,11 +158,29 @@ def _decide_by_usage(ledger: Ledger, name: str, provider, held: list) -> tuple[b
     rate = load_catalogue().providers[name].credits_per_unit
     # net of refunds, so a refund of an earlier charge makes it less: that never matches, and stays held
     extra = round(used * rate * SCALE) - sum(to_units(e.credits) for e in touching if e.status == "committed")
-    if extra == 0:
-        return False, f"not charged: {name}'s usage since {day} is exactly what the ledger counted without it"
-    if extra == sum(to_units(e.credits) for e in held):
-        return True, f"charged: {name}'s usage since {day} is what the ledger counted plus the held create(s)"
-    return f"{name}'s usage since {day} is {used:g} units, {extra / SCALE:g} credits beyond what the ledger counted"
+    sets = _sets_adding_up(held, extra)
+    beyond = f"{name}'s usage since {day} is {extra / SCALE:g} credits beyond what the ledger counted otherwise"
+    if not sets:
+        return f"{beyond}, which no set of the {len(held)} held create(s) adds up to"
+    if len(sets) > 1:
+        beyond += f": {len(sets[0])} of {len(held)} held creates made a task, the record cannot tell which"
+    return sets[0], beyond
+
+
+def _sets_adding_up(held: list, extra: int, most: int = 12) -> list[list]:
+    """Up to two sets of `held` whose prices add up to `extra` units, earliest creates first."""
+    if extra < 0 or len(held) > most:
+        return []
+    found = []
+    for size in range(len(held) + 1):
+        for chosen in combinations(held, size):
+            if sum(to_units(e.credits) for e in chosen) == extra:
+                found.append(list(chosen))
+                if len(found) == 2:
+                    return found
+    return found
+
+
 
 
 def retry_follows(exc: BaseException) -> bool:

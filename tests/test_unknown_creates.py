@@ -5,6 +5,7 @@ the simulator itself: after it made the task (`made`), or before (`never made`).
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -71,6 +72,15 @@ def lost_create(sim: RunwaySimulator, runway: RunwayProvider, draw: BudgetDraw, 
         sim.inject(Fault("drop", on="create"))
     with pytest.raises(ProviderError, match="connection broke"):
         take(runway, draw, n, dest)
+
+
+def finished_record(sim: RunwaySimulator) -> dict:
+    """The simulator's record once no task is live (a live task is charged once it ends)."""
+    deadline = time.monotonic() + 30
+    while any(t["status"] in ("queued", "throttled", "running") for t in sim.record()["tasks"]):
+        assert time.monotonic() < deadline, "the simulator's tasks did not end"
+        time.sleep(0.05)
+    return sim.record()
 
 
 def ledger_books(draw: BudgetDraw) -> dict[str, float]:
@@ -164,3 +174,12 @@ def test_a_held_create_can_be_decided_by_hand(sim, runway, draw, tmp_path, capsy
     assert "names 0 held entries" in capsys.readouterr().err
     assert run_budget_command(argparse.Namespace(action="settle", charged=None, not_charged=entry.id[:8])) == 0
     assert ledger_books(draw) == {"committed": 0, "held": 0, "reserved": 0}
+
+
+def test_of_two_held_creates_at_one_price_the_usage_record_decides_how_many_made_a_task(sim, runway, draw, tmp_path):
+    lost_create(sim, runway, draw, 1, tmp_path, made=True)
+    lost_create(sim, runway, draw, 2, tmp_path, made=False)
+    said = settle_unknown_creates(ledger_for(), {"runway": runway})
+    assert len(said) == 2 and "1 of 2 held creates made a task, the record cannot tell which" in said[0]
+    assert ledger_books(draw) == {"committed": finished_record(sim)["charged"], "held": 0, "reserved": 0}
+    assert finished_record(sim)["charged"] == runway.estimate_credits(request(1))
