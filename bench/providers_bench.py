@@ -12,7 +12,7 @@ For each target:
    requests with a transient fault (429 with or without Retry-After, 503, a dropped poll or
    download connection; creates are never dropped, since a dropped create is ambiguous to any
    client). takeflow submits the takes as Prefect `generate-take` tasks (`--threads`, by default
-   the produce flow's 8, under the `provider-<name>` concurrency limit set to `--concurrency`); the
+   the produce flow's 8, under the `tag:provider-<name>` concurrency limit set to `--concurrency`); the
    baseline is a plain loop over the provider's own SDK, one take after another, then an httpx
    download of the output: `runwayml.RunwayML().image_to_video.create(...).wait_for_task_output()`,
    and `fal_client.SyncClient().subscribe(endpoint, arguments)` (fal-client has no base-URL

@@ -93,7 +93,7 @@ class VideoProvider(Block):
     max_concurrency: int = Field(
         4, ge=1, le=100,
         description="Most takes in flight at once at this provider; enforced by the Prefect global "
-                    "concurrency limit 'provider-<name>', which runs create or update.")
+                    "concurrency limit 'tag:provider-<name>', which runs create or update.")
 
     @abstractmethod
     def estimate_credits(self, request: GenerationRequest) -> float:

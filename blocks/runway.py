@@ -24,6 +24,11 @@ Contract (runwayml SDK 5.24.0 and shared/reference/providers.md §1; ✅ SDK or 
   polled like a generation (SDK types/video_upscale_create_params.py). Videos go inline as data
   URIs of at most 16 MB (docs.dev.runwayml.com/assets/inputs), larger ones as uploads; the price
   is unpublished (❓).
+- ✅ `POST /v1/organization/usage` {startDate, beforeDate (not inclusive, at most 90 days later)}
+  → {models, results: [{date, usedCredits: [{model, amount}]}]}, amounts net of refunds, dates in
+  UTC (SDK resources/organization/organization.py, types/organization_retrieve_usage_*.py): the
+  account's own record of what it charged, which decides creates of unknown outcome
+  (tasks/spend.py `settle_unknown_creates`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 import logging
 import math
 import time
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -238,6 +244,19 @@ class RunwayProvider(RemoteVideoProvider):
             self.estimate_upscale_credits(request.model, request.resolution, request.duration))))
         return GenerationResult(path=dest, provider=self.get_block_type_slug(), model=request.model,
                                 credits=round(credits, 4), seconds=time.perf_counter() - started)
+
+    # ---- usage -------------------------------------------------------------------------------
+
+    def usage_since(self, day: date) -> float | None:
+        """Runway credits the account used from `day` (UTC) to today, every model, net of refunds;
+        None when `day` is past the 90 days the record reaches."""
+        before = datetime.now(timezone.utc).date() + timedelta(days=1)
+        if (before - day).days > 90:
+            return None
+        data = self.json_body(self.send("POST", "/v1/organization/usage",
+                                        json={"startDate": day.isoformat(), "beforeDate": before.isoformat()}))
+        return float(sum(used.get("amount", 0) for result in data.get("results") or []
+                         for used in result.get("usedCredits") or []))
 
     # ---- poll, cancel, errors ----------------------------------------------------------------
 

@@ -8,10 +8,8 @@ waiting on a server that may never do it (tasks/provider_slots.py says when that
 The row is written *before* the slot is asked for, under a token of its own that goes to the
 server as the lease's holder, and the lease id is added once the server's answer is in. So a
 process killed between the server granting the lease and learning its id still leaves a row
-(pending: a token, no lease id). Where the server's lease storage can be read from here (the
-embedded server's lease files), the next run finds the lease by that holder token and returns it
-at once. A standalone server's storage cannot be read over its API (Prefect 3.9 lists lease
-holders only for `tag:` limits), so there such a lease comes back by the server's own expiry.
+(pending: a token, no lease id). The next run finds the lease by that holder token over the
+server's API and revokes it at once (tasks/provider_slots.py: Prefect does that for `tag:` limits).
 """
 
 from __future__ import annotations
@@ -104,8 +102,8 @@ def released(lease: UUID) -> None:
 
 def orphaned(api_url: str, name: str) -> Orphans:
     """Take the rows of `name` whose holder is dead (gone from this host, or silent past its
-    lease); each is handed to exactly one caller, which must return the leases (and look up the
-    pending tokens' leases with `leases_held_by`)."""
+    lease); each is handed to exactly one caller, which must return the leases and revoke any
+    lease the server granted to the pending tokens."""
     now, leases, tokens = time.time(), [], []
     with _engine().begin() as conn:
         rows = conn.execute(sa.select(holders).where(holders.c.server == server_id(api_url),
@@ -117,39 +115,24 @@ def orphaned(api_url: str, name: str) -> Orphans:
     return Orphans(leases, tokens)
 
 
-def readable_lease_storage():
-    """The server's concurrency lease storage where this process can read it, else None: the
-    embedded server's files in PREFECT_HOME (flows/run_guard.py configures them)."""
+def forget_limit(api_url: str, name: str) -> None:
+    """Drop the rows of a limit that no longer exists (its leases went with it)."""
+    with _engine().begin() as conn:
+        conn.execute(holders.delete().where(holders.c.server == server_id(api_url), holders.c.limit_name == name))
+
+
+def expired_on_embedded_server() -> list[UUID]:
+    """Leases past their expiry in the embedded server's filesystem lease storage (in PREFECT_HOME,
+    flows/run_guard.py configures it), which no repossessor revokes there: e.g. one granted to a
+    request whose holder died, but after its pending row had been reclaimed. Expired leases are not
+    listed over the server's API, so they are read from the files; a standalone server's own
+    repossessor revokes them."""
     from prefect.settings import PREFECT_API_URL
     from prefect.settings.context import get_current_settings
 
     if PREFECT_API_URL.value() or not get_current_settings().server.concurrency.lease_storage.endswith(".filesystem"):
-        return None
-    from prefect.server.concurrency.lease_storage.filesystem import ConcurrencyLeaseStorage
-
-    return ConcurrencyLeaseStorage()
-
-
-def leases_held_by(limit_id: UUID, tokens: list[UUID]) -> list[UUID] | None:
-    """The server's active leases on `limit_id` whose holder is one of `tokens`; None where the
-    server's lease storage cannot be read from here."""
-    storage = readable_lease_storage()
-    if storage is None:
-        return None
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    wanted = set(tokens)
-    listed = run_coro_as_sync(storage.list_holders_for_limit(limit_id)) or []
-    return [lease for lease, holder in listed if holder.id in wanted]
-
-
-def expired_on_embedded_server() -> list[UUID]:
-    """Leases past their expiry in the embedded server's filesystem lease storage, which no
-    repossessor revokes there (e.g. one answered to a request whose holder died, but after its
-    pending row had been looked up)."""
-    storage = readable_lease_storage()
-    if storage is None:
         return []
+    from prefect.server.concurrency.lease_storage.filesystem import ConcurrencyLeaseStorage
     from prefect.utilities.asyncutils import run_coro_as_sync
 
-    return list(run_coro_as_sync(storage.read_expired_lease_ids()) or [])
+    return list(run_coro_as_sync(ConcurrencyLeaseStorage().read_expired_lease_ids()) or [])

@@ -1,7 +1,8 @@
-"""`takeflow budget create|show|set|history` and `takeflow estimate`: the ledger from the terminal.
+"""`takeflow budget create|show|set|history|settle` and `takeflow estimate`: the ledger from the terminal.
 
 They read and write the shared state database directly (TAKEFLOW_STATE_URL, default
-$TAKEFLOW_HOME/state.db) and start no Prefect server. With PREFECT_API_URL set, `create` and
+$TAKEFLOW_HOME/state.db) and start no Prefect server, except `settle`, which loads the provider
+blocks (from PREFECT_API_URL, else the embedded server). With PREFECT_API_URL set, `create` and
 `set` also save the budget's block, so the Prefect UI shows the new limit at once.
 """
 
@@ -15,7 +16,7 @@ from blocks.ledger import BudgetError, BudgetStatus, ledger_for, parse_credits
 
 
 def add_budget_commands(commands) -> None:
-    budget = commands.add_parser("budget", help="named credit budgets shared by runs: create, show, set, history")
+    budget = commands.add_parser("budget", help="named credit budgets shared by runs: create, show, set, history, settle")
     actions = budget.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a budget")
     create.add_argument("name", help="lowercase letters, digits and dashes, e.g. team-monthly")
@@ -31,6 +32,11 @@ def add_budget_commands(commands) -> None:
     history = actions.add_parser("history", help="a budget's reservations, charges and releases")
     history.add_argument("name")
     history.add_argument("--last", type=int, default=50, help="how many entries (default 50)")
+    settle = actions.add_parser("settle", help="decide held creates of unknown outcome by each provider's usage "
+                                               "record, or one by hand once you checked the provider's dashboard")
+    by_hand = settle.add_mutually_exclusive_group()
+    by_hand.add_argument("--charged", metavar="ENTRY", help="count this held create (entry id or its start) as charged")
+    by_hand.add_argument("--not-charged", metavar="ENTRY", help="release this held create: it made no task")
 
 
 def run_budget_command(args: argparse.Namespace) -> int:
@@ -64,6 +70,13 @@ def _run(args: argparse.Namespace) -> int:
             print("no budgets yet; create one with takeflow budget create NAME --limit CREDITS")
         for status in budgets:
             print(_describe(status))
+    elif args.action == "settle" and (args.charged or args.not_charged):
+        entry = _held_entry(ledger, args.charged or args.not_charged)
+        ledger.settle_held(entry, bool(args.charged), f"{entry.note}; decided by hand: "
+                                                      f"{'charged' if args.charged else 'not charged'}")
+        print(f"{entry.label}: {entry.credits if args.charged else 0:g} credits counted")
+    elif args.action == "settle":
+        _settle_held(ledger)
     else:
         from tasks.report import history_rows
 
@@ -74,6 +87,30 @@ def _run(args: argparse.Namespace) -> int:
                   f"{row['what'][:44]:44} {row['project'][:20]:20} {row['note']}")
         print(_describe(ledger.status(args.name)))
     return 0
+
+
+def _settle_held(ledger) -> None:
+    """What runs do at their start and end, on demand: held creates decided where the provider's
+    usage record can (tasks/spend.py `settle_unknown_creates`), and what stays held, with why."""
+    from blocks.registry import load_provider
+    from tasks.spend import settle_unknown_creates
+
+    names = sorted({entry.task_id.partition(":")[0] for entry in ledger.held()})
+    for line in settle_unknown_creates(ledger, {name: load_provider(name) for name in names}):
+        print(line)
+    held = ledger.held()
+    for entry in held:
+        print(f"still held: {entry.id[:8]} {entry.label}: {entry.credits:g} credits ({entry.note})")
+    if not held:
+        print("nothing held: every create of unknown outcome is decided")
+
+
+def _held_entry(ledger, start: str):
+    found = [entry for entry in ledger.held() if entry.id.startswith(start)]
+    if len(found) != 1:
+        raise BudgetError(f"settle: '{start}' names {len(found)} held entries; give the id `takeflow budget "
+                          "settle` lists (its first 8 characters are enough)")
+    return found[0]
 
 
 def _describe(status: BudgetStatus) -> str:
@@ -119,7 +156,7 @@ def print_estimate(storyboard, takes: int | None, budget: float | None, budget_n
     run = plan_run(storyboard, takes, load)
     plans = run.plans
     try:
-        estimate = run.estimate(storyboard, paid=ledger.paid_keys)
+        estimate = run.estimate(storyboard, paid=lambda keys: ledger.paid_keys(keys, held=True))
         name = budget_name or (None if budget is not None else storyboard.defaults.budget_name)
         status = ledger.status(name) if name else _project_status(ledger, project_budget(storyboard.project_slug),
                                                                   budget if budget is not None

@@ -350,6 +350,8 @@ def _produce(storyboard: Storyboard, args: argparse.Namespace, plans: list[ShotP
           f"(estimate {report.estimate:g}; budget {report.budget_name})")
     for shot in report.shots:
         print(f"  {shot.shot_id}: {shot.reason}")
+    for line in report.held:  # reserved on the budget until the provider's usage record decides them
+        print(f"  held: {line}")
     print(f"report: {folder / 'report.json'}")
     if report.published:
         print(f"published: {report.published['manifest.json'].rsplit('/', 1)[0]}/")

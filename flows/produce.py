@@ -40,7 +40,7 @@ from tasks.plan import ShotPlan, delivery_size
 from tasks.prompts import expand_prompt
 from tasks import events
 from tasks.report import ProductionReport, ShotRecord, publish_history, publish_media, settled_spend, write_report
-from tasks.spend import BudgetDraw, reconcile_orphans
+from tasks.spend import BudgetDraw, reconcile_orphans, settle_unknown_creates
 from tasks.checks import accept_run
 from tasks.storyboard import Real, Storyboard, StoryboardError, Whole, describe_error, slug
 from tasks.provider_upscale import upscaler_of
@@ -109,15 +109,15 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     ledger = ledger_for()
 
     def price(candidate: list[ShotPlan]) -> Estimate:
-        return run.estimate(storyboard, paid=ledger.paid_keys, plans=candidate)
+        return run.estimate(storyboard, paid=lambda keys: ledger.paid_keys(keys, held=True), plans=candidate)
 
     try:  # a provider that cannot work (no key, retired) or an unknown budget stops the run before any spend
         for provider in providers.values():
             provider.preflight()
         draw, status = resolve_draw(storyboard, ledger, options.budget, options.budget_name, str(flow_run.id),
                                     sync=sync_budget)
-        for line in reconcile_orphans(ledger, draw.budget, providers):  # what killed runs left open
-            logger.warning(line)
+        for line in reconcile_orphans(ledger, draw.budget, providers) + settle_unknown_creates(ledger, providers):
+            logger.warning(line)  # what killed runs left open, and creates of unknown outcome decided
         status = ledger.status(draw.budget)
         estimate = price(plans)
     except (GenerationError, BudgetError, PriceMissing) as exc:
@@ -172,7 +172,10 @@ def produce(storyboard: Storyboard, options: RunOptions = RunOptions()) -> Produ
     stopped = None if within else _budget_stop(ledger, draw)
 
     def report(summary: str, shots: list[ShotRecord] = records, **outcome) -> ProductionReport:
-        """The run's report, built once at whichever end the run reaches, with the ledger's charges."""
+        """The run's report, built once at whichever end the run reaches, with the ledger's charges
+        (creates of unknown outcome decided first, where the provider's usage record can)."""
+        for line in settle_unknown_creates(ledger, providers):
+            logger.warning(line)
         return ProductionReport(
             title=storyboard.title, status=summary,
             width=width, height=height, fps=storyboard.defaults.fps, duration=storyboard.total_duration(),

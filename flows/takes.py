@@ -30,7 +30,7 @@ from tasks.score import DEFECT_GAP, Selection, score_take, select_best
 from tasks.spend import BudgetDraw, work_key
 
 
-UNKNOWN_OUTCOME = "unknown outcome, counted as charged"
+UNKNOWN_OUTCOME = "unknown outcome, held on the budget"
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ def _take_record(future, provider: VideoProvider, job: TakeJob, request, dest: P
             from_cache = False
     except Exception as exc:  # a failed take is reported, never fatal for the shot's other takes
         error = str(exc).splitlines()[0][:300]
-        if getattr(exc, "kind", None) == "unknown_outcome":  # the ledger counts it: say so where users look
+        if getattr(exc, "kind", None) == "unknown_outcome":  # the ledger holds it: say so where users look
             error = f"{UNKNOWN_OUTCOME} at {base['estimate']:g} credits: {error}"
         return TakeRecord(**base, error=error, over_budget=isinstance(exc, OverBudget))
     place(result.path, dest)

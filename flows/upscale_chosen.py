@@ -69,7 +69,7 @@ def upscale_chosen(storyboard: Storyboard, plans: list[ShotPlan], shots: list[Sh
     keys = {i: upscale_key(upscaler, chosen[i].key, model, delivery) if chosen[i].key
             else work_key("upscale-take", provider=upscaler, request=r) for i, r in jobs.items()}
     ledger = ledger_for(spend.state_url) if spend else None
-    done = ledger.paid_keys(list(keys.values())) if ledger else {}
+    done = ledger.paid_keys(list(keys.values()), held=True) if ledger else {}
     cost = sum(upscaler.estimate_upscale_credits(model, delivery, r.duration)
                for i, r in jobs.items() if keys[i] not in done)
     left = ledger.status(spend.budget).left if ledger else None

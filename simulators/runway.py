@@ -13,6 +13,7 @@ Close enough to the runwayml SDK 5.24.0's contract that the SDK itself runs agai
   not have enough credits to run this task.", as the API answers ◐); 401 bad key; 429 "Your daily
   task limit has been reached." once a key made `daily_limit` tasks of a model in 24 h (✅ wording,
   runwayml/sdk-python#23), while injected transient 429s read "Too many requests".
+- `POST /v1/organization/usage`: credits used per day and model, from this record of charges.
 - Over `concurrency` live tasks per key, new ones wait THROTTLED. Moderation is never synchronous:
   a rejected input is a task that fails at once with INPUT_PREPROCESSING.SAFETY.TEXT.
 """
@@ -29,6 +30,7 @@ from simulators.base import Fault, ProviderSimulator, Request, Response, SimTask
 from simulators.runway_rules import Invalid, check_body, image_bytes, output_size, prompt_images
 from simulators.runway_upscale import VideoUpscaleRoutes
 from simulators.runway_uploads import UploadRoutes
+from simulators.runway_usage import UsageRoutes
 
 VERSION = "2024-11-06"
 STATUS = {"queued": "PENDING", "throttled": "THROTTLED", "running": "RUNNING", "succeeded": "SUCCEEDED",
@@ -47,9 +49,9 @@ MESSAGES = {"insufficient_credits": "You do not have enough credits to run this 
             "invalid_input": "promptImage: the image could not be decoded.",
             "server": "The service is temporarily overloaded. Please retry."}
 @collect_routes
-class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, ProviderSimulator):
-    """Runway's task API on loopback, with ephemeral uploads (simulators/runway_uploads.py) and
-    video upscale (simulators/runway_upscale.py).
+class RunwaySimulator(UploadRoutes, VideoUpscaleRoutes, UsageRoutes, ProviderSimulator):
+    """Runway's task API on loopback, with ephemeral uploads (simulators/runway_uploads.py), video
+    upscale (simulators/runway_upscale.py) and the account's usage record (simulators/runway_usage.py).
     `model_latency` gives some models their own run time; `extra_keys` are further accepted API
     keys, each with its own concurrency budget; `daily_limit` caps the tasks per key and model in a
     rolling 24 h (the tier limit: a 429 in the API's words, where retrying is pointless); `web`

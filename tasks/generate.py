@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prefect import get_client, task
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.exceptions import ObjectNotFound
 
 from blocks.providers import GenerationError, GenerationRequest, GenerationResult, VideoProvider
 from blocks.ledger import OverBudget
+from blocks.slot_holders import forget_limit
 from tasks.caching import content_key
-from tasks.provider_slots import reclaim_dead_holders
+from tasks.provider_slots import TAG_PREFIX, reclaim_dead_holders
 from tasks.spend import BudgetDraw, pay_for_call, work_key
+
+log = logging.getLogger("takeflow.slots")
 
 
 def retry_unless_final(task, task_run, state) -> bool:
@@ -27,7 +34,8 @@ def retry_unless_final(task, task_run, state) -> bool:
 
 
 def limit_name(provider: VideoProvider) -> str:
-    return f"provider-{provider.provider_name}"
+    """`tag:provider-<name>`: on a `tag:` limit Prefect finds a lease by its holder (provider_slots)."""
+    return f"{TAG_PREFIX}provider-{provider.provider_name}"
 
 
 def ensure_limits(providers: dict[str, VideoProvider]) -> None:
@@ -39,7 +47,24 @@ def ensure_limits(providers: dict[str, VideoProvider]) -> None:
     with get_client(sync_client=True) as client:
         for provider in providers.values():
             client.upsert_global_concurrency_limit_by_name(limit_name(provider), provider.max_concurrency)
+            retire_limit(client, f"provider-{provider.provider_name}", limit_name(provider))  # before 2026-12
         reclaim_dead_holders(client, [limit_name(p) for p in providers.values()])  # runs killed earlier
+
+
+def retire_limit(client: SyncPrefectClient, former: str, successor: str) -> None:
+    """Replace the limit `former` of an earlier takeflow by `successor` (already created): a user's
+    `prefect gcl disable` carries over, the old limit and its leases are deleted. Its value needs no
+    move: every run sets it from the provider block's max_concurrency."""
+    try:
+        old = client.read_global_concurrency_limit_by_name(former)
+    except ObjectNotFound:
+        return
+    if not old.active:
+        client.update_global_concurrency_limit(successor, GlobalConcurrencyLimitUpdate(active=False))
+    client.delete_global_concurrency_limit_by_name(former)
+    forget_limit(str(client.api_url), former)
+    log.warning("the concurrency limit %s is now %s (%s)", former, successor,
+                "disabled, as the old one was" if not old.active else "its slots set from the provider block")
 
 
 @task(name="generate-take", task_run_name="generate-{shot_id}-take-{take}",

@@ -1,6 +1,6 @@
 """Provider concurrency slots: Prefect global concurrency limits, handed from take to take.
 
-Every take holds one slot of its provider's limit (`provider-<name>`, created by `ensure_limits`)
+Every take holds one slot of its provider's limit (`tag:provider-<name>`, created by `ensure_limits`)
 while it talks to the provider. Prefect's `concurrency()` asks the server for a lease on every
 call. On the default SQLite server that costs about 2 s a take (bench/providers_bench.py): the
 request lands while the server records the previous task run's states, SQLite answers "database
@@ -14,18 +14,23 @@ soon as no take here wants them.
 A process that dies holding slots (SIGKILL, OOM, a lost machine) cannot return them, and on the
 embedded server Prefect does not either: its repossessor, which revokes expired leases, does not
 run in ephemeral servers, and its default lease storage lives in the server's memory, so a new
-run's server knows nothing of the dead run's leases while the database still counts their slots.
-So every lease is also written to the shared state database (blocks/slot_holders.py) with its
-holder, before it is asked for (a pending row whose token goes to the server as the lease's
-holder; the lease id is added once granted), and a take that finds its limit full first reclaims
-the leases of dead holders:
+run's server knows nothing of the dead run's leases while the database still counts their slots
+(`flows/run_guard.py` therefore keeps the embedded server's leases in Prefect's filesystem lease
+storage). So every lease is also written to the shared state database (blocks/slot_holders.py)
+with its holder, before it is asked for (a pending row whose token goes to the server as the
+lease's holder; the lease id is added once granted), and a take that finds its limit full first
+reclaims the leases of dead holders:
 - a holder on this machine whose process is gone: at once (the next run starts promptly);
 - any other holder once its lease has gone LEASE_SECONDS without renewal (60 s);
-- a holder killed after asking but before it read the answer: on the embedded server
-  (`flows/run_guard.py` keeps its leases in Prefect's filesystem lease storage) the lease is
-  found by its holder token and returned at once; a standalone server's lease storage cannot be
-  read over its API, so there the server's repossessor revokes it (within 60 s + its 15 s loop).
-Leases expired in the embedded server's storage are revoked the same way, as the repossessor would.
+- a holder killed after asking but before it read the answer (the lease id never reached it):
+  the lease is found by its holder token and revoked over the server's API, at once, on any
+  server and lease storage. Prefect 3.9 looks leases up by holder only on limits named
+  `tag:<tag>` (its task-run tag API: `GET /concurrency_limits/tag/{tag}` lists the holders,
+  `POST /concurrency_limits/decrement` revokes a holder's leases), which is why the provider
+  limits are named `tag:provider-<name>`. Our takes carry no `provider-*` tag, so Prefect's
+  tag-concurrency orchestration never applies these limits to task runs by itself.
+Leases expired in the embedded server's storage (a grant that landed after its dead holder's
+row was reclaimed; a return that failed) are revoked as the repossessor would.
 The rows cost two state-database writes per lease the server grants, none per take.
 """
 
@@ -55,6 +60,7 @@ RECLAIM_EVERY = 2.0       # seconds between two reclaims of dead holders' slots 
 LINGER_SECONDS = 0.5      # how long a finished take's slot waits for this process's next take
 KEEPER_TICK = 0.1
 QUICK_TRIES = 8            # 503s answered by a short sleep before Prefect's slower retries
+TAG_PREFIX = "tag:"        # Prefect lists and revokes leases by holder on limits named so
 
 log = logging.getLogger("takeflow.slots")
 
@@ -152,22 +158,28 @@ class _Pool:
                 return 0
             self.reclaimed_at = now
         orphans = slot_holders.orphaned(self.api_url, self.name)
-        leases = orphans.leases + self.granted_to(client, orphans.pending) + slot_holders.expired_on_embedded_server()
+        leases = orphans.leases + slot_holders.expired_on_embedded_server()
         for lease in leases:
             _quietly(client.release_concurrency_slots_with_lease, lease)
-        if leases:
-            log.warning("returned %d slot(s) of %s held by runs that died", len(leases), self.name)
-        return len(leases)
+        count = len(leases) + self.revoke_granted_to(client, orphans.pending)
+        if count:
+            log.warning("returned %d slot(s) of %s held by runs that died", count, self.name)
+        return count
 
-    def granted_to(self, client: SyncPrefectClient, tokens: list[UUID]) -> list[UUID]:
-        """The leases the server granted to requests of dead holders that never read the answer."""
-        if not tokens or slot_holders.readable_lease_storage() is None:
-            if tokens:
-                log.info("a run died while asking for a %s slot; if the server granted it, it comes back "
-                         "when the lease expires (a standalone server's leases cannot be looked up)", self.name)
-            return []
-        limit = client.read_global_concurrency_limit_by_name(self.name)
-        return slot_holders.leases_held_by(limit.id, tokens) or []
+    def revoke_granted_to(self, client: SyncPrefectClient, tokens: list[UUID]) -> int:
+        """Revoke the leases the server granted to requests of dead holders that never read the
+        answer, found by their holder token; returns how many there were."""
+        if not tokens:
+            return 0
+        if not self.name.startswith(TAG_PREFIX):  # only `tag:` limits list their holders
+            log.info("a run died while asking for a %s slot; if the server granted it, it comes back when "
+                     "the lease expires (leases are looked up by holder only on `tag:` limits)", self.name)
+            return 0
+        tag = self.name.removeprefix(TAG_PREFIX)
+        granted = set(client.read_concurrency_limit_by_tag(tag).active_slots) & set(tokens)
+        for token in granted:
+            client.decrement_v1_concurrency_slots([tag], token, occupancy_seconds=0)
+        return len(granted)
 
 
 _pools: dict[tuple[str, str], _Pool] = {}
@@ -199,8 +211,9 @@ def _request_slot(client: SyncPrefectClient, name: str, holder: UUID) -> httpx.R
     httpx client (same address, auth and TLS settings) without that wrapper; anything else than a
     503, and a persistent 503, is left to the Prefect client's own handling.
     """
-    # The holder token names the pending row; Prefect's holder types are its own run kinds, and the
-    # server uses a "task_run" holder only on `tag:` limits, so the token passes as one here.
+    # The holder token names the pending row. Prefect's holder types are its own run kinds, and its
+    # API finds and revokes leases by holder only for "task_run" holders on `tag:` limits, so the
+    # token passes as one here.
     body = {"names": [name], "slots": 1, "mode": "concurrency", "lease_duration": LEASE_SECONDS,
             "holder": {"type": "task_run", "id": str(holder)}}
     http = client._client

@@ -5,7 +5,8 @@ Which failures a provider bills (anchors-2026-12 §4, providers.md): a task that
 even when its download then fails; Veo does not bill a video its safety filter blocked, Kling,
 Seedance, LTX and fal bill only successful tasks; Runway documents no refund for API tasks that
 fail, so a Runway (or Sora) task that ends failed or is cancelled at its deadline is counted as
-charged until the provider says otherwise. A create whose outcome is unknown is counted as charged.
+charged until the provider says otherwise. A create whose outcome is unknown is held (reserved, not
+spent) until the provider's usage record decides it (`settle_unknown_creates`).
 Where the provider client knows the exact charge it sets `credits` on the error, and that wins.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from itertools import combinations
 from typing import Callable, Iterator, TypeVar
 
 from prefect.context import TaskRunContext
@@ -20,7 +23,8 @@ from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.catalogue import load_catalogue
-from blocks.ledger import Hold, Ledger, OverBudget, holding, ledger_for
+from blocks.ledger import SCALE, Hold, Ledger, OverBudget, holding, ledger_for, to_units
+from blocks.ledger.held import claimed_at
 from tasks.caching import PIPELINE_VERSION, content_identity
 from tasks.provider_slots import provider_slot
 
@@ -57,7 +61,7 @@ def charged_for_failure(provider: str, exc: BaseException, estimate: float) -> f
     estimate when the provider bills this kind of failure, else 0."""
     credits = getattr(exc, "credits", None)
     kind = getattr(exc, "kind", None)
-    if kind == "unknown_outcome":  # maybe created, nobody knows its task: assumed charged at the quote
+    if kind == "unknown_outcome":  # maybe created, nobody knows its task: at most the quote (held, see paying)
         return max(estimate, float(credits or 0.0))
     if credits is not None:
         return max(0.0, float(credits))
@@ -100,6 +104,85 @@ def reconcile_orphans(ledger: Ledger, budget: str, providers: dict) -> list[str]
     return said
 
 
+def settle_unknown_creates(ledger: Ledger, providers: dict) -> list[str]:
+    """Decide the held creates of unknown outcome (blocks/ledger/held.py) by the provider's own usage
+    record, where its API keeps one (`usage_since`: Runway's credits used per day). From a UTC
+    midnight at or before the oldest held create, what the usage shows beyond everything the ledger
+    knows that provider charged since is what the held creates cost: 0 (none made a task: all are
+    released), all of them (all are committed), or the prices of some of them (those are committed;
+    where several sets add up to it, as with equal prices, the total is certain but not which
+    create made a task, and the earliest are counted). Anything else leaves them held, never counted
+    at less than could have been charged: work still in flight or counted as charged on a lapsed
+    lease, a charge that may fall either side of that midnight, usage no set of held creates adds
+    up to (another client on the same account). Returns one line per decided entry."""
+    said = []
+    for name, provider in providers.items():
+        held = ledger.held(name)
+        if not held or not hasattr(provider, "usage_since"):
+            continue
+        try:
+            decided = _decide_by_usage(ledger, name, provider, held)
+        except Exception as exc:  # noqa: BLE001 - e.g. unreachable: they stay held, the next run asks again
+            decided = f"cannot read its usage record: {str(exc).splitlines()[0][:160]}"
+        if isinstance(decided, str):
+            log.warning("ledger: %d %s create(s) of unknown outcome stay held (%g credits): %s", len(held), name,
+                        sum(e.credits for e in held), decided)
+            continue
+        made, note = decided
+        for entry in held:
+            charged = entry in made
+            ledger.settle_held(entry, charged, f"{'charged' if charged else 'not charged'}: {note}")
+            said.append(f"{entry.label}: {'charged' if charged else 'not charged'}: {note}, "
+                        f"{entry.credits if charged else 0:g} credits")
+    return said
+
+
+def _decide_by_usage(ledger: Ledger, name: str, provider, held: list) -> tuple[list, str] | str:
+    """(the held creates that made a task, why), or why the usage record cannot decide them."""
+    first = datetime.fromtimestamp(min(claimed_at(e.task_id) for e in held), timezone.utc).date()
+    for back in range(90):  # the latest midnight no charge of this provider's straddles
+        day = first - timedelta(days=back)
+        since = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+        touching = [e for e in ledger.touching(since) if e.status != "held" and (
+            e.task_id is None or e.task_id.startswith(f"{name}:"))]  # no task named: it may be this provider's
+        if not any(e.created_at < since for e in touching):
+            break
+    else:
+        return "no midnight in the last 90 days that no charge straddles"
+    unsure = [e for e in touching if e.status in ("reserved", "expired") or (e.task_id is None and e.credits)]
+    if unsure:
+        return f"{len(unsure)} reservation(s) since {day} still open, lapsed or naming no task"
+    used = provider.usage_since(day)
+    if used is None:
+        return f"its usage record does not reach back to {day}"
+    rate = load_catalogue().providers[name].credits_per_unit
+    # net of refunds, so a refund of an earlier charge makes it less: that never matches, and stays held
+    extra = round(used * rate * SCALE) - sum(to_units(e.credits) for e in touching if e.status == "committed")
+    sets = _sets_adding_up(held, extra)
+    beyond = f"{name}'s usage since {day} is {extra / SCALE:g} credits beyond what the ledger counted otherwise"
+    if not sets:
+        return f"{beyond}, which no set of the {len(held)} held create(s) adds up to"
+    if len(sets) > 1:
+        beyond += f": {len(sets[0])} of {len(held)} held creates made a task, the record cannot tell which"
+    return sets[0], beyond
+
+
+def _sets_adding_up(held: list, extra: int, most: int = 12) -> list[list]:
+    """Up to two sets of `held` whose prices add up to `extra` units, earliest creates first."""
+    if extra < 0 or len(held) > most:
+        return []
+    found = []
+    for size in range(len(held) + 1):
+        for chosen in combinations(held, size):
+            if sum(to_units(e.credits) for e in chosen) == extra:
+                found.append(list(chosen))
+                if len(found) == 2:
+                    return found
+    return found
+
+
+
+
 def retry_follows(exc: BaseException) -> bool:
     """Whether Prefect will run this task again after `exc` (a transient error with retries left)."""
     context = TaskRunContext.get()
@@ -133,7 +216,7 @@ def paying(draw: BudgetDraw | None, provider: str, key: str, estimate: float, la
             charge = charged_for_failure(provider, exc, estimate)
             note = f"failed: {str(exc).splitlines()[0][:200]}" if str(exc) else f"failed: {type(exc).__name__}"
             if getattr(exc, "kind", None) == "unknown_outcome":
-                hold.commit(charge, f"unknown outcome, assumed charged at the catalogue price: {note}")
+                hold.keep_unknown(f"unknown outcome, held until the provider's usage record decides: {note}")
             elif charge > 0:
                 hold.commit(charge, note + " (billed by the provider)")
             else:
@@ -160,4 +243,4 @@ def pay_for_call(draw: BudgetDraw | None, provider: str, key: str, estimate: flo
 
 
 __all__ = ["BudgetDraw", "OverBudget", "charged_for_failure", "pay_for_call", "paying", "reconcile_orphans",
-           "upscale_key", "work_key"]
+           "settle_unknown_creates", "upscale_key", "work_key"]

@@ -255,22 +255,23 @@ def test_a_run_killed_after_storing_the_output_but_before_the_ledger_commit_is_c
     assert ledger.status("crash").spent == 24 and ledger.status("crash").reserved == 0
 
 
-def test_an_unknown_create_is_counted_once_as_charged_however_often_the_take_is_asked_for(
+def test_an_unknown_create_is_held_once_however_often_the_take_is_asked_for(
         runway, runway_sim, draw, tmp_path):
     ledger, _ = draw
     request = TAKE.model_copy(update={"seed": 22})
     key = runway.work_key(request_key(request))
     journal.claim(key, runway.name)
     leave_as_dead_run(key)  # the intent of a run killed while its create was in flight
-    creates, spent = runway_sim.creates, ledger.status("crash").spent
+    creates, before = runway_sim.creates, ledger.status("crash")
     for attempt in range(2):
         with pytest.raises(ProviderError, match="unknown_outcome|cannot find a task"):
             pay(draw, runway, request, tmp_path / "take.mp4")
-    assert ledger.status("crash").spent - spent == runway.estimate_credits(request) == 24
+    after = ledger.status("crash")  # held on the budget until Runway's usage record decides it
+    assert after.reserved - before.reserved == runway.estimate_credits(request) == 24 and after.spent == before.spent
     assert runway_sim.creates == creates
     ref = runway.task_ref(key, None, journal.get(key).claimed_at)
     unknown = [e for e in ledger.entries("crash") if e.task_id == ref]
-    assert [e.status for e in unknown] == ["committed", "released"]
+    assert [e.status for e in unknown] == ["held", "released"]
 
 
 def test_a_restart_settles_a_dead_runs_reservation_by_its_tasks_status(
@@ -302,15 +303,18 @@ def test_a_restart_settles_a_dead_runs_reservation_by_its_tasks_status(
     assert ledger.status("crash").spent - spent == 24 and ledger.status("crash").reserved == 0
 
 
-def test_an_assumed_charge_is_withdrawn_once_a_lookup_shows_what_became_of_the_create(
+def test_a_held_create_is_withdrawn_once_a_lookup_shows_what_became_of_the_create(
         kling, kling_sim, draw, tmp_path):
     ledger, _ = draw
     request = KLING_TAKE.model_copy(update={"seed": 24})
     kling_sim.inject(Fault("drop", on="create", times=kling.max_retries + 1))  # every create's answer lost
-    spent, creates = ledger.status("crash").spent, kling_sim.creates
+    before, creates = ledger.status("crash"), kling_sim.creates
     with pytest.raises(ProviderError, match="connection broke"):
         pay(draw, kling, request, tmp_path / "take.mp4")
-    assert ledger.status("crash").spent - spent == kling.estimate_credits(request)  # assumed charged meanwhile
+    held = ledger.status("crash")  # held meanwhile: reserved on the budget, not spent
+    assert held.reserved - before.reserved == kling.estimate_credits(request) and held.spent == before.spent
     assert pay(draw, kling, request, tmp_path / "take.mp4") > 0  # the lookup: Kling never made it; made now
     charged = kling_sim.record()["tasks"][-1]["credits"]
-    assert kling_sim.creates == creates + 1 and ledger.status("crash").spent - spent == charged
+    after = ledger.status("crash")
+    assert kling_sim.creates == creates + 1 and after.spent - before.spent == charged
+    assert after.reserved == before.reserved

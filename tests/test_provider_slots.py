@@ -94,3 +94,25 @@ def test_a_lease_lost_on_the_server_is_never_handed_to_the_next_take(limit, monk
     with provider_slot(name) as next_lease:
         assert next_lease != lease
         assert active_slots(client, name) == 1
+
+
+def test_the_limit_of_an_earlier_takeflow_is_replaced_and_its_disable_carries_over(prefect_server):
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    from tasks.generate import retire_limit
+
+    old = f"provider-old-{uuid.uuid4().hex[:8]}"
+    new = f"tag:{old}"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(old, 3)
+        client.update_global_concurrency_limit(old, GlobalConcurrencyLimitUpdate(active=False))
+        client.upsert_global_concurrency_limit_by_name(new, 3)
+        retire_limit(client, old, new)
+        assert not client.read_global_concurrency_limit_by_name(new).active
+        with pytest.raises(ObjectNotFound):
+            client.read_global_concurrency_limit_by_name(old)
+        client.update_global_concurrency_limit(new, GlobalConcurrencyLimitUpdate(active=True))
+        retire_limit(client, old, new)  # nothing left to move: the limit stays as the user set it
+        assert client.read_global_concurrency_limit_by_name(new).active

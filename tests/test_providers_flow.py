@@ -106,8 +106,8 @@ def test_forty_take_fan_out_stays_inside_the_concurrency_limit(prefect_server, t
     assert sim.peak_active <= 3  # never more in flight than the limit, so never THROTTLED
     with get_client(sync_client=True) as client:  # and the slots go back once the fan-out is over
         deadline = time.monotonic() + 10
-        while client.read_global_concurrency_limit_by_name("provider-runway").active_slots:
-            assert time.monotonic() < deadline, "provider-runway slots were not returned"
+        while client.read_global_concurrency_limit_by_name("tag:provider-runway").active_slots:
+            assert time.monotonic() < deadline, "tag:provider-runway slots were not returned"
             time.sleep(0.1)
 
 

@@ -15,10 +15,15 @@ provider's task instead of paying again. A lapsed lease nobody took over *expire
 counted as spent at its reserved amount (the provider may have billed a create that was in
 flight), unless the same work was committed since, which shows it was settled elsewhere.
 
+A create whose outcome nobody can know (its answer never came) is *held*: its price stays counted
+with what is reserved, not spent, until the provider's usage record or a lookup decides it
+(held.py).
+
 Amounts are stored as integer 1/10000 credits, so totals are exact sums of entries.
 
 The package: schema.py (tables, records, checks), books.py (budgets, totals, expiry, reading),
-reservations.py (reserve, commit, release, leases; `Ledger`), holds.py (a take's reservation).
+reservations.py (reserve, commit, release, leases; `Ledger`), held.py (creates of unknown outcome),
+holds.py (a take's reservation).
 """
 
 from blocks.ledger.books import Books

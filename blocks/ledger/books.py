@@ -126,8 +126,10 @@ class Books:
     # ---- reading ----------------------------------------------------------------------------
 
     def entries(self, budget: str | None = None, project: str | None = None, keys: list[str] | None = None,
-                limit: int | None = None) -> list[Entry]:
+                limit: int | None = None, where=None) -> list[Entry]:
         query = sa.select(entries_table).order_by(entries_table.c.created_at)
+        if where is not None:
+            query = query.where(where)
         if budget is not None:
             query = query.where(entries_table.c.budget == budget)
         if project is not None:
@@ -141,12 +143,14 @@ class Books:
                        r.settled_at, r.owner) for r in rows]
         return found[-limit:] if limit else found
 
-    def paid_keys(self, keys: list[str]) -> dict[str, float]:
-        """Credits already charged per content key (committed or counted as charged)."""
+    def paid_keys(self, keys: list[str], held: bool = False) -> dict[str, float]:
+        """Credits already charged per content key (committed or counted as charged); with `held`,
+        also what creates of unknown outcome hold: work an estimate must not count as still to pay."""
+        counted = ("committed", "expired", "held") if held else ("committed", "expired")
         paid: dict[str, float] = {}
         for chunk in range(0, len(keys), 500):
             for entry in self.entries(keys=keys[chunk:chunk + 500]):
-                if entry.status in ("committed", "expired"):
+                if entry.status in counted:
                     paid[entry.key] = round(paid.get(entry.key, 0.0) + entry.credits, 4)
         return paid
 
@@ -160,7 +164,8 @@ class Books:
                 sa.select(entries_table.c.status, sa.func.sum(entries_table.c.units))
                 .where(entries_table.c.budget == budget).group_by(entries_table.c.status)).all()}
         spent = (summed.get("committed") or 0) + (summed.get("expired") or 0)
-        return (int(totals[0]), int(totals[1])), (int(spent), int(summed.get("reserved") or 0))
+        reserved = (summed.get("reserved") or 0) + (summed.get("held") or 0)  # held unknowns count as reserved
+        return (int(totals[0]), int(totals[1])), (int(spent), int(reserved))
 
     # ---- internals --------------------------------------------------------------------------
 

@@ -57,6 +57,14 @@ class Hold:
         self.settled = True
         return committed
 
+    def keep_unknown(self, note: str) -> float:
+        """The call's create is of unknown outcome: hold its price until the provider's usage record
+        or a lookup decides it (blocks/ledger/held.py); the credits held."""
+        self.settled = True
+        if self.task is None or ":unknown@" not in self.task:  # no create to name: counted as charged
+            return self.ledger.commit(self.id, self.credits, f"{note}; counted as charged", self.task)
+        return self.ledger.hold_unknown(self.id, self.task, note)
+
     def release(self, note: str = "") -> None:
         self.ledger.release(self.id, note)
         self.settled = True

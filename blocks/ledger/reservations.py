@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from blocks.home import state_url
 from blocks.ledger.books import Books
+from blocks.ledger.held import HeldUnknowns
 from blocks.ledger.schema import (
     LEASE_SECONDS,
     BudgetError,
@@ -31,8 +32,8 @@ from blocks.ledger.schema import (
 )
 
 
-class Ledger(Books):
-    """Budgets, their entries and this process's open reservations."""
+class Ledger(HeldUnknowns, Books):
+    """Budgets, their entries, this process's open reservations and held creates of unknown outcome."""
 
     def __init__(self, url: str | None = None, lease: float = LEASE_SECONDS):
         super().__init__(url)
@@ -123,7 +124,7 @@ class Ledger(Books):
                 status=status, units=units, settled_at=time.time(), note=note or row.note, task_id=task))
             if done.rowcount != 1:
                 raise BudgetError(f"ledger entry {entry_id} was settled concurrently")
-            if row.status == "reserved":
+            if row.status in ("reserved", "held"):
                 self._move(db, row.budget, row.period, reserved=-row.units, spent=units)
             else:  # an expired entry (counted as spent) settled after all by whoever took it over
                 self._move(db, row.budget, row.period, spent=units - row.units)
@@ -131,14 +132,18 @@ class Ledger(Books):
         return units
 
     def withdraw(self, task: str, note: str) -> int:
-        """Release what entries counted for `task` (an assumed charge shown to be wrong); how many."""
+        """Release what entries held or counted for `task` (a create of unknown outcome, shown not to
+        be what was assumed); how many."""
         with self.engine.begin() as db:
             rows = db.execute(sa.select(entries_table).where(
-                entries_table.c.task_id == task, entries_table.c.status.in_(("committed", "expired")))).all()
+                entries_table.c.task_id == task, entries_table.c.status.in_(("held", "committed", "expired")))).all()
             for row in rows:
                 db.execute(entries_table.update().where(entries_table.c.id == row.id).values(
                     status="released", units=0, note=f"{row.note}; {note}", settled_at=time.time()))
-                self._move(db, row.budget, row.period, spent=-row.units)
+                if row.status == "held":
+                    self._move(db, row.budget, row.period, reserved=-row.units)
+                else:
+                    self._move(db, row.budget, row.period, spent=-row.units)
         return len(rows)
 
     # ---- reconciling what dead runs left ----------------------------------------------------

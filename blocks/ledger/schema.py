@@ -46,7 +46,7 @@ entries_table = sa.Table(
     sa.Column("label", sa.Text, nullable=False, default=""),
     sa.Column("project", sa.String(128), nullable=False, default=""),
     sa.Column("run_id", sa.String(64), nullable=False, default=""),
-    sa.Column("status", sa.String(12), nullable=False),  # reserved, committed, released, expired
+    sa.Column("status", sa.String(12), nullable=False),  # reserved, committed, released, expired, held
     sa.Column("estimate_units", sa.BigInteger, nullable=False),
     sa.Column("units", sa.BigInteger, nullable=False),  # held while reserved; charged once settled
     sa.Column("task_id", sa.String(200), nullable=True),
