@@ -181,8 +181,6 @@ def _sets_adding_up(held: list, extra: int, most: int = 12) -> list[list]:
     return found
 
 
-
-
 def retry_follows(exc: BaseException) -> bool:
     """Whether Prefect will run this task again after `exc` (a transient error with retries left)."""
     context = TaskRunContext.get()
