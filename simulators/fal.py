@@ -223,6 +223,9 @@ class FalSimulator(ProviderSimulator):
         task.extra["usd"] = price * info.duration
         return task
 
+    def holds_slot(self, task: SimTask) -> bool:
+        return "invalid" not in task.extra  # refused when it ran: it never occupies a runner
+
     def lifecycle(self, task: SimTask) -> tuple[str, float]:
         if "invalid" in task.extra:  # refused when it ran: completes at once
             return ("cancelled" if task.cancelled else "failed"), 1.0
