@@ -20,7 +20,8 @@ For each target:
    dropped connections itself but raises on a 503, so the loop submits such a take again, as a
    user's script would, and counts it.
 2. HTTP requests per take, as the simulator counted them, against the bound: one create, the
-   polls the polling schedule allows within the latency, one download.
+   polls the polling schedule allows within the latency, one download; and how late, by the
+   simulator's clock, the polling schedule saw each finished task.
 3. Orchestration overhead with zero latency: the same takes through Prefect tasks vs the same
    provider calls on a plain thread pool of the same size, one take at a time. The per-take cost
    is timed from the first submit to the last result; the flow run's own start and finish happen
