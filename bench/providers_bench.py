@@ -20,7 +20,8 @@ For each target:
    dropped connections itself but raises on a 503, so the loop submits such a take again, as a
    user's script would, and counts it.
 2. HTTP requests per take, as the simulator counted them, against the bound: one create, the
-   polls the polling schedule allows within the latency, one download.
+   polls the polling schedule allows within the latency, one download; and how late, by the
+   simulator's clock, the polling schedule saw each finished task.
 3. Orchestration overhead with zero latency: the same takes through Prefect tasks vs the same
    provider calls on a plain thread pool of the same size, one take at a time. The per-take cost
    is timed from the first submit to the last result; the flow run's own start and finish happen
@@ -248,15 +249,25 @@ def measure(target: Target, args: argparse.Namespace, folder: Path, image: Path)
     # 1 + 2. fixed latency and transient faults
     sim.latency, sim.fault_rate = args.latency, args.fault_rate
     sim.requests.clear()
-    sim.peak_active, creates_before = 0, sim.creates
+    sim.peak_active, creates_before, seen_before = 0, sim.creates, set(sim.tasks)
     fan_out, _ = takeflow_fan_out(provider, requests, folder, args.threads)
+    lag = seen_late(sim, seen_before)
     counted = {e: sim.count(e) / args.takes for e in ("create", "poll", "download")}
     creates, peak = (sim.creates - creates_before) / args.takes, sim.peak_active
     started = time.perf_counter()
     again = target.sdk(sim, target.key, requests, folder, image)
     sdk = time.perf_counter() - started
     return dict(plain=plain, run_wall=run_wall, prefect=prefect, fan_out=fan_out, counted=counted,
-                creates=creates, peak=peak, sdk=sdk, again=again)
+                creates=creates, peak=peak, sdk=sdk, again=again, lag=lag)
+
+
+def seen_late(sim, before: set[str]) -> float:
+    """Mean seconds, by the simulator's own clock, from a task's end (its start plus the latency)
+    to the first request that saw it ended: the cost of the polling schedule."""
+    lags = [t.extra["finished"] - t.started - t.extra.get("latency", sim.latency)
+            for t in list(sim.tasks.values()) if t.id not in before and t.started is not None
+            and "finished" in t.extra]
+    return sum(lags) / len(lags) if lags else math.nan
 
 
 def forget_takes() -> None:
@@ -284,6 +295,7 @@ def report(target: Target, m: dict[str, Any], args: argparse.Namespace) -> float
     print(f"| status polls | {counted['poll']:.2f} | {bound} + retries |")
     print(f"| downloads | {counted['download']:.2f} | 1 + retries |")
     print(f"| most tasks in flight at the provider | {m['peak']} | {args.concurrency} |")
+    print(f"| seconds from a task's end to the poll that saw it, mean | {m['lag']:.2f} | |")
     overhead = (m["prefect"] - m["plain"]) / args.takes * 1000
     print("\n| zero latency, one take at a time | wall s | per take ms |\n|---|---|---|")
     print(f"| provider.generate on a plain thread | {m['plain']:.2f} | {m['plain'] / args.takes * 1000:.0f} |")

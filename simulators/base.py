@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import random
 import re
 import secrets
@@ -287,14 +288,9 @@ class ProviderSimulator:
         with self.lock:
             if task.cancelled:
                 return "cancelled", 0.0
-            if now - task.created < self.queue_latency:
-                return "queued", 0.0
+            self.start_waiting(now)
             if task.started is None:
-                running = sum(1 for t in self.tasks.values()
-                              if t.started is not None and not t.cancelled and now - t.started < self.latency)
-                if self.concurrency is not None and running >= self.concurrency:
-                    return "throttled", 0.0
-                task.started = now
+                return ("queued" if now - task.created < self.queue_latency else "throttled"), 0.0
             elapsed = now - task.started
         if elapsed < self.latency or not task.video.done():
             return "running", min(0.99, elapsed / self.latency) if self.latency else 0.99
@@ -302,6 +298,28 @@ class ProviderSimulator:
             return "failed", 1.0
         task.video.result()  # a render error surfaces here as a 500
         return "succeeded", 1.0
+
+    def start_waiting(self, now: float) -> None:
+        """Give each waiting task the moment the provider started it: once `queue_latency` has passed
+        and, under `concurrency`, as soon as a slot was free (a task holds one for `latency` s), in
+        submission order. A provider starts work whether or not anyone asks: a task that started when
+        it was first polled made a client that polls less often wait longer for the same work."""
+        live = [t for t in self.tasks.values() if not t.cancelled and self.holds_slot(t)]
+        # a task seen finished has let its slot go (it may have run at an earlier, shorter latency)
+        ends = [min(t.started + self.latency, t.extra.get("finished", math.inf)) for t in live if t.started is not None]
+        for task in sorted((t for t in live if t.started is None), key=lambda t: t.created):
+            start = task.created + self.queue_latency
+            busy = sorted(end for end in ends if end > start)
+            if self.concurrency is not None and len(busy) >= self.concurrency:
+                start = busy[len(busy) - self.concurrency]  # when enough of them have ended
+            if start > now:
+                return  # it still waits, and so does every task sent after it
+            task.started = start
+            ends.append(start + self.latency)
+
+    def holds_slot(self, task: SimTask) -> bool:
+        """Whether the task runs at all (and so takes a concurrency slot); fal's refused inputs do not."""
+        return True
 
     def render(self, *, size: tuple[int, int], duration: float, fps: int, prompt: str, seed: int,
                image: bytes | None, motion: Path | None = None) -> Future:

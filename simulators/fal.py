@@ -183,8 +183,8 @@ class FalSimulator(ProviderSimulator):
         sizes = entry.resolutions[resolution].sizes
         image = None
         if kind == "i2v":
-            image = _image(spec.image, body.get(spec.image), self.web)
-            aspect = _aspect_of(image, sizes)
+            image, (width, height) = _image(spec.image, body.get(spec.image), self.web)
+            aspect = _aspect_of(width, height, sizes)
         elif spec.aspect and aspect not in sizes:
             raise Invalid("aspect_ratio", f"Input should be {', '.join(map(repr, sizes))}", "literal_error")
         for name in (spec.audio,) if spec.audio else ():
@@ -223,6 +223,9 @@ class FalSimulator(ProviderSimulator):
         task.extra["usd"] = price * info.duration
         return task
 
+    def holds_slot(self, task: SimTask) -> bool:
+        return "invalid" not in task.extra  # refused when it ran: it never occupies a runner
+
     def lifecycle(self, task: SimTask) -> tuple[str, float]:
         if "invalid" in task.extra:  # refused when it ran: completes at once
             return ("cancelled" if task.cancelled else "failed"), 1.0
@@ -254,14 +257,15 @@ def _media(field: str, value: Any, kind: str, web: dict[str, bytes]) -> bytes:
         raise Invalid(field, "The data URI is not valid base64", "value_error") from None
 
 
-def _image(field: str, value: Any, web: dict[str, bytes]) -> bytes:
+def _image(field: str, value: Any, web: dict[str, bytes]) -> tuple[bytes, tuple[int, int]]:
+    """An image input's bytes and (width, height), decoded once."""
     raw = _media(field, value, "image/", web)
-    if cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) is None:
+    decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
         raise Invalid(field, "The image could not be decoded", "image_load_error")
-    return raw
+    return raw, (decoded.shape[1], decoded.shape[0])
 
 
-def _aspect_of(image: bytes, sizes: dict[str, str]) -> str:
-    height, width = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_UNCHANGED).shape[:2]
+def _aspect_of(width: int, height: int, sizes: dict[str, str]) -> str:
     return min(sizes, key=lambda a: abs(math.log(int(a.split(":")[0]) / int(a.split(":")[1]) / (width / height))))
 

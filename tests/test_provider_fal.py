@@ -90,7 +90,9 @@ def test_the_queue_urls_sit_under_the_app_id_and_the_statuses_are_fals(sim, refe
     headers = {"Authorization": f"Key {sim.api_key}"}
     body = {"prompt": "x", "duration": "5", "start_image_url": None}
     body.pop("start_image_url")
-    sim.queue_latency = 0.3
+    # wide enough windows that polls every 0.05 s see each state even on a loaded machine: the task
+    # starts when its queue time is over, not when a poll first looks
+    latency, sim.queue_latency, sim.latency = sim.latency, 0.5, 1.0
     try:
         submitted = httpx.post(f"{sim.url}/fal-ai/kling-video/v3/pro/text-to-video", json=body, headers=headers).json()
         assert submitted["status_url"].startswith(f"{sim.url}/fal-ai/kling-video/requests/")
@@ -100,7 +102,7 @@ def test_the_queue_urls_sit_under_the_app_id_and_the_statuses_are_fals(sim, refe
             time.sleep(0.05)
         assert seen[0] == "IN_QUEUE" and "IN_PROGRESS" in seen
     finally:
-        sim.queue_latency = 0.0
+        sim.queue_latency, sim.latency = 0.0, latency
     result = httpx.get(submitted["response_url"], headers=headers).json()
     assert result["video"]["url"] and result["video"]["content_type"] == "video/mp4"
     assert httpx.post(f"{sim.url}/fal-ai/no-such-app/text-to-video", json=body, headers=headers).status_code == 404

@@ -155,7 +155,8 @@ def test_simulator_validates_like_modelark(sim):
         assert answer.json()["error"]["type"] == "BadRequest"
     task = httpx.get(f"{sim.url}/api/v3/contents/generations/tasks/{ok.json()['id']}",
                      headers={"Authorization": f"Bearer {KEY}"}).json()
-    assert task["status"] in ("queued", "running") and task["model"] == FAST
+    # the task started at its create, so a slow machine may see it already done
+    assert task["status"] in ("queued", "running", "succeeded") and task["model"] == FAST
 
 
 def test_deadline_cancels_a_queued_task(sim, tmp_path):
