@@ -171,14 +171,23 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
             raise RuntimeError("The task runner must be started before submitting work.")
         if self._dask is None or not runs_on_cpu(task.name, parameters):
             return self._threads.submit(task, parameters, wait_for, dependencies)
-        # A future of the thread pool means nothing on a Dask worker: wait for it here instead.
-        parameters = visit_collection(parameters, visit_fn=_resolved, return_data=True)
+        from prefect_dask.task_runners import PrefectDaskFuture
+
+        # A future of the thread pool means nothing on a Dask worker: wait for it here instead; one of
+        # Dask goes as the Dask future it wraps (as DaskTaskRunner.submit sends them).
+        parameters = visit_collection(parameters, visit_fn=_for_dask, return_data=True)
         for future in wait_for or ():
             if not _on_dask(future):
                 future.wait()
-        with self._shipped_settings():  # serialised into the task by prefect-dask
-            return self._dask.submit(task, parameters, [f for f in wait_for or () if _on_dask(f)] or None,
-                                     dependencies)
+        on_dask = [future.wrapped_future for future in wait_for or () if _on_dask(future)] or None
+        with self._shipped_settings():  # serialised into the task by prefect-dask's client
+            # DaskTaskRunner.submit, but with pure=False: its default (pure) keys each task by a hash of
+            # the task, its parameters and the whole serialised flow-run context and settings, the
+            # largest serial cost of a submit; every task carries a new task-run id, so that hash
+            # could never find an equal task to share, and a random key is what Dask then uses.
+            future = self._dask.client.submit(task, parameters=parameters, wait_for=on_dask, dependencies=dependencies,
+                                              return_type="state", pure=False)
+        return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
 
     def _shipped_settings(self) -> ShippedSettings:
         """A fresh copy (so that threads submitting at once each enter their own) of the settings
@@ -230,8 +239,11 @@ def _on_dask(value: Any) -> bool:
     return type(value).__name__ == "PrefectDaskFuture"
 
 
-def _resolved(value: Any) -> Any:
-    return value.result() if isinstance(value, PrefectFuture) and not _on_dask(value) else value
+def _for_dask(value: Any) -> Any:
+    """A parameter as a Dask task takes it: a thread's future resolved to its result, a Dask one unwrapped."""
+    if not isinstance(value, PrefectFuture):
+        return value
+    return value.wrapped_future if _on_dask(value) else value.result()
 
 
 def _refuse_other_default_client(address: str) -> None:
