@@ -12,7 +12,9 @@ does nothing (a sleep of 0 s), so the times are the overhead alone:
   round trip ms the batch's wall time from the first submit to the last result, per task
                 (on Dask: the worker's task engine, state reports, result shipping)
 
-and, in the same flow run, the parts of a Dask submit that are Prefect's own work:
+and, in the same flow run, two parts of a Dask submit that are Prefect's work, timed alone with
+the flow's own settings context (what every submit paid before the runner built and serialised the
+settings it ships once per run; now it pays the first line without its settings part):
 
   serialize_context  prefect-dask serialises the flow-run, task-run, tags and settings contexts
                      with every task (prefect.context.serialize_context)
