@@ -21,7 +21,10 @@ the flow's process), their ffmpeg decoders included, per wall second. The CPU se
 process itself (submitting and collecting; in the thread rows, the scoring too) and of the Prefect
 server it reports to are shown beside: on a machine with as many cores as workers they share the
 workers' cores, so the 2-worker row can score at most (2 cores x the 1-worker wall) / (all CPU
-seconds of the 2-worker batch) times the takes per minute of 1, the *CPU cap* printed at the end.
+seconds of the 2-worker batch) times the takes per minute of 1, the *CPU cap* printed at the end
+(meaningful on an otherwise idle machine only: other work lengthens the 1-worker wall, not the CPU).
+A pinned 1-worker batch is one core's worth: the pinned rows are also compared with the unpinned
+single worker, so that a slower 1-worker baseline cannot flatter their ratio.
 """
 
 from __future__ import annotations
@@ -190,7 +193,9 @@ def main() -> None:
         print(f"\n{kind}: 2 workers score {row[kind, 2]['speedup']:.2f}× the takes per minute of 1 (goal ≥ 1.7×); "
               f"1 worker runs at {row[kind, 1]['vs_plain']:.2f}× the plain in-process run "
               f"(below 1: the Dask overhead{' and the one-core cap' if 'pinned' in kind else ''}); CPU cap on "
-              f"{os.cpu_count()} cores: {os.cpu_count() * row[kind, 1]['wall'] / row[kind, 2]['cpu']:.2f}×")
+              f"{os.cpu_count()} cores: {os.cpu_count() * row[kind, 1]['wall'] / row[kind, 2]['cpu']:.2f}×"
+              + (f"; 2 pinned workers score {row['Dask', 1]['wall'] / row[kind, 2]['wall']:.2f}× the takes per "
+                 "minute of 1 unpinned worker" if "pinned" in kind else ""))
 
 
 if __name__ == "__main__":
