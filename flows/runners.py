@@ -11,9 +11,11 @@ TAKEFLOW_DASK_ADDRESS (read when each run starts):
                    (default: one per core)
 
 Dask workers run the Prefect task engine themselves: they report task states, read and write the
-result/cache storage and the ledger, so they need the flow's PREFECT_API_URL (sent with each task),
-the same result storage and the same TAKEFLOW_STATE_URL, TAKEFLOW_CATALOGUE and TAKEFLOW_MODELS;
-the run refuses to start when a worker's differ.
+result/cache storage and the ledger, so they need the flow's PREFECT_API_URL (sent with each task,
+in the Prefect settings prefect-dask ships with it), the same result storage and the same
+TAKEFLOW_STATE_URL, TAKEFLOW_CATALOGUE and TAKEFLOW_MODELS; the run refuses to start when a
+worker's differ. On a worker, the runner prefect-dask rebuilds around each task (the flow's, so
+that tasks it submits have one) keeps to threads: the worker is already on the cluster.
 
 Each worker's own parallelism is explicit (OneCoreWorker, a Dask worker plugin the runner installs
 when it connects): OpenCV and the BLAS/OpenMP pools keep to one thread, as ffmpeg does, so a
@@ -28,12 +30,15 @@ beside the measuring), which is faster for a single worker and the same once the
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Iterable
 
+from prefect.context import SettingsContext, get_settings_context
 from prefect.futures import PrefectFuture
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, Settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.collections import visit_collection
+from pydantic import PrivateAttr
 
 from blocks.home import state_url
 from blocks.remote import RemoteVideoProvider
@@ -79,6 +84,22 @@ def worker_settings() -> dict[str, str | None]:
             for name in SHARED_SETTINGS}
 
 
+class ShippedSettings(SettingsContext):
+    """The settings a task sent to Dask carries: the flow's, with PREFECT_API_URL set to the run's API.
+
+    prefect-dask serialises the current settings context into every task it submits
+    (prefect.context.serialize_context), several hundred settings walked and dumped each time,
+    though they do not change during a run: this context serialises them once and hands every
+    later task the same dict (each submit enters a copy, which shares it)."""
+
+    _serialized: dict[bool, dict[str, Any]] = PrivateAttr(default_factory=dict)
+
+    def serialize(self, include_secrets: bool = True) -> dict[str, Any]:
+        if include_secrets not in self._serialized:
+            self._serialized[include_secrets] = super().serialize(include_secrets=include_secrets)
+        return self._serialized[include_secrets]
+
+
 class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
     """Threads for waiting on providers, a Dask cluster (when configured) for CPU-heavy tasks."""
 
@@ -90,6 +111,7 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
         self._threads: ThreadPoolTaskRunner | None = None
         self._dask = None
         self._api_url: str | None = None
+        self._shipped: tuple[Settings, ShippedSettings] | None = None  # (the flow's settings, what Dask gets)
 
     @property
     def name(self) -> str:
@@ -106,7 +128,7 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
         super().__enter__()
         self._threads = ThreadPoolTaskRunner(max_workers=self.max_threads).__enter__()
         address = self.dask_address or os.environ.get(DASK_ADDRESS_ENV, "").strip()
-        if address:
+        if address and not _on_dask_worker():
             try:
                 self._api_url = _api_url(address)
                 _refuse_other_default_client(address)
@@ -149,14 +171,34 @@ class TakeflowTaskRunner(TaskRunner[PrefectFuture[Any]]):
             raise RuntimeError("The task runner must be started before submitting work.")
         if self._dask is None or not runs_on_cpu(task.name, parameters):
             return self._threads.submit(task, parameters, wait_for, dependencies)
-        # A future of the thread pool means nothing on a Dask worker: wait for it here instead.
-        parameters = visit_collection(parameters, visit_fn=_resolved, return_data=True)
+        from prefect_dask.task_runners import PrefectDaskFuture
+
+        # A future of the thread pool means nothing on a Dask worker: wait for it here instead; one of
+        # Dask goes as the Dask future it wraps (as DaskTaskRunner.submit sends them).
+        parameters = visit_collection(parameters, visit_fn=_for_dask, return_data=True)
         for future in wait_for or ():
             if not _on_dask(future):
                 future.wait()
-        with temporary_settings({PREFECT_API_URL: self._api_url}):  # shipped with the task to the worker
-            return self._dask.submit(task, parameters, [f for f in wait_for or () if _on_dask(f)] or None,
-                                     dependencies)
+        on_dask = [future.wrapped_future for future in wait_for or () if _on_dask(future)] or None
+        with self._shipped_settings():  # serialised into the task by prefect-dask's client
+            # DaskTaskRunner.submit, but with pure=False: its default (pure) keys each task by a hash of
+            # the task, its parameters and the whole serialised flow-run context and settings, the
+            # largest serial cost of a submit; every task carries a new task-run id, so that hash
+            # could never find an equal task to share, and a random key is what Dask then uses.
+            future = self._dask.client.submit(task, parameters=parameters, wait_for=on_dask, dependencies=dependencies,
+                                              return_type="state", pure=False)
+        return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
+
+    def _shipped_settings(self) -> ShippedSettings:
+        """A fresh copy (so that threads submitting at once each enter their own) of the settings
+        for the workers, built when the flow's settings are new to this run: normally once, where
+        `temporary_settings` per submit rebuilt and revalidated every setting each time."""
+        flow = get_settings_context()
+        if self._shipped is None or self._shipped[0] is not flow.settings:
+            settings = flow.settings if flow.settings.api.url == self._api_url else \
+                flow.settings.copy_with_update(updates={PREFECT_API_URL: self._api_url})
+            self._shipped = flow.settings, ShippedSettings(profile=flow.profile, settings=settings)
+        return self._shipped[1].model_copy()
 
 
 def _api_url(address: str) -> str:
@@ -177,12 +219,32 @@ def _api_url(address: str) -> str:
     return server.api_url
 
 
+def _on_dask_worker() -> bool:
+    """Whether this runs in a task on a Dask worker. prefect-dask rebuilds the flow-run context
+    around every task a worker runs, entering a duplicate of the flow's runner; connecting that one
+    to the cluster would cost each task a Dask client, a settings check of every worker and the
+    worker plugin installed again on all of them (about 0.2 s a task at load 11-14,
+    bench/README.md)."""
+    if "distributed" not in sys.modules:  # a worker has imported it; elsewhere it need not be
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
 def _on_dask(value: Any) -> bool:
     return type(value).__name__ == "PrefectDaskFuture"
 
 
-def _resolved(value: Any) -> Any:
-    return value.result() if isinstance(value, PrefectFuture) and not _on_dask(value) else value
+def _for_dask(value: Any) -> Any:
+    """A parameter as a Dask task takes it: a thread's future resolved to its result, a Dask one unwrapped."""
+    if not isinstance(value, PrefectFuture):
+        return value
+    return value.wrapped_future if _on_dask(value) else value.result()
 
 
 def _refuse_other_default_client(address: str) -> None:

@@ -65,6 +65,33 @@ def test_cpu_heavy_tasks_run_on_dask_and_stay_cached(prefect_server, dask_cluste
     assert again.result().cached == 4 and again.result().generated == 0
 
 
+def test_a_task_on_a_worker_gets_the_flows_settings_and_opens_no_client_of_its_own(prefect_server, dask_cluster):
+    """prefect-dask rebuilds the flow's runner around every task a worker runs; that one connected
+    to the cluster again (a client, a check of every worker, the plugin installed anew) per task."""
+    from prefect import flow, task
+    from prefect.settings import PREFECT_API_URL
+
+    address, client = dask_cluster
+
+    @task(name="score-take")  # a CPU-heavy task's name: the runner sends it to Dask
+    def where_it_runs() -> tuple[str, str | None, bool]:
+        import distributed
+
+        try:
+            distributed.default_client()
+        except ValueError:
+            return distributed.get_worker().address, PREFECT_API_URL.value(), False
+        return distributed.get_worker().address, PREFECT_API_URL.value(), True
+
+    @flow(task_runner=TakeflowTaskRunner(1, dask_address=address))
+    def twice() -> list:
+        return [where_it_runs.submit().result() for _ in range(2)]
+
+    for worker, api_url, opened_a_client in twice():
+        assert worker in client.scheduler_info()["workers"]
+        assert api_url == PREFECT_API_URL.value() and not opened_a_client
+
+
 def test_a_hosted_provider_is_polled_in_threads_while_its_takes_are_scored_on_dask(prefect_server, tmp_path,
                                                                                    monkeypatch):
     """The Runway adapter (an httpx client in the block) never leaves the flow's process."""
