@@ -30,6 +30,9 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 # The first video stream that is not an attached picture (cover art of an audio file).
 VIDEO_STREAM = "0:V:0"
 PROBE_TIMEOUT_S = 120
+# No frame is decoded that is larger than 8K UHD: ffmpeg's decoder refuses a bigger one (a broken
+# or hostile header) before allocating it, even in a decode started before the probe has answered.
+MAX_DECODE_PIXELS = 7680 * 4320
 
 
 class MediaError(RuntimeError):
@@ -169,33 +172,38 @@ def _shrunk(width: int, height: int, max_side: int | None) -> tuple[int, int]:
 
 
 def iter_frames(path: str | Path, max_side: int | None = None, gray: bool = False,
-                info: VideoInfo | None = None) -> Iterator[np.ndarray]:
+                info: VideoInfo | None = None, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """The frames of a video as BGR (or, with `gray`, luma) uint8 arrays, one at a time (never
     the whole clip), decoded by an ffmpeg process on another core, which starts at once so that it
     decodes while the caller gets ready.
 
     With `max_side`, frames are shrunk (area interpolation, inside ffmpeg) so their longer side
-    is at most that. Rotation is applied as players do. `info` saves probing again. Like a
-    player, ffmpeg stops at the first frame it cannot decode; MediaError when it fails before
+    is at most that. Rotation is applied as players do. `info` saves probing again; so does
+    `size`, the displayed (width, height) the caller already expects: ffmpeg scales to it
+    whatever the file holds, so a caller that guesses must check the guess against `probe`. Like
+    a player, ffmpeg stops at the first frame it cannot decode; MediaError when it fails before
     giving any frame.
     """
-    frames = _ffmpeg_frames(Path(path), max_side, gray, info)
+    if size is None:
+        info = info or probe(path)
+        size = (info.width, info.height)
+    frames = _ffmpeg_frames(Path(path), max_side, gray, size)
     next(frames)  # runs up to ffmpeg's start
     return frames
 
 
 def _ffmpeg_frames(path: Path, max_side: int | None, gray: bool,
-                   info: VideoInfo | None) -> Iterator[np.ndarray | None]:
+                   size: tuple[int, int]) -> Iterator[np.ndarray | None]:
     """None once ffmpeg has started, then the frames."""
-    info = info or probe(path)
-    width, height = _shrunk(info.width, info.height, max_side)
+    width, height = _shrunk(*size, max_side)
     pix_fmt = "gray" if gray else "bgr24"
     shape = (height, width) if gray else (height, width, 3)
     # One decoding and one filter thread: the caller measures on the other core meanwhile.
     # passthrough: every decoded frame once, none duplicated or dropped (variable frame rate too).
     command = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-threads", "1", "-filter_threads",
-               "1", "-i", str(path), "-map", VIDEO_STREAM, "-fps_mode", "passthrough",
-               "-vf", f"scale={width}:{height}:flags=area,format={pix_fmt}", "-f", "rawvideo", "pipe:"]
+               "1", "-max_pixels", str(MAX_DECODE_PIXELS), "-i", str(path), "-map", VIDEO_STREAM,
+               "-fps_mode", "passthrough", "-vf", f"scale={width}:{height}:flags=area,format={pix_fmt}",
+               "-f", "rawvideo", "pipe:"]
     given = 0
     # stderr goes to a file: a broken stream can log more than a pipe holds, blocking ffmpeg.
     with tempfile.TemporaryFile() as log:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from blocks.media import MediaError, VideoInfo, iter_frames, probe, read_image
+from blocks.media import MAX_DECODE_PIXELS, MediaError, VideoInfo, iter_frames, probe, read_image
 from blocks.camera_vocabulary import parse_camera
 from blocks.providers import MotionRegion
 from tasks.metrics_adherence import BrushAdherence, CameraAdherence, MotionAmount, ReferenceFidelity
@@ -103,7 +103,7 @@ FPS_TOLERANCE = 0.01  # 23.976 and 24 must differ; probe() rounds to 3 decimals
 # Inputs refused before decoding: nothing a video model returns is this big, and decoding it
 # would take minutes or exhaust memory.
 MAX_FILE_BYTES = 4 * 1024**3
-MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD
+MAX_FRAME_PIXELS = MAX_DECODE_PIXELS  # 8K UHD: nothing larger is decoded at all
 MAX_DURATION_S = 600.0
 MIN_FRAME_SIDE = 16
 
@@ -310,13 +310,21 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
         if path.is_file() and (size := path.stat().st_size) > MAX_FILE_BYTES:
             return _rejected(f"refused: {size / 1024**3:.1f} GiB file, over the "
                              f"{MAX_FILE_BYTES / 1024**3:g} GiB limit")
-        info = probe(path)
-        if refusal := _refusal(info):
-            return _rejected(refusal)
-        # The decoder starts first and gets its first frames ready while the metrics are set up;
-        # closing() stops it should anything fail before it is done.
-        with contextlib.closing(iter_frames(path, max_side=analysis_side(info.width, info.height),
-                                            gray=True, info=info)) as frames:
+        with contextlib.ExitStack() as stack:
+            # The decoder starts first, at the size the shot expects, and decodes on one core while
+            # the probe reads the file on the other; the wrong guess (a take of another size) is
+            # stopped and decoded again at its own size. closing() stops a decoder should anything
+            # fail before it is done.
+            expected_size = (expected.width, expected.height)
+            frames = stack.enter_context(contextlib.closing(iter_frames(
+                path, max_side=analysis_side(*expected_size), gray=True, size=expected_size)))
+            info = probe(path)
+            if refusal := _refusal(info):
+                return _rejected(refusal)
+            if (info.width, info.height) != expected_size:
+                frames.close()
+                frames = stack.enter_context(contextlib.closing(iter_frames(
+                    path, max_side=analysis_side(info.width, info.height), gray=True, info=info)))
             metrics = frame_metrics(expected, info.fps, info.frames)
             decoded = _decode_into(frames, info.fps, metrics)
     except _UNREADABLE as exc:

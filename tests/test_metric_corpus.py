@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 import pytest
 
+import blocks.media
 import tasks.metrics
 from blocks.camera_vocabulary import parse_camera
-from blocks.media import FFMPEG, FrameWriter, iter_frames
+from blocks.media import FFMPEG, FrameWriter, MediaError, iter_frames
 from blocks.previz_camera import plan_camera
 from blocks.previz_render import render_previz
 from blocks.providers import MotionRegion
@@ -410,7 +411,10 @@ def test_absurd_inputs_are_refused_before_decoding(corpus, tmp_path: Path, monke
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded a file that should have been refused")
 
-    monkeypatch.setattr(tasks.metrics, "iter_frames", no_decoding)
+    # The decoder may start at the expected size while the probe reads the file (blocks.media
+    # refuses frames over 8K itself: test_the_decoder_refuses_frames_over_its_pixel_limit), but
+    # no frame of a refused take is ever measured.
+    monkeypatch.setattr(tasks.metrics, "_decode_into", no_decoding)
     huge = tmp_path / "huge.mp4"
     with open(huge, "wb") as handle:  # sparse: 5 GiB on paper, nothing on disk
         handle.truncate(5 * 1024**3)
@@ -422,6 +426,22 @@ def test_absurd_inputs_are_refused_before_decoding(corpus, tmp_path: Path, monke
     monkeypatch.setattr(tasks.metrics, "MAX_FRAME_PIXELS", 7680 * 4320)
     monkeypatch.setattr(tasks.metrics, "MAX_DURATION_S", 1.0)
     assert measure_take(clean, PLAIN).hard_fails == ["refused: 2 s long, over the 1 s limit"]
+
+
+def test_the_decoder_refuses_frames_over_its_pixel_limit(corpus, monkeypatch) -> None:
+    clean = corpus["fox"]["clean"]
+    assert next(iter_frames(clean)).shape[:2] == (HEIGHT, WIDTH)
+    monkeypatch.setattr(blocks.media, "MAX_DECODE_PIXELS", WIDTH * HEIGHT - 1)
+    with pytest.raises(MediaError, match="ffmpeg failed"):
+        list(iter_frames(clean, max_side=64))
+
+
+def test_a_take_of_another_size_than_expected_is_measured_at_its_own(corpus) -> None:
+    clean = corpus["fox"]["clean"]
+    expected = PLAIN.model_copy(update={"width": WIDTH * 2, "height": HEIGHT * 2})
+    result = measure_take(clean, expected)
+    assert result.metrics == measure_take(clean, PLAIN).metrics
+    assert result.hard_fails == [f"size {WIDTH}x{HEIGHT}, expected {WIDTH * 2}x{HEIGHT * 2}"]
 
 
 def test_pillarboxed_take_fails(corpus, tmp_path: Path) -> None:
