@@ -108,7 +108,8 @@ def probe(path: str | Path) -> VideoInfo:
     progress, header = _ffmpeg_text(["-v", "info", "-nostats", "-i", str(path), "-map", VIDEO_STREAM,
                                      "-c", "copy", "-f", "null", "-", "-progress", "pipe:1"])
     if not _INPUT_RE.search(header):
-        raise MediaError(f"{path.name}: not a readable video: {_why_unreadable(header)}")
+        # ffmpeg names the file by its full path; the caller knows where it lies.
+        raise MediaError(f"{path.name}: not a readable video: {_why_unreadable(header).replace(str(path), path.name)}")
     video = _first_video(header)
     if video is None:
         audio = re.search(r"Stream #0:\d+\S*: Audio:", header) is not None

@@ -334,7 +334,7 @@ def measure_take(path: str | Path, expected: Expectation) -> TakeMetrics:
     if decoded == 0:
         fails.append(f"no decodable frames (container declares {info.frames})")
     elif decoded != info.frames:
-        fails.append(f"decoded {decoded} frames, container declares {info.frames}")
+        fails.append(f"damaged or truncated: ffmpeg decoded {decoded} of the {info.frames} frames the container lists")
     values: dict[str, float] = {}
     defects: list[str] = []
     flaws: list[str] = []

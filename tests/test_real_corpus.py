@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from functools import lru_cache
@@ -121,11 +122,20 @@ def test_a_truly_broken_file_is_refused_with_the_reason(tmp_path) -> None:
     garbage.write_bytes(b"\x00\x00\x00\x18ftypisom" + os.urandom(4096))
     headless = tmp_path / "headless.mp4"
     headless.write_bytes(source.read_bytes()[: source.stat().st_size // 2])  # moov atom at the end is lost
-    for path in (garbage, headless):
+    whole = tmp_path / "faststart.mp4"
+    _ffmpeg("-i", str(source), "-c", "copy", "-movflags", "+faststart", str(whole))
+    tailless = tmp_path / "tailless.mp4"  # an interrupted download: the index first, half the frames
+    tailless.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    reasons = {}
+    for path in (garbage, headless, tailless):
         result = measure_take(path, Expectation(width=480, height=480, fps=15, duration=41 / 15))
         assert not result.passed
-        assert result.hard_fails[0].startswith(("unreadable: ", "decoded ")), result.hard_fails
-        assert len(result.hard_fails[0]) > len("unreadable: ")
+        reasons[path.name] = result.hard_fails
+        assert str(tmp_path) not in " ".join(result.hard_fails)  # the take's name, not where it lies
+    assert reasons["garbage.mp4"][0].startswith("unreadable: ") and len(reasons["garbage.mp4"][0]) > len("unreadable: ")
+    assert reasons["headless.mp4"][0].startswith("unreadable: not a readable video: ")
+    assert any(re.fullmatch(r"damaged or truncated: ffmpeg decoded \d+ of the \d+ frames the container lists", fail)
+               for fail in reasons["tailless.mp4"]), reasons["tailless.mp4"]
 
 
 # ---- each real failure mode is caught on a clip that shows it ----
