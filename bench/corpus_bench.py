@@ -58,6 +58,11 @@ DEFECT_KINDS: dict[str, re.Pattern] = {
     "black": re.compile(r"black frames|black final|black bar"),
     "flicker": re.compile(r"flicker|jitter"),
 }
+# What the manifest's notes call content the prompt asked for and the clip lacks. A weight-free
+# scorer cannot see it; `--prompt-oracle` adds these notes as defects to show how far a perfect
+# text-video alignment measure would move the bench (an upper bound read from the labels, not a score).
+PROMPT_MISS = re.compile(r"prompt miss|no (dog|sign|ball|moon|butterflies|rainbow|sunset|karate)\b|no medieval man"
+                         r"|not blue|no recognisable|no single|garbled|prompt missed")
 NOT_A_DEFECT = re.compile(r"by design|not a frozen|not frozen|is real motion|is intended|repeated about")
 GOOD_LABELS = re.compile(r"^(good|clean)")
 
@@ -310,6 +315,14 @@ def calibrate(clips: list[Clip]) -> None:
                                                if v != DEFAULT_WEIGHTS[k]) or "no change") + "\n")
 
 
+def add_prompt_oracle(clips: list[Clip]) -> None:
+    """Each clip whose manifest notes a prompt miss gets it as a defect, in the manifest's words."""
+    for clip in clips:
+        missed = [note for note in clip.defects if PROMPT_MISS.search(note)]
+        if clip.metrics is not None and missed:
+            clip.metrics.defects.append("misses the prompt (oracle): " + "; ".join(missed))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", help=f"corpus folder (default ${CORPUS_ENV} or ../shared/corpus)")
@@ -320,7 +333,12 @@ def main() -> None:
                         help="also run the learned scorers available here, as a production run does")
     parser.add_argument("--calibrate", action="store_true",
                         help="also fit the rank weights with leave-one-group-out validation (slow)")
+    parser.add_argument("--prompt-oracle", action="store_true",
+                        help="add the manifest's notes of prompt misses as defects: the bench with a perfect "
+                        "text-video alignment measure, an upper bound read from the labels")
     args = parser.parse_args()
+    if args.prompt_oracle and args.dump:
+        parser.error("--dump records what the scorer measured: run it without --prompt-oracle")
     corpus = corpus_dir(args.corpus)
     if not (corpus / "manifest.json").is_file():
         sys.exit(f"no corpus at {corpus}: set {CORPUS_ENV} or pass --corpus")
@@ -329,9 +347,13 @@ def main() -> None:
         reuse(clips, Path(args.metrics))
     else:
         measure(clips, corpus, args.learned)
+    if args.prompt_oracle:
+        add_prompt_oracle(clips)
 
     rows, totals = group_rows(clips)
-    print(f"### Real corpus: {len(clips)} clips from {corpus}\n")
+    oracle = (" (prompt-miss oracle: the manifest's notes of prompt misses count as defects)"
+              if args.prompt_oracle else "")
+    print(f"### Real corpus: {len(clips)} clips from {corpus}{oracle}\n")
     print("| group | clips | labelled pairs | pairwise, selector | pairwise, quality | pick | label-best? | reason |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
